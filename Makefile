@@ -1,0 +1,37 @@
+# agentwatch: the two README commands are `make run` and `make test`.
+# Both set the host up first (packaging/setup-host.sh, idempotent).
+VENV   ?= $(CURDIR)/.venv
+PY     := $(VENV)/bin/python
+AW     := $(VENV)/bin/agentwatch
+# What `make run` watches until the daemon lands: a small tree that reads a file and
+# makes a refused connect, so every first-set probe shows up.
+CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
+EVENTS ?= -
+
+.PHONY: setup run test test-unit test-bpf lint bench doctor clean
+
+setup:
+	@VENV=$(VENV) bash packaging/setup-host.sh
+
+run: setup
+	$(AW) doctor
+	$(AW) run --events $(EVENTS) -- $(CMD)
+
+doctor: setup
+	$(AW) doctor
+
+test: setup
+	$(PY) -m pytest -ra tests
+
+test-unit: setup
+	$(PY) -m pytest -ra -m "not bpf" tests
+
+lint: setup
+	$(PY) -m ruff check probes collector detectors tests bench
+	$(PY) -m mypy probes collector detectors
+
+bench: setup
+	$(PY) bench/open_close.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

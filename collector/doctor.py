@@ -1,0 +1,689 @@
+"""`agentwatch doctor`: what this host can do for agentwatch, found by trying each thing.
+
+Every capability is tested by doing it, never by reading a kernel version or a config
+option: a real BPF program is compiled, loaded and attached and seen to act, a real cgroup is
+made, bubblewrap is really run. One line per capability, in this order:
+
+ 1. root and capabilities  (must)         euid 0 and CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN,
+                                           CAP_KILL in the effective set: needed to load BPF.
+ 2. BTF                    (optional)     /sys/kernel/btf/vmlinux: needed by fentry and LSM.
+ 3. tracefs                (must)         BCC reads tracepoint formats from it (mounted if not).
+ 4. kernel headers         (must)         BCC compiles C at load time; a tracepoint program is
+                                           compiled, loaded and attached.
+ 5. ring buffer            (must)         how events reach user space: one event is sent and read.
+ 6. bpf_send_signal        (recommended)  enforcement: a forked child is killed from a tracepoint.
+ 7. cgroup v2              (recommended)  a child cgroup with cgroup.kill and cgroup.freeze.
+ 8. cgroup sock_addr hooks (recommended)  a connect4 program refuses a loopback connect (EPERM).
+ 9. kprobes                (optional)     attach to a kernel function.
+10. fentry                 (optional)     KFUNC_PROBE: cheaper kernel-function probes (needs BTF).
+11. BPF LSM                (optional)     LSM_PROBE: in-kernel policy decisions (needs BTF).
+12. bubblewrap             (recommended)  the sandbox that agents are run in.
+
+Each check cleans up whatever it made (BPF objects, cgroups, child processes), catches its own
+errors and reports a one-line reason; the compiler and verifier output that BCC writes to
+stderr is captured and only its gist is shown. `main()` returns 1 when a must-have is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import errno
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from probes import kernel
+
+Status = Literal["ok", "missing", "unavailable"]
+Level = Literal["must", "recommended", "optional"]
+
+BTF_PATH = Path("/sys/kernel/btf/vmlinux")
+BTF_MAGIC = 0xEB9F
+# Bit numbers in the capability sets of /proc/<pid>/status (linux/capability.h).
+REQUIRED_CAPS = {"CAP_BPF": 39, "CAP_PERFMON": 38, "CAP_SYS_ADMIN": 21, "CAP_KILL": 5}
+NAME_WIDTH = 24
+STATUS_WIDTH = 12
+_REASON_MAX = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    status: Status
+    level: Level
+    detail: str
+    fix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def format_check(c: Check) -> str:
+    """One line: status, name, detail, and for a failed check its level and the fix."""
+    if c.status == "ok":
+        label = "ok"
+    elif c.level == "must":
+        label = c.status.upper()
+    else:
+        label = c.status
+    text = f"{label:<{STATUS_WIDTH - 1}} {c.name:<{NAME_WIDTH - 1}} {_one_line(c.detail)}"
+    if c.status != "ok":
+        text += f" [{c.level}]"
+        if c.fix:
+            text += f" -> fix: {_one_line(c.fix)}"
+    return text.rstrip()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _StderrCapture:
+    """Redirects file descriptor 2 (where libbcc and clang write) to a temporary file."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self._saved = -1
+        self._tmp: Any = None
+
+    def __enter__(self) -> _StderrCapture:
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode(errors="replace")
+        self._tmp.close()
+
+
+def _short(text: str, limit: int = _REASON_MAX) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reason(exc: BaseException, stderr: str = "") -> str:
+    """The gist of a BCC failure, from its exception and what it wrote to stderr."""
+    msg = str(exc).strip() or type(exc).__name__
+    if msg == "Need super-user privileges to run":
+        # BCC's wording for any EPERM from BPF_PROG_LOAD, even when we are root.
+        who = "as root" if os.geteuid() == 0 else "not root"
+        return f"program load refused with EPERM ({who})"
+    if msg.startswith("Failed to compile BPF module"):
+        for line in stderr.splitlines():
+            if "error:" in line:
+                return _short("compile failed: " + line.split("error:", 1)[1].strip())
+        return _short("compile failed: " + (stderr.strip().splitlines() or [msg])[-1])
+    if "kprobe_events" in stderr and "No such file" in stderr:
+        return "the kernel has no kprobes (tracefs has no kprobe_events)"
+    return _short(msg.splitlines()[0] if msg.splitlines() else msg)
+
+
+@contextmanager
+def _bpf(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
+    """A BPF object that is cleaned up afterwards, even when its constructor fails half-way
+    (the constructor auto-attaches TRACEPOINT_PROBE/KFUNC_PROBE/LSM_PROBE functions)."""
+    from bcc import BPF
+
+    b = BPF.__new__(BPF)
+    try:
+        b.__init__(text=text.encode(), cflags=cflags or [])  # cflags: str (BCC encodes them)
+        yield b
+    finally:
+        try:
+            b.cleanup()
+        except Exception:  # partially built object; nothing more to free
+            pass
+
+
+def _wait_child(pid: int, timeout: float) -> int | None:
+    """waitpid with a timeout: the wait status, or None if the child is still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
+def _kill_and_reap(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _decode_mount_field(field: str) -> str:
+    """/proc/self/mounts escapes space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def cgroup2_mount(mounts: Path = Path("/proc/self/mounts")) -> Path | None:
+    """Mount point of the cgroup v2 hierarchy, from the mount table (never assumed)."""
+    try:
+        lines = mounts.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            return Path(_decode_mount_field(fields[1]))
+    return None
+
+
+def _remove_cgroup(path: Path, timeout: float = 2.0) -> str:
+    """rmdir a cgroup, retrying while it is still busy; returns an error or ''."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            path.rmdir()
+            return ""
+        except FileNotFoundError:
+            return ""
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
+                return f"could not remove {path}: {e.strerror}"
+            time.sleep(0.02)
+
+
+@contextmanager
+def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
+    """A new empty child cgroup of `root`, removed afterwards (a failure goes to `errors`)."""
+    path = root / f"agentwatch-doctor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        err = _remove_cgroup(path)
+        if err:
+            errors.append(err)
+
+
+def _with_cleanup_errors(c: Check, errors: list[str]) -> Check:
+    if not errors:
+        return c
+    return replace(c, detail=f"{c.detail}; cleanup: {'; '.join(errors)}")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_root() -> Check:
+    name = "root and capabilities"
+    euid = os.geteuid()
+    try:
+        status_text = Path("/proc/self/status").read_text()
+        m = re.search(r"^CapEff:\s*([0-9a-fA-F]+)$", status_text, re.M)
+        capeff = int(m.group(1), 16) if m else 0
+    except OSError as e:
+        return Check(name, "missing", "must", f"cannot read /proc/self/status: {e.strerror}",
+                     "run as root")
+    lacking = [cap for cap, bit in REQUIRED_CAPS.items() if not capeff >> bit & 1]
+    if euid == 0 and not lacking:
+        return Check(name, "ok", "must", "euid 0; effective " + ", ".join(REQUIRED_CAPS))
+    problems = []
+    if euid != 0:
+        problems.append(f"euid is {euid}, not 0")
+    if lacking:
+        problems.append("effective set lacks " + ", ".join(lacking))
+    return Check(name, "missing", "must", "; ".join(problems),
+                 "run as root with full capabilities (sudo agentwatch doctor)")
+
+
+def check_btf() -> Check:
+    name = "BTF"
+    try:
+        with BTF_PATH.open("rb") as f:
+            head = f.read(2)
+        size = BTF_PATH.stat().st_size
+    except OSError as e:
+        return Check(name, "unavailable", "optional", f"{BTF_PATH}: {e.strerror}",
+                     "a kernel built with CONFIG_DEBUG_INFO_BTF (only fentry/LSM need it)")
+    if len(head) < 2 or struct.unpack("=H", head)[0] != BTF_MAGIC:
+        return Check(name, "unavailable", "optional", f"{BTF_PATH} does not start with the "
+                     "BTF magic 0xeB9F", "a kernel built with CONFIG_DEBUG_INFO_BTF")
+    detail = f"{BTF_PATH} readable, BTF magic 0xeB9F"
+    if size:
+        detail += f", {size / 2**20:.1f} MiB"
+    return Check(name, "ok", "optional", detail)
+
+
+def check_tracefs() -> Check:
+    try:
+        return Check("tracefs", "ok", "must", kernel.ensure_tracefs())
+    except kernel.SetupError as e:
+        return Check("tracefs", "missing", "must", _short(str(e)),
+                     f"as root: mount -t tracefs nodev {kernel.TRACEFS}")
+    except OSError as e:  # e.g. EACCES on /sys/kernel/tracing when not root
+        return Check("tracefs", "missing", "must",
+                     f"cannot use {kernel.TRACEFS}: {e.strerror or e}", "run as root")
+
+
+def _headers_fix() -> str:
+    arch = kernel._DEB_ARCH.get(platform.machine(), platform.machine())
+    return f"install the distribution's kernel headers (Debian: apt-get install linux-headers-{arch})"
+
+
+def check_kernel_headers(tracefs_ok: bool = True) -> Check:
+    name = "kernel headers"
+    try:
+        where = kernel.ensure_kernel_headers()
+    except kernel.SetupError as e:
+        return Check(name, "missing", "must", _short(str(e)), _headers_fix())
+    except OSError as e:  # the merged tree goes under the state directory
+        return Check(name, "missing", "must", f"cannot prepare headers under "
+                     f"{kernel.state_dir()}: {e.strerror or e}", "run as root")
+    if not tracefs_ok:
+        return Check(name, "missing", "must", f"{where}; compile not tried: "
+                     "tracepoint programs need tracefs", f"mount tracefs at {kernel.TRACEFS}")
+    text = "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }"
+    cap = _StderrCapture()
+    try:
+        with cap, _bpf(text):
+            pass
+    except Exception as e:  # BCC raises plain Exception
+        return Check(name, "missing", "must", f"{_reason(e, cap.text)} (headers: "
+                     f"{_short(where, 100)})", _headers_fix())
+    return Check(name, "ok", "must",
+                 f"a tracepoint program compiled, loaded and attached; headers: {where}")
+
+
+_RINGBUF_TEXT = r"""
+BPF_RINGBUF_OUTPUT(events, 1);
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (tgid != TARGET_PID)
+        return 0;
+    events.ringbuf_output(&tgid, sizeof(tgid), 0);
+    return 0;
+}
+"""
+
+
+def check_ring_buffer() -> Check:
+    name = "ring buffer"
+    me = os.getpid()
+    got: list[int] = []
+
+    def on_event(_ctx: Any, data: Any, _size: int) -> None:
+        got.append(ct.cast(data, ct.POINTER(ct.c_uint32)).contents.value)
+
+    cap = _StderrCapture()
+    try:
+        with cap, _bpf(_RINGBUF_TEXT, [f"-DTARGET_PID={me}"]) as b:
+            b[b"events"].open_ring_buffer(on_event)
+            deadline = time.monotonic() + 2.0
+            while me not in got and time.monotonic() < deadline:
+                os.getppid()
+                b.ring_buffer_poll(200)
+    except Exception as e:
+        return Check(name, "missing", "must", _reason(e, cap.text),
+                     "a kernel with BPF ring buffers (BPF_MAP_TYPE_RINGBUF, Linux 5.8+)")
+    if me in got:
+        return Check(name, "ok", "must", "event received through a 4 KiB BPF ring buffer")
+    return Check(name, "missing", "must", "program attached but no event arrived within 2 s",
+                 "a kernel with working BPF ring buffers and syscall tracepoints")
+
+
+_SIGNAL_TEXT = r"""
+TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+    if ((bpf_get_current_pid_tgid() >> 32) == TARGET_PID)
+        bpf_send_signal(9);
+    return 0;
+}
+"""
+
+
+def _loop_getppid(seconds: float) -> None:
+    """Body of a forked child: call getppid() until killed, then give up on its own."""
+    code = 0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            os.getppid()
+            time.sleep(0.005)
+    except BaseException:  # a forked child must never return into the caller
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def check_send_signal() -> Check:
+    name = "bpf_send_signal"
+    pid = os.fork()
+    if pid == 0:
+        _loop_getppid(15.0)
+    reaped = False
+    cap = _StderrCapture()
+    try:
+        with cap, _bpf(_SIGNAL_TEXT, [f"-DTARGET_PID={pid}"]):
+            status = _wait_child(pid, 3.0)
+        if status is None:
+            return Check(name, "unavailable", "recommended",
+                         "child still alive 3 s after the program was attached",
+                         "a kernel with bpf_send_signal (Linux 5.3+)")
+        reaped = True
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            return Check(name, "ok", "recommended",
+                         "a child calling getppid() was killed with SIGKILL from a tracepoint")
+        return Check(name, "unavailable", "recommended",
+                     f"child ended without SIGKILL (wait status {status:#x})",
+                     "a kernel with bpf_send_signal (Linux 5.3+)")
+    except Exception as e:
+        return Check(name, "unavailable", "recommended", _reason(e, cap.text),
+                     "a kernel with bpf_send_signal (Linux 5.3+)")
+    finally:
+        if not reaped:
+            _kill_and_reap(pid)
+
+
+def check_cgroup_v2() -> Check:
+    name = "cgroup v2"
+    root = cgroup2_mount()
+    if root is None:
+        return Check(name, "missing", "recommended", "no cgroup2 file system in /proc/self/mounts",
+                     "mount -t cgroup2 none /sys/fs/cgroup (or /sys/fs/cgroup/unified)")
+    errors: list[str] = []
+    try:
+        with _temp_cgroup(root, errors) as cg:
+            absent = [f for f in ("cgroup.kill", "cgroup.freeze") if not (cg / f).exists()]
+    except OSError as e:
+        return Check(name, "missing", "recommended",
+                     f"{root}: cannot make a child cgroup: {e.strerror}",
+                     f"run as root with {root} writable")
+    if absent:
+        result = Check(name, "unavailable", "recommended",
+                       f"{root}: a child cgroup has no {' or '.join(absent)}",
+                       "a kernel with cgroup.kill (5.14+) and cgroup.freeze (5.2+)")
+    else:
+        result = Check(name, "ok", "recommended",
+                       f"{root}: a child cgroup has cgroup.kill and cgroup.freeze")
+    return _with_cleanup_errors(result, errors)
+
+
+_SOCK_ADDR_TEXT = r"""
+int deny_connect4(struct bpf_sock_addr *ctx) {
+    return 0;  /* 0 = refuse: connect() fails with EPERM */
+}
+"""
+
+
+def _connect_from_cgroup(cg: Path, port: int, wfd: int) -> None:
+    """Body of a forked child: join `cg`, connect to 127.0.0.1:port, report through `wfd`."""
+    code = 0
+    try:
+        (cg / "cgroup.procs").write_text(str(os.getpid()))
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(2.0)
+        try:
+            s.connect(("127.0.0.1", port))
+            msg = "connected"
+        except OSError as e:
+            msg = "EPERM" if e.errno == errno.EPERM else f"connect failed: {e}"
+        finally:
+            s.close()
+        os.write(wfd, msg.encode())
+    except BaseException as e:  # a forked child must never return into the caller
+        code = 1
+        try:
+            os.write(wfd, f"child failed: {e}".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _read_with_timeout(fd: int, timeout: float) -> str:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return os.read(fd, 512).decode(errors="replace") if ready else ""
+
+
+def check_sock_addr() -> Check:
+    name = "cgroup sock_addr hooks"
+    fix = "a kernel with BPF_PROG_TYPE_CGROUP_SOCK_ADDR (4.17+) and cgroup v2"
+    root = cgroup2_mount()
+    if root is None:
+        return Check(name, "unavailable", "recommended", "not tried: no cgroup v2 mounted",
+                     "mount cgroup v2 (see cgroup v2)")
+    from bcc import BPF, BPFAttachType
+
+    attach_type = BPFAttachType.CGROUP_INET4_CONNECT
+    cap = _StderrCapture()
+    errors: list[str] = []
+    outcome = ""
+    try:
+        with cap, _bpf(_SOCK_ADDR_TEXT) as b, _temp_cgroup(root, errors) as cg, \
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            # BCC 0.26: the expected attach type must be given at load time, or the kernel
+            # refuses to attach a sock_addr program anywhere but bind4.
+            fn = b.load_func(b"deny_connect4", BPF.CGROUP_SOCK_ADDR, attach_type=attach_type)
+            cg_fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                b.attach_func(fn, cg_fd, attach_type)
+                try:
+                    outcome = _run_connect_child(cg, port)
+                finally:
+                    b.detach_func(fn, cg_fd, attach_type)
+            finally:
+                os.close(cg_fd)
+    except Exception as e:
+        result = Check(name, "unavailable", "recommended", _reason(e, cap.text), fix)
+    else:
+        if outcome == "EPERM":
+            result = Check(name, "ok", "recommended", "a connect4 program on a temporary cgroup "
+                           "made a loopback connect() fail with EPERM")
+        else:
+            result = Check(name, "unavailable", "recommended", "connect4 program attached, but "
+                           f"the child got: {outcome or 'no answer'}", fix)
+    return _with_cleanup_errors(result, errors)
+
+
+def _run_connect_child(cg: Path, port: int) -> str:
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        _connect_from_cgroup(cg, port, wfd)
+    os.close(wfd)
+    reaped = False
+    try:
+        outcome = _read_with_timeout(rfd, 3.0)
+        reaped = _wait_child(pid, 1.0) is not None
+        return outcome
+    finally:
+        os.close(rfd)
+        if not reaped:
+            _kill_and_reap(pid)
+
+
+_HIT_COUNTER = r"""
+BPF_ARRAY(hits, u64, 1);
+static __always_inline void count_hit(void) {
+    if ((bpf_get_current_pid_tgid() >> 32) != TARGET_PID)
+        return;
+    int zero = 0;
+    u64 *v = hits.lookup(&zero);
+    if (v)
+        __sync_fetch_and_add(v, 1);
+}
+"""
+
+
+def _try_hook(name: str, body: str, attach: Callable[[Any], None] | None,
+              trigger: Callable[[], None], fix: str, never_ran: str) -> Check:
+    """Load (and attach) an optional kind of probe that counts calls by this process, do
+    something that should fire it, and check that it ran."""
+    cap = _StderrCapture()
+    try:
+        with cap, _bpf(_HIT_COUNTER + body, [f"-DTARGET_PID={os.getpid()}"]) as b:
+            if attach is not None:
+                attach(b)
+            for _ in range(3):
+                trigger()
+            hits = sum(v.value for v in b[b"hits"].values())
+    except Exception as e:
+        return Check(name, "unavailable", "optional", _reason(e, cap.text), fix)
+    if hits:
+        return Check(name, "ok", "optional", f"loaded, attached and ran ({hits} hits)")
+    return Check(name, "unavailable", "optional", never_ran, fix)
+
+
+def _read_a_file() -> None:
+    fd = os.open("/proc/self/stat", os.O_RDONLY)
+    try:
+        os.read(fd, 64)
+    finally:
+        os.close(fd)
+
+
+def check_kprobes() -> Check:
+    def attach(b: Any) -> None:
+        b.attach_kprobe(event=b.get_syscall_fnname(b"getpid"), fn_name=b"on_getpid")
+
+    return _try_hook("kprobes", "int on_getpid(struct pt_regs *ctx) { count_hit(); return 0; }",
+                     attach, os.getpid, "a kernel built with CONFIG_KPROBES (not required)",
+                     "kprobe attached on getpid but never ran")
+
+
+def check_fentry() -> Check:
+    return _try_hook("fentry", "KFUNC_PROBE(vfs_read) { count_hit(); return 0; }", None,
+                     _read_a_file, "a kernel with BPF trampolines and BTF that allows "
+                     "BPF_PROG_TYPE_TRACING (not required)", "fentry on vfs_read never ran")
+
+
+def check_lsm() -> Check:
+    return _try_hook("BPF LSM", "LSM_PROBE(file_open, struct file *file) { count_hit(); return 0; }",
+                     None, _read_a_file, "boot with 'bpf' in lsm= and allow BPF_PROG_TYPE_LSM "
+                     "(not required)", "LSM_PROBE(file_open) loaded but never ran: "
+                     "'bpf' is not among the active LSMs")
+
+
+def check_bubblewrap() -> Check:
+    name = "bubblewrap"
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Check(name, "missing", "recommended", "bwrap not found in PATH",
+                     "apt-get install bubblewrap")
+    cmd = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "--proc", "/proc",
+           "true"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return Check(name, "missing", "recommended", "bwrap did not finish within 10 s",
+                     "check that user and PID namespaces are allowed")
+    except OSError as e:
+        return Check(name, "missing", "recommended", f"cannot run {bwrap}: {e.strerror}",
+                     "apt-get install bubblewrap")
+    if r.returncode != 0:
+        err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        return Check(name, "missing", "recommended", _short(f"bwrap failed: {err}"),
+                     "allow namespaces for bwrap (e.g. kernel.unprivileged_userns_clone=1, "
+                     "AppArmor profile)")
+    return Check(name, "ok", "recommended",
+                 f"{bwrap} ran `true` with a new PID namespace, /dev and /proc")
+
+
+# --------------------------------------------------------------------------- driver
+
+_BPF_CHECKS: list[tuple[str, Level, Callable[[], Check]]] = [
+    ("ring buffer", "must", check_ring_buffer),
+    ("bpf_send_signal", "recommended", check_send_signal),
+]
+_LATE_BPF_CHECKS: list[tuple[str, Level, Callable[[], Check]]] = [
+    ("kprobes", "optional", check_kprobes),
+    ("fentry", "optional", check_fentry),
+    ("BPF LSM", "optional", check_lsm),
+]
+
+
+def _guarded(name: str, level: Level, fn: Callable[[], Check]) -> Check:
+    """Run one check; an unexpected error becomes that check's line, never a traceback."""
+    try:
+        return fn()
+    except Exception as e:
+        status: Status = "missing" if level == "must" else "unavailable"
+        return Check(name, status, level, _short(f"check failed: {type(e).__name__}: {e}"),
+                     "report this as an agentwatch bug")
+
+
+def _not_tried(name: str, level: Level) -> Check:
+    status: Status = "unavailable" if level == "optional" else "missing"
+    return Check(name, status, level, "not tried: BCC cannot compile programs here "
+                 "(see tracefs and kernel headers)", "fix the must-have lines first")
+
+
+def run_checks() -> list[Check]:
+    """Every check, in the documented order."""
+    checks = [
+        _guarded("root and capabilities", "must", check_root),
+        _guarded("BTF", "optional", check_btf),
+    ]
+    tracefs = _guarded("tracefs", "must", check_tracefs)
+    headers = _guarded("kernel headers", "must", lambda: check_kernel_headers(tracefs.ok))
+    checks += [tracefs, headers]
+    bcc_works = tracefs.ok and headers.ok
+
+    def bpf(name: str, level: Level, fn: Callable[[], Check]) -> Check:
+        return _guarded(name, level, fn) if bcc_works else _not_tried(name, level)
+
+    checks += [bpf(*spec) for spec in _BPF_CHECKS]
+    checks.append(_guarded("cgroup v2", "recommended", check_cgroup_v2))
+    checks.append(bpf("cgroup sock_addr hooks", "recommended", check_sock_addr))
+    checks += [bpf(*spec) for spec in _LATE_BPF_CHECKS]
+    checks.append(_guarded("bubblewrap", "recommended", check_bubblewrap))
+    return checks
+
+
+def main(json_output: bool = False) -> int:
+    """Print one line per check (or a JSON list); 1 if a must-have is missing, else 0."""
+    checks = run_checks()
+    if json_output:
+        print(json.dumps([asdict(c) for c in checks], indent=2))
+    else:
+        for c in checks:
+            print(format_check(c))
+    sys.stdout.flush()
+    failed = [c for c in checks if c.level == "must" and not c.ok]
+    if failed:
+        print("agentwatch cannot run on this host: fix " + ", ".join(c.name for c in failed)
+              + " (see the '-> fix:' hints above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(json_output="--json" in sys.argv[1:]))

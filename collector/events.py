@@ -1,0 +1,144 @@
+"""The event model: the only place where an event's shape is defined.
+
+Every event is a small typed record; `to_json()` gives one JSON Lines line. Each line has
+`v` (schema version), `ts` (nanoseconds since the Unix epoch), `kind`, `session` (16 hex
+digits, or null for collector-wide events) and `pid` (global thread group id). Strings
+that came from the kernel (paths, argv, comm) are decoded as UTF-8; bytes that are not
+UTF-8 appear as `\\xNN` escapes, so every line stays valid JSON whatever the sandbox
+passed. docs/events.md shows a real example of each kind.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+
+def errno_name(ret: int) -> str | None:
+    """`-111` -> `"ECONNREFUSED"`; None for a non-negative return."""
+    if ret >= 0:
+        return None
+    return _errno.errorcode.get(-ret, f"E{-ret}")
+
+
+def text(raw: bytes) -> str:
+    """Kernel bytes to str, never failing: invalid UTF-8 becomes \\xNN escapes."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+@dataclass(slots=True, kw_only=True)
+class Event:
+    v: int = SCHEMA_VERSION
+    ts: int
+    kind: str = "event"
+    session: str | None
+    pid: int
+    tid: int = 0
+    ppid: int = 0
+    uid: int = 0
+    gid: int = 0
+    comm: str = ""
+    cgroup: int = 0
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return result
+
+
+@dataclass(slots=True, kw_only=True)
+class ExecEvent(Event):
+    kind: str = "exec"
+    ret: int
+    error: str | None = None
+    filename: str
+    argv: list[str]
+    argv_truncated: bool = False  # entries or bytes past the probe's bounds were not copied
+    dfd: int | None = None        # execveat's dirfd; None for execve
+    at_flags: int = 0
+    fault: bool = False           # the filename or argv could not be read from user memory
+
+
+@dataclass(slots=True, kw_only=True)
+class ForkEvent(Event):
+    kind: str = "fork"
+    ret: int                       # in the parent: the child's pid in the parent's pid ns
+    error: str | None = None
+    child_pid: int                 # global pid (a thread id when thread is true)
+    clone_flags: int = 0
+    thread: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class ExitEvent(Event):
+    kind: str = "exit"
+    exit_code: int | None = None   # exit()/exit_group() argument, & 0xff as a parent sees it
+    signal: int | None = None      # the fatal signal, when a signal ended it
+    core: bool = False             # the signal's default action dumps core
+
+
+@dataclass(slots=True, kw_only=True)
+class OpenEvent(Event):
+    kind: str = "open"
+    ret: int                       # the new fd, or -errno
+    error: str | None = None
+    syscall: str                   # open | openat | openat2
+    path: str
+    dfd: int | None = None         # None means AT_FDCWD
+    flags: int
+    flag_names: list[str] = field(default_factory=list)
+    mode: int = 0
+    resolve: int = 0               # openat2 RESOLVE_* bits
+    fault: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class ConnectEvent(Event):
+    kind: str = "connect"
+    ret: int
+    error: str | None = None
+    fd: int
+    family: str                    # AF_INET | AF_INET6 | AF_UNIX | AF_<n>
+    address: str | None = None     # IP address, or the unix socket path (@name if abstract)
+    port: int | None = None
+    addrlen: int = 0
+
+
+@dataclass(slots=True, kw_only=True)
+class LossEvent(Event):
+    """Events the kernel could not deliver since the previous loss event (deltas), and
+    the totals since the collector started. A security tool must not drop silently."""
+
+    kind: str = "loss"
+    session: str | None = None
+    pid: int = 0
+    lost: dict[str, int]
+    total: dict[str, int]
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionEvent(Event):
+    """A session starts or ends (written by the collector, not a probe)."""
+
+    kind: str = "session"
+    phase: str                      # start | end
+    session_kind: str = "run"       # run | launcher | attach
+    root_pid: int
+    argv: list[str] = field(default_factory=list)
+    exit_status: int | None = None  # on end: the status `agentwatch run` exits with
+    events: int | None = None       # on end: events of this session written
+    lost: int | None = None         # on end: events lost (all sessions) while it ran
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
+    for cls in (ExecEvent, ForkEvent, ExitEvent, OpenEvent, ConnectEvent, LossEvent,
+                SessionEvent)
+}

@@ -1,0 +1,132 @@
+"""The process table: what the collector knows of every watched process.
+
+Fed by events in arrival order, which is not always causal order: a child's exec can be
+delivered before its parent's fork event (the fork event is sent when clone() returns in
+the parent). So a process is created on first sight from any event's header, whose `ppid`
+and `session` come from the kernel's watched map and are right from the first event.
+Exited processes are kept (bounded, oldest first) so that ancestry still resolves for
+their descendants and for late events.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.events import Event, ExecEvent, ExitEvent, ForkEvent
+
+
+@dataclass(slots=True)
+class Process:
+    pid: int
+    ppid: int
+    session: str | None
+    start_ns: int                      # first seen: fork time for children, else first event
+    uid: int = 0
+    comm: str = ""
+    exe: str | None = None
+    argv: list[str] = field(default_factory=list)
+    cwd: str | None = None
+    exited: bool = False
+    exit_ns: int | None = None
+
+    def brief(self) -> dict[str, Any]:
+        return {"pid": self.pid, "ppid": self.ppid, "comm": self.comm, "exe": self.exe,
+                "argv": self.argv, "uid": self.uid}
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+class ProcessTable:
+    def __init__(self, max_exited: int = 8192, read_proc: bool = True) -> None:
+        self.live: dict[int, Process] = {}
+        self.exited: OrderedDict[int, Process] = OrderedDict()
+        self.max_exited = max_exited
+        self.read_proc = read_proc        # cwd/exe from /proc at exec (best effort)
+        self.roots: dict[str, int] = {}   # session -> root pid
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def get(self, pid: int) -> Process | None:
+        return self.live.get(pid) or self.exited.get(pid)
+
+    def add_root(self, pid: int, ppid: int, session: str, argv: list[str], start_ns: int,
+                 uid: int = 0, cwd: str | None = None) -> Process:
+        proc = Process(pid=pid, ppid=ppid, session=session, start_ns=start_ns, uid=uid,
+                       argv=list(argv), cwd=cwd)
+        self.live[pid] = proc
+        self.roots[session] = pid
+        return proc
+
+    def _ensure(self, pid: int, ev: Event) -> Process:
+        proc = self.live.get(pid)
+        if proc is None:
+            proc = Process(pid=pid, ppid=ev.ppid, session=ev.session, start_ns=ev.ts,
+                           uid=ev.uid, comm=ev.comm)
+            parent = self.get(ev.ppid)
+            if parent is not None:
+                proc.exe, proc.argv, proc.cwd = parent.exe, parent.argv, parent.cwd
+            self.live[pid] = proc
+        return proc
+
+    def observe(self, ev: Event) -> Process | None:
+        """Update the table from one event; returns the acting process."""
+        if ev.session is None:
+            return None
+        proc = self._ensure(ev.pid, ev)
+        proc.comm = ev.comm or proc.comm
+        proc.uid = ev.uid
+        if isinstance(ev, ExecEvent):
+            if ev.ret == 0:
+                proc.argv = ev.argv
+                exe = _readlink(f"/proc/{ev.pid}/exe") if self.read_proc else None
+                proc.exe = exe or ev.filename
+                if self.read_proc:
+                    proc.cwd = _readlink(f"/proc/{ev.pid}/cwd") or proc.cwd
+        elif isinstance(ev, ForkEvent):
+            if ev.ret >= 0 and not ev.thread:
+                child = self.live.get(ev.child_pid)
+                if child is None:
+                    child = Process(pid=ev.child_pid, ppid=ev.pid, session=ev.session,
+                                    start_ns=ev.ts, uid=ev.uid, comm=ev.comm,
+                                    exe=proc.exe, argv=list(proc.argv), cwd=proc.cwd)
+                    self.live[ev.child_pid] = child
+                else:
+                    child.start_ns = min(child.start_ns, ev.ts)
+                    child.cwd = child.cwd or proc.cwd
+        elif isinstance(ev, ExitEvent):
+            self._retire(proc, ev.ts)
+        return proc
+
+    def _retire(self, proc: Process, ts: int) -> None:
+        proc.exited = True
+        proc.exit_ns = ts
+        self.live.pop(proc.pid, None)
+        self.exited[proc.pid] = proc
+        self.exited.move_to_end(proc.pid)
+        while len(self.exited) > self.max_exited:
+            self.exited.popitem(last=False)
+
+    def ancestry(self, pid: int) -> list[Process]:
+        """The process and its ancestors, up to and including its session's root."""
+        chain: list[Process] = []
+        seen: set[int] = set()
+        proc = self.get(pid)
+        while proc is not None and proc.pid not in seen:
+            chain.append(proc)
+            seen.add(proc.pid)
+            if proc.session is not None and self.roots.get(proc.session) == proc.pid:
+                break
+            proc = self.get(proc.ppid)
+        return chain
+
+    def session_members(self, session: str) -> list[Process]:
+        return [p for p in self.live.values() if p.session == session]

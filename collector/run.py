@@ -1,0 +1,121 @@
+"""`agentwatch run -- CMD`: run CMD as a watched session and exit with its status.
+
+CMD is forked, parked on a pipe until its pid is in the kernel's `watched` map, then
+exec'd: nothing it does, its first exec included, happens before it is watched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+
+from collector.runtime import Collector, Sink
+from collector.sinks import JsonlSink
+from probes.loader import ProbeConfig
+
+EXIT_NOT_FOUND = 127
+EXIT_CANNOT_EXEC = 126
+
+
+class RunError(RuntimeError):
+    """A problem to report in one line (exit code attached)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class RunResult:
+    exit_status: int
+    session: str
+    events: int
+    lost: int
+
+
+def wait_status_to_exit(status: int) -> int:
+    """Shell convention: the exit code, or 128+N when killed by signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _spawn_parked(path: str, argv: list[str]) -> tuple[int, int]:
+    """Fork a child that execs `path` once released; returns (pid, release fd)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: only async-signal-safe work until exec
+        try:
+            os.close(w)
+            for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            if os.read(r, 1) != b"g":
+                os._exit(EXIT_CANNOT_EXEC)  # the collector died before releasing us
+            os.close(r)
+            os.execv(path, argv)
+        except OSError as e:
+            os.write(2, f"agentwatch: cannot run {argv[0]}: {e.strerror}\n".encode())
+        finally:
+            os._exit(EXIT_CANNOT_EXEC)
+    os.close(r)
+    return pid, w
+
+
+def run(argv: list[str], events: str | None = None, config: ProbeConfig | None = None,
+        extra_sinks: list[Sink] | None = None) -> RunResult:
+    if not argv:
+        raise RunError("no command given: agentwatch run -- CMD [ARGS...]")
+    path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
+    if path is None or not os.path.exists(path):
+        raise RunError(f"command not found: {argv[0]}", EXIT_NOT_FOUND)
+    sinks: list[Sink] = list(extra_sinks or [])
+    if events:
+        sinks.append(JsonlSink(events))
+    collector = Collector(sinks, config)
+    try:
+        collector.start()
+        pid, release = _spawn_parked(path, argv)
+        forwarded: dict[int, object] = {}
+
+        def forward(signum: int, _frame: object) -> None:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+        # The terminal sends SIGINT/SIGQUIT to the whole foreground group, CMD included:
+        # agentwatch stays up to record how CMD reacts. SIGTERM/SIGHUP are passed on.
+        for sig, handler in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGQUIT, signal.SIG_IGN),
+                             (signal.SIGTERM, forward), (signal.SIGHUP, forward)):
+            forwarded[sig] = signal.signal(sig, handler)
+        try:
+            session = collector.add_session(pid, os.getpid(), "run", argv)
+            os.write(release, b"g")
+            os.close(release)
+            status = None
+            while status is None:
+                collector.poll(50)
+                wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+                if wpid == pid:
+                    status = wstatus
+            collector.drain()
+            exit_status = wait_status_to_exit(status)
+            end = collector.end_session(session, exit_status)
+        finally:
+            for sig, old in forwarded.items():
+                signal.signal(sig, old)  # type: ignore[arg-type]
+    finally:
+        collector.close()
+    return RunResult(exit_status=exit_status, session=session.name, events=end.events or 0,
+                     lost=end.lost or 0)
+
+
+def main(argv: list[str], events: str | None) -> int:
+    result = run(argv, events)
+    lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
+    print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "
+          f"{result.events} events{lost}", file=sys.stderr)
+    return result.exit_status

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent host set-up for agentwatch, used by `make run` and `make test`.
+#  1. apt packages from packaging/apt-packages.txt, installed only when missing
+#     (the headers package is chosen for this machine's architecture);
+#  2. a virtual environment (VENV) with the Python dependencies, built from the
+#     distribution's Python so that Debian's `bcc` module matches it;
+#  3. Debian's bcc module linked into that environment alone: the rest of the system
+#     site-packages stays invisible to it.
+# A second run changes nothing and prints nothing but a one-line "ready".
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+VENV=${VENV:-$here/.venv}
+PYTHON=${PYTHON:-/usr/bin/python3}
+EXTRAS=${EXTRAS:-test}
+
+arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
+want=()
+while read -r pkg; do
+  pkg=${pkg%%#*}; pkg=${pkg//[[:space:]]/}
+  [ -n "$pkg" ] || continue
+  [ "$pkg" = linux-headers-amd64 ] && pkg="linux-headers-$arch"
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    want+=("$pkg")
+  fi
+done < "$here/packaging/apt-packages.txt"
+if [ ${#want[@]} -gt 0 ]; then
+  echo "setup: installing ${want[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+stamp="$VENV/.agentwatch-setup"
+# The stamp records what the environment was built from; any change rebuilds it.
+sig=$(cat "$here/pyproject.toml" "$here/packaging/setup-host.sh" | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig-$EXTRAS" ]; then
+  echo "setup: building virtual environment in $VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$here[$EXTRAS]"
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  bccdir=$(/usr/bin/python3 -c 'import bcc, os; print(os.path.dirname(bcc.__file__))')
+  ln -sfn "$bccdir" "$site/bcc"
+  echo "$sig-$EXTRAS" > "$stamp"
+fi
+"$VENV/bin/python" -c 'import bcc, orjson, psutil, pyroute2, typer' \
+  || { echo "setup: the virtual environment in $VENV is broken; remove it and retry" >&2; exit 1; }
+echo "setup: ready ($VENV)"

@@ -1,0 +1,65 @@
+"""Ring-buffer record -> Event: one dispatch on the header's type code.
+
+Records come from the kernel, but the decoder still treats them as untrusted bytes: a
+short or unknown record raises DecodeError (the collector counts it) rather than a
+traceback. Kernel boot-clock timestamps become nanoseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Callable
+
+from collector.events import Event, text
+from probes import file, net, proc
+from probes.layout import HDR_FIELDS, Layout
+
+Decoder = Callable[[dict, bytes], Event]
+
+DECODERS: dict[int, tuple[Layout, Decoder]] = {**proc.DECODERS, **file.DECODERS,
+                                               **net.DECODERS}
+TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect"}
+# Slots of the kernel's `lost` array (enum aw_lost in include/agentwatch.h).
+LOST_NAMES = {**TYPE_NAMES, 14: "inflight_full", 15: "untracked_child"}
+
+_HDR = Layout("aw_hdr", tuple(HDR_FIELDS), None).struct
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def session_name(session_id: int) -> str:
+    return f"{session_id:016x}"
+
+
+class RecordDecoder:
+    def __init__(self) -> None:
+        self._sessions: dict[int, str] = {}
+        self.resync_clock()
+
+    def resync_clock(self) -> None:
+        """Offset from the boot clock (bpf_ktime_get_boot_ns) to wall-clock time."""
+        self.boot_to_epoch = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+    def decode(self, data: bytes) -> Event:
+        try:
+            (typ, _size, ts, session, pid, tid, ppid, uid, gid, _hf, cgroup,
+             comm) = _HDR.unpack_from(data)
+        except struct.error as e:
+            raise DecodeError(f"record of {len(data)} bytes is shorter than a header") from e
+        entry = DECODERS.get(typ)
+        if entry is None:
+            raise DecodeError(f"unknown record type {typ}")
+        layout, fn = entry
+        if len(data) < layout.fixed_size:
+            raise DecodeError(f"{TYPE_NAMES.get(typ, typ)} record of {len(data)} bytes, "
+                              f"expected at least {layout.fixed_size}")
+        name = self._sessions.get(session)
+        if name is None:
+            name = self._sessions[session] = session_name(session)
+        hdr = {"ts": ts + self.boot_to_epoch, "session": name, "pid": pid, "tid": tid,
+               "ppid": ppid, "uid": uid, "gid": gid,
+               "comm": text(comm.split(b"\0", 1)[0]), "cgroup": cgroup}
+        return fn(hdr, data)

@@ -1,0 +1,104 @@
+/* file: opens by watched sessions.
+ *
+ * Traces: syscalls:sys_{enter,exit}_{open,openat,openat2}. The path, flags and mode are
+ * read at entry and kept per thread; the event is sent at exit with the return value
+ * (the new fd or -errno), so denied attempts are seen too.
+ *
+ * Cannot see: the path is the one the process passed (relative paths are relative to its
+ * cwd or dirfd; resolving them is user space's job), read at entry, so a racing thread
+ * can change the buffer between our read and the kernel's. Opens through io_uring do not
+ * go through these syscalls.
+ *
+ * Cost: unwatched, one hash lookup at entry and one at exit; watched, one user string
+ * read, a per-thread in-flight entry and a ring-buffer copy of the path's length.
+ */
+#include "agentwatch.h"
+
+#define AW_OPEN_SYS_OPEN 0
+#define AW_OPEN_SYS_OPENAT 1
+#define AW_OPEN_SYS_OPENAT2 2
+
+#define AW_OF_PATH_FAULT 0x1
+#define AW_OF_HOW_FAULT 0x2
+
+struct aw_open {
+    AW_HDR_FIELDS
+    s64 ret;
+    s32 dfd;
+    u32 syscall;   /* AW_OPEN_SYS_* */
+    u64 flags;     /* O_* */
+    u64 mode;
+    u64 resolve;   /* openat2 RESOLVE_* */
+    u32 path_len;  /* bytes of path, NUL included */
+    u32 open_flags;  /* AW_OF_* */
+    char path[AW_PATH_MAX];
+};
+
+BPF_F_TABLE("hash", u32, struct aw_open, open_inflight, AW_MAX_INFLIGHT, BPF_F_NO_PREALLOC);
+BPF_PERCPU_ARRAY(open_scratch, struct aw_open, 1);
+
+static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64 flags,
+                                         u64 mode, u64 resolve, u32 of)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    u32 zero = 0;
+    struct aw_open *rec = open_scratch.lookup(&zero);
+    if (!rec)
+        return 0;
+    aw_fill_hdr((struct aw_hdr *)rec, AW_EV_OPEN, p, id);
+    rec->ret = 0;
+    rec->dfd = dfd;
+    rec->syscall = sys;
+    rec->flags = flags;
+    rec->mode = mode;
+    rec->resolve = resolve;
+    rec->open_flags = of;
+    long n = bpf_probe_read_user_str(rec->path, sizeof(rec->path), path);
+    if (n < 0) {
+        n = 0;
+        rec->open_flags |= AW_OF_PATH_FAULT;
+    }
+    rec->path_len = n;
+    u32 tid = id;
+    if (open_inflight.update(&tid, rec) != 0)
+        aw_count_lost(AW_LOST_INFLIGHT);
+    return 0;
+}
+
+static __always_inline int aw_open_exit(long ret)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct aw_open *rec = open_inflight.lookup(&tid);
+    if (!rec)
+        return 0;
+    rec->ret = ret;
+    aw_submit(rec, offsetof(struct aw_open, path) + rec->path_len, sizeof(*rec));
+    open_inflight.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_open)
+{
+    return aw_open_enter(AW_OPEN_SYS_OPEN, AT_FDCWD, args->filename, (u32)args->flags,
+                         args->mode, 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_open) { return aw_open_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat)
+{
+    return aw_open_enter(AW_OPEN_SYS_OPENAT, args->dfd, args->filename, (u32)args->flags,
+                         args->mode, 0, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return aw_open_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
+{
+    u64 how[3] = {};  /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
+    u32 of = 0;
+    if (bpf_probe_read_user(how, sizeof(how), (void *)args->how) != 0)
+        of = AW_OF_HOW_FAULT;
+    return aw_open_enter(AW_OPEN_SYS_OPENAT2, args->dfd, args->filename, how[0], how[1],
+                         how[2], of);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return aw_open_exit(args->ret); }

@@ -1,0 +1,143 @@
+/* agentwatch: what every probe shares.
+ *
+ * - the event header every ring-buffer record starts with (type code, size, time,
+ *   session, process ids, credentials, cgroup, comm): one dispatch on `type` in user space;
+ * - `watched`: the kernel's set of watched thread groups (session filter). Children are
+ *   added at sched_process_fork, in the parent's context, before the child can run, so a
+ *   process that forks at once cannot escape; entries go at sched_process_exit;
+ * - the ring buffer and `lost`, the per-CPU counters of every record the kernel could not
+ *   deliver (ring buffer full, in-flight table full, child not trackable). User space
+ *   reports every one of them: nothing is dropped silently.
+ *
+ * Structs are flat (BCC derives ctypes from map leaf types, and the Python decoders are
+ * checked against these layouts by tests/test_layout.py). Nothing here reads a kernel
+ * struct through offsets: only tracepoint arguments and helpers, because the headers BCC
+ * compiles against may belong to another kernel version.
+ */
+#ifndef AGENTWATCH_H
+#define AGENTWATCH_H
+
+#include <uapi/linux/ptrace.h>
+#include <linux/sched.h>
+
+#ifndef AT_FDCWD
+#define AT_FDCWD -100
+#endif
+
+#ifndef AW_RINGBUF_PAGES
+#define AW_RINGBUF_PAGES 1024 /* 4 MiB */
+#endif
+#ifndef AW_MAX_PROCS
+#define AW_MAX_PROCS 65536
+#endif
+#ifndef AW_MAX_INFLIGHT
+#define AW_MAX_INFLIGHT 16384
+#endif
+
+#define AW_PATH_MAX 4096          /* PATH_MAX, NUL included */
+#define AW_ARGV_BYTES 4096        /* argv bytes copied per exec (bound) */
+#define AW_ARGV_MAX 64            /* argv entries copied per exec (bound) */
+#define AW_SOCKADDR_MAX 128       /* sizeof(struct sockaddr_storage) */
+
+/* Event type codes (user space: one decoder per code in probes/decode.py). */
+enum aw_type {
+    AW_EV_EXEC = 1,
+    AW_EV_FORK = 2,
+    AW_EV_EXIT = 3,
+    AW_EV_OPEN = 4,
+    AW_EV_CONNECT = 5,
+    AW_EV_MAX = 6,
+};
+
+/* Loss counter slots: the event type that was lost, plus these causes. */
+enum aw_lost {
+    AW_LOST_INFLIGHT = 14,  /* entry state could not be stored: the event is lost */
+    AW_LOST_UNTRACKED = 15, /* a watched process forked but `watched` was full */
+    AW_LOST_SLOTS = 16,
+};
+
+/* Common header, flattened into every record (BCC wants flat structs). */
+#define AW_HDR_FIELDS \
+    u32 type;       /* enum aw_type */ \
+    u32 size;       /* bytes of this record, header included */ \
+    u64 ts;         /* bpf_ktime_get_boot_ns() at syscall entry */ \
+    u64 session;    /* session id, from `watched` */ \
+    u32 pid;        /* thread group id (global pid namespace) */ \
+    u32 tid;        /* thread id */ \
+    u32 ppid;       /* parent's tgid as recorded at fork */ \
+    u32 uid;        /* kernel uid (init user namespace) */ \
+    u32 gid; \
+    u32 hdr_flags;  /* AW_HF_* */ \
+    u64 cgroup;     /* cgroup v2 id */ \
+    char comm[16];
+
+struct aw_hdr { AW_HDR_FIELDS };
+
+/* A watched thread group (or a thread's own entry, see sessions.bpf.c). */
+struct aw_proc {
+    u64 session;
+    u32 ppid;
+    u32 flags;        /* AW_PF_* */
+    s32 exit_code;    /* exit_group()/exit() argument, valid with AW_PF_EXIT_CODE */
+    s32 exit_signal;  /* fatal signal taken, valid with AW_PF_EXIT_SIGNAL */
+};
+
+#define AW_PF_EXIT_CODE   0x1
+#define AW_PF_EXIT_SIGNAL 0x2
+#define AW_PF_THREAD      0x4   /* entry of a non-leader thread, not a thread group */
+
+BPF_RINGBUF_OUTPUT(events, AW_RINGBUF_PAGES);
+BPF_HASH(watched, u32, struct aw_proc, AW_MAX_PROCS);
+BPF_PERCPU_ARRAY(lost, u64, AW_LOST_SLOTS);
+
+static __always_inline void aw_count_lost(u32 slot)
+{
+    u64 *n = lost.lookup(&slot);
+    if (n)
+        (*n)++;  /* per-CPU slot: no atomic needed */
+}
+
+/* The watched entry of the current thread group, or NULL: the filter every probe runs
+ * first. Unwatched processes pay for this one hash lookup and nothing else. */
+static __always_inline struct aw_proc *aw_current(u64 pid_tgid)
+{
+    u32 tgid = pid_tgid >> 32;
+    return watched.lookup(&tgid);
+}
+
+static __always_inline void aw_fill_hdr(struct aw_hdr *h, u32 type, const struct aw_proc *p,
+                                        u64 pid_tgid)
+{
+    u64 ugid = bpf_get_current_uid_gid();
+    h->type = type;
+    h->size = 0;
+    h->ts = bpf_ktime_get_boot_ns();
+    h->session = p->session;
+    h->pid = pid_tgid >> 32;
+    h->tid = (u32)pid_tgid;
+    h->ppid = p->ppid;
+    h->uid = (u32)ugid;
+    h->gid = ugid >> 32;
+    h->hdr_flags = 0;
+    h->cgroup = bpf_get_current_cgroup_id();
+    bpf_get_current_comm(&h->comm, sizeof(h->comm));
+}
+
+/* Send a finished record of `size` bytes; `max` (a constant once inlined) bounds it for
+ * the verifier. A full ring buffer is counted against the record's type. */
+static __always_inline void aw_submit(void *rec, u32 size, u32 max)
+{
+    struct aw_hdr *h = rec;
+    u64 sz = size;
+    if (sz > max)
+        sz = max;
+    /* Hand the verifier the clamped register: clang may otherwise pass an unclamped copy. */
+    asm volatile("" : "+r"(sz));
+    if (sz > max)
+        return;
+    h->size = sz;
+    if (events.ringbuf_output(rec, sz, 0) != 0)
+        aw_count_lost(h->type);
+}
+
+#endif /* AGENTWATCH_H */

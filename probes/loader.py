@@ -1,0 +1,91 @@
+"""Compose, compile and load agentwatch's BPF programs with BCC.
+
+One BPF object holds every concern (`proc`, `file`, `net`) so that they share the
+`watched` session filter, the ring buffer and the loss counters. The concerns stay separate
+files; BCC's rewriter only rewrites the main translation unit (map method calls such as
+`watched.lookup()` inside an #included file are not rewritten), so the loader builds that
+unit by concatenating the shared header and each concern file, in order. Configuration
+goes through cflags (-D), never through editing the C text.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from probes import kernel
+
+if TYPE_CHECKING:
+    from bcc import BPF
+
+PROBE_DIR = Path(__file__).resolve().parent
+INCLUDE_DIR = PROBE_DIR / "include"
+CONCERNS = ("proc", "file", "net")
+
+
+@dataclass
+class ProbeConfig:
+    concerns: tuple[str, ...] = CONCERNS
+    ringbuf_pages: int = 1024          # 4 MiB
+    max_procs: int = 65536
+    extra_cflags: list[str] = field(default_factory=list)
+
+    def cflags(self) -> list[str]:
+        if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
+            raise ValueError("ringbuf_pages must be a power of two")
+        flags = [
+            f"-I{INCLUDE_DIR}",
+            f"-DAW_RINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DAW_MAX_PROCS={self.max_procs}",
+            "-Wno-macro-redefined",
+        ]
+        if kernel.tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
+            flags.append("-DAW_HAVE_GROUP_DEAD")
+        return flags + list(self.extra_cflags)
+
+
+def source(concerns: tuple[str, ...] = CONCERNS) -> str:
+    """The translation unit BCC compiles (what `--ebpf` prints)."""
+    parts = [f"/* ---- include/agentwatch.h */\n{(INCLUDE_DIR / 'agentwatch.h').read_text()}"]
+    for name in concerns:
+        path = PROBE_DIR / f"{name}.bpf.c"
+        if not path.is_file():
+            raise ValueError(f"unknown probe concern {name!r}")
+        parts.append(f"/* ---- {name}.bpf.c */\n#line 1 \"{path}\"\n{path.read_text()}")
+    return "\n".join(parts)
+
+
+def load(config: ProbeConfig | None = None) -> BPF:
+    """Prepare the host (tracefs, headers), compile and attach every probe."""
+    config = config or ProbeConfig()
+    kernel.prepare()
+    from bcc import BPF  # imported late: unit tests and `--help` must not need bcc
+
+    # BCC prints compiler warnings for the kernel's own headers; they are noise here.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(2)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            return BPF(text=source(config.concerns), cflags=config.cflags())
+        finally:
+            os.dup2(saved, 2)
+    except Exception:
+        # Compile again with stderr visible so the error reaches the user.
+        return BPF(text=source(config.concerns), cflags=config.cflags())
+    finally:
+        os.close(saved)
+        os.close(devnull)
+
+
+def read_lost(bpf: BPF) -> list[int]:
+    """Per-slot loss counters summed over CPUs."""
+    table: Any = bpf["lost"]
+    out = []
+    for i in range(len(table)):
+        vals = table[ctypes.c_int(i)]
+        out.append(sum(int(v) for v in vals))
+    return out

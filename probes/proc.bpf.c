@@ -1,0 +1,311 @@
+/* proc: process lifecycle of watched sessions, and the session filter itself.
+ *
+ * Traces: syscalls:sys_{enter,exit}_{clone,clone3,fork,vfork}, sched:sched_process_fork
+ * (adds the child to `watched` in the parent's context, before the child runs),
+ * syscalls:sys_{enter,exit}_{execve,execveat} (filename and argv read at entry, the event
+ * sent at exit with the return value), sched:sched_process_exit (group exit: the event,
+ * then the entry leaves `watched`), syscalls:sys_enter_exit{,_group} and
+ * signal:signal_deliver (exit code or fatal signal, kept in the `watched` entry).
+ *
+ * Cannot see: argv past AW_ARGV_MAX entries or AW_ARGV_BYTES bytes (flagged truncated);
+ * argv and filename are read at entry, so a racing thread can change them before the
+ * kernel copies them (the entry value is what is reported). An exit caused by the kernel
+ * without a signal (e.g. OOM kill delivers SIGKILL, which is seen) is reported with no code.
+ *
+ * Cost: one hash lookup per traced syscall of an unwatched process; for a watched exec,
+ * up to AW_ARGV_MAX+1 user reads and a ~12 KiB copy.
+ */
+#include "agentwatch.h"
+
+struct aw_fork {
+    AW_HDR_FIELDS
+    s64 ret;          /* clone()'s return in the parent: child pid in its pid ns, or -errno */
+    u64 clone_flags;  /* 0 for fork(), CLONE_VM|CLONE_VFORK for vfork() (plus SIGCHLD) */
+    u32 child_pid;    /* global pid (tid for CLONE_THREAD) from sched_process_fork */
+    u32 _pad;
+};
+
+#define AW_XF_FILENAME_FAULT 0x1
+#define AW_XF_ARGV_FAULT     0x2
+#define AW_XF_ARGV_TRUNC     0x4   /* more entries or bytes than the bounds */
+#define AW_XF_ARG_CUT        0x8   /* one argument longer than AW_ARGV_BYTES */
+
+#define AW_EXEC_DATA (AW_PATH_MAX + 2 * AW_ARGV_BYTES)
+
+struct aw_exec {
+    AW_HDR_FIELDS
+    s64 ret;
+    s32 dfd;           /* execveat dirfd; AT_FDCWD for execve */
+    u32 at_flags;      /* execveat flags (AT_EMPTY_PATH, ...) */
+    u32 filename_len;  /* bytes of data[] holding the filename, NUL included */
+    u32 argv_len;      /* bytes of NUL-separated argv after the filename */
+    u32 argc;          /* entries copied */
+    u32 exec_flags;    /* AW_XF_* */
+    char data[AW_EXEC_DATA];
+};
+
+struct aw_exit {
+    AW_HDR_FIELDS
+    s32 exit_code;
+    s32 exit_signal;
+    u32 exit_flags;  /* AW_PF_EXIT_CODE / AW_PF_EXIT_SIGNAL / AW_EF_CORE */
+    u32 _pad;
+};
+#define AW_EF_CORE 0x100
+
+#ifdef AW_LAYOUT_CHECK
+/* Only for tests/test_layout.py: exposes the exit record's layout to BCC's ctypes. */
+BPF_ARRAY(layout_exit, struct aw_exit, 1);
+#endif
+
+BPF_HASH(fork_inflight, u32, struct aw_fork, AW_MAX_INFLIGHT);
+/* Keyed by tgid, not tid: a successful exec from a non-leader thread returns as the
+ * leader (its tid becomes the tgid). Execs are rare: allocate on use. */
+BPF_F_TABLE("hash", u32, struct aw_exec, exec_inflight, 1024, BPF_F_NO_PREALLOC);
+BPF_PERCPU_ARRAY(exec_scratch, struct aw_exec, 1);
+
+/* ---------------------------------------------------------------- fork / clone */
+
+static __always_inline int aw_fork_enter(u64 clone_flags)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    struct aw_fork rec = {};
+    aw_fill_hdr((struct aw_hdr *)&rec, AW_EV_FORK, p, id);
+    rec.clone_flags = clone_flags;
+    u32 tid = id;
+    if (fork_inflight.update(&tid, &rec) != 0)
+        aw_count_lost(AW_LOST_INFLIGHT);
+    return 0;
+}
+
+static __always_inline int aw_fork_exit(long ret)
+{
+    u32 tid = bpf_get_current_pid_tgid();
+    struct aw_fork *rec = fork_inflight.lookup(&tid);
+    if (!rec)
+        return 0;  /* unwatched, or the child's own return from clone */
+    rec->ret = ret;
+    aw_submit(rec, sizeof(*rec), sizeof(*rec));
+    fork_inflight.delete(&tid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_clone) { return aw_fork_enter(args->clone_flags); }
+TRACEPOINT_PROBE(syscalls, sys_exit_clone) { return aw_fork_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_fork) { return aw_fork_enter(0); }
+TRACEPOINT_PROBE(syscalls, sys_exit_fork) { return aw_fork_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork) { return aw_fork_enter(CLONE_VFORK | CLONE_VM); }
+TRACEPOINT_PROBE(syscalls, sys_exit_vfork) { return aw_fork_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
+{
+    u64 flags = 0;  /* struct clone_args starts with u64 flags */
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
+    return aw_fork_enter(flags);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return aw_fork_exit(args->ret); }
+
+/* The session filter's inheritance: runs in the parent, before the child is woken. */
+TRACEPOINT_PROBE(sched, sched_process_fork)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    u32 tid = id;
+    u32 child = args->child_pid;
+    u64 flags = 0;
+    struct aw_fork *f = fork_inflight.lookup(&tid);
+    if (f) {
+        f->child_pid = child;
+        flags = f->clone_flags;
+    }
+    if (flags & CLONE_THREAD)
+        return 0;  /* same thread group: already watched through its tgid */
+    struct aw_proc c = {};
+    c.session = p->session;
+    c.ppid = (flags & CLONE_PARENT) ? p->ppid : (u32)(id >> 32);
+    /* Without clone flags (a kernel-made thread such as an io_uring worker) the task is
+     * added under its own id; sched_process_exit removes such entries. */
+    if (watched.update(&child, &c) != 0)
+        aw_count_lost(AW_LOST_UNTRACKED);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- exec */
+
+static __always_inline int aw_exec_enter(int dfd, const char *filename,
+                                         const char *const *argv, u32 at_flags)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    u32 zero = 0;
+    struct aw_exec *rec = exec_scratch.lookup(&zero);
+    if (!rec)
+        return 0;
+    aw_fill_hdr((struct aw_hdr *)rec, AW_EV_EXEC, p, id);
+    rec->ret = 0;
+    rec->dfd = dfd;
+    rec->at_flags = at_flags;
+    rec->exec_flags = 0;
+
+    long n = bpf_probe_read_user_str(rec->data, AW_PATH_MAX, filename);
+    if (n < 0) {
+        n = 0;
+        rec->exec_flags |= AW_XF_FILENAME_FAULT;
+    }
+    u32 fn_len = n;
+    u32 off = fn_len;
+    u32 argc = 0;
+    for (int i = 0; i < AW_ARGV_MAX; i++) {
+        const char *arg = NULL;
+        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) != 0) {
+            rec->exec_flags |= AW_XF_ARGV_FAULT;
+            break;
+        }
+        if (!arg)
+            break;
+        if (off - fn_len >= AW_ARGV_BYTES) {
+            rec->exec_flags |= AW_XF_ARGV_TRUNC;
+            break;
+        }
+        /* off < AW_PATH_MAX + AW_ARGV_BYTES here; the mask proves it to the verifier. */
+        long m = bpf_probe_read_user_str(&rec->data[off & (AW_PATH_MAX + AW_ARGV_BYTES - 1)],
+                                         AW_ARGV_BYTES, arg);
+        if (m < 0) {
+            rec->exec_flags |= AW_XF_ARGV_FAULT;
+            break;
+        }
+        if (m == AW_ARGV_BYTES)
+            rec->exec_flags |= AW_XF_ARG_CUT;
+        off += m;
+        argc++;
+    }
+    if (argc == AW_ARGV_MAX) {
+        const char *more = NULL;
+        bpf_probe_read_user(&more, sizeof(more), &argv[AW_ARGV_MAX]);
+        if (more)
+            rec->exec_flags |= AW_XF_ARGV_TRUNC;
+    }
+    rec->filename_len = fn_len;
+    rec->argv_len = off - fn_len;
+    rec->argc = argc;
+    u32 tgid = id >> 32;
+    if (exec_inflight.update(&tgid, rec) != 0)
+        aw_count_lost(AW_LOST_INFLIGHT);
+    return 0;
+}
+
+static __always_inline int aw_exec_exit(long ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    struct aw_exec *rec = exec_inflight.lookup(&tgid);
+    if (!rec)
+        return 0;
+    if (ret != 0 && rec->tid != (u32)id)
+        return 0;  /* another thread's exec is in flight under this tgid */
+    rec->ret = ret;
+    if (ret == 0) {
+        /* The new image: its comm, and exit info cleared (de_thread's SIGKILLs to the
+         * other threads were not the process's death). */
+        bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
+        rec->tid = (u32)id;
+        struct aw_proc *p = watched.lookup(&tgid);
+        if (p)
+            p->flags &= ~(AW_PF_EXIT_CODE | AW_PF_EXIT_SIGNAL);
+    }
+    u32 sz = offsetof(struct aw_exec, data) + rec->filename_len + rec->argv_len;
+    aw_submit(rec, sz, sizeof(*rec));
+    exec_inflight.delete(&tgid);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+    return aw_exec_enter(AT_FDCWD, args->filename, args->argv, 0);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return aw_exec_exit(args->ret); }
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+    return aw_exec_enter(args->fd, args->filename, args->argv, args->flags);
+}
+TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return aw_exec_exit(args->ret); }
+
+/* ---------------------------------------------------------------- exit */
+
+#define AW_GROUP_EXIT 0x10  /* exit_group() seen: later SIGKILLs are its consequence */
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit_group)
+{
+    struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
+    if (p && !(p->flags & AW_PF_EXIT_SIGNAL)) {
+        p->exit_code = args->error_code;
+        p->flags |= AW_PF_EXIT_CODE | AW_GROUP_EXIT;
+    }
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_exit)
+{
+    struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
+    if (p && !(p->flags & (AW_PF_EXIT_SIGNAL | AW_GROUP_EXIT))) {
+        p->exit_code = args->error_code;
+        p->flags |= AW_PF_EXIT_CODE;
+    }
+    return 0;
+}
+
+/* Signals whose default action is not to terminate: CHLD CONT STOP TSTP TTIN TTOU URG WINCH */
+#define AW_NONFATAL ((1ULL << 17) | (1ULL << 18) | (1ULL << 19) | (1ULL << 20) | \
+                     (1ULL << 21) | (1ULL << 22) | (1ULL << 23) | (1ULL << 28))
+/* QUIT ILL TRAP ABRT BUS FPE SEGV XCPU XFSZ SYS dump core by default */
+#define AW_COREDUMP ((1ULL << 3) | (1ULL << 4) | (1ULL << 5) | (1ULL << 6) | (1ULL << 7) | \
+                     (1ULL << 8) | (1ULL << 11) | (1ULL << 24) | (1ULL << 25) | (1ULL << 31))
+
+TRACEPOINT_PROBE(signal, signal_deliver)
+{
+    int sig = args->sig;
+    if (sig <= 0 || sig > 64 || args->sa_handler != 0 /* SIG_DFL */)
+        return 0;
+    if (sig < 64 && (AW_NONFATAL & (1ULL << sig)))
+        return 0;
+    struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
+    if (!p || (p->flags & (AW_PF_EXIT_SIGNAL | AW_GROUP_EXIT)))
+        return 0;  /* first cause wins: group exits deliver SIGKILL to the other threads */
+    p->exit_signal = sig;
+    p->flags |= AW_PF_EXIT_SIGNAL | AW_GROUP_EXIT;
+    if (sig < 64 && (AW_COREDUMP & (1ULL << sig)))
+        p->flags |= AW_EF_CORE;
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    u32 tid = id, tgid = id >> 32;
+    if (tid != tgid)
+        watched.delete(&tid);  /* entry of a thread made without known clone flags */
+#ifdef AW_HAVE_GROUP_DEAD
+    if (!args->group_dead)
+        return 0;
+#else
+    if (tid != tgid)
+        return 0;  /* older kernels: the leader's exit stands for the group */
+#endif
+    struct aw_exit rec = {};
+    aw_fill_hdr((struct aw_hdr *)&rec, AW_EV_EXIT, p, id);
+    rec.exit_code = p->exit_code;
+    rec.exit_signal = p->exit_signal;
+    rec.exit_flags = p->flags & (AW_PF_EXIT_CODE | AW_PF_EXIT_SIGNAL | AW_EF_CORE);
+    aw_submit(&rec, sizeof(rec), sizeof(rec));
+    watched.delete(&tgid);
+    return 0;
+}

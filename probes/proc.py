@@ -1,0 +1,66 @@
+"""Decoders for proc.bpf.c: exec, fork/clone and exit records."""
+
+from __future__ import annotations
+
+from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, errno_name, text
+from probes.layout import Layout
+
+AW_EV_EXEC, AW_EV_FORK, AW_EV_EXIT = 1, 2, 3
+AW_PATH_MAX, AW_ARGV_BYTES = 4096, 4096
+AT_FDCWD = -100
+CLONE_THREAD = 0x00010000
+
+XF_FILENAME_FAULT, XF_ARGV_FAULT, XF_ARGV_TRUNC, XF_ARG_CUT = 0x1, 0x2, 0x4, 0x8
+PF_EXIT_CODE, PF_EXIT_SIGNAL, EF_CORE = 0x1, 0x2, 0x100
+
+FORK = Layout.record("aw_fork", [
+    ("ret", "s64"), ("clone_flags", "u64"), ("child_pid", "u32"), ("_pad", "u32"),
+])
+EXEC = Layout.record("aw_exec", [
+    ("ret", "s64"), ("dfd", "s32"), ("at_flags", "u32"), ("filename_len", "u32"),
+    ("argv_len", "u32"), ("argc", "u32"), ("exec_flags", "u32"),
+], tail=("data", AW_PATH_MAX + 2 * AW_ARGV_BYTES))
+EXIT = Layout.record("aw_exit", [
+    ("exit_code", "s32"), ("exit_signal", "s32"), ("exit_flags", "u32"), ("_pad", "u32"),
+])
+
+_FORK, _EXEC, _EXIT = FORK.struct, EXEC.struct, EXIT.struct
+_EXEC_TAIL = EXEC.fixed_size
+
+
+def decode_fork(hdr: dict, data: bytes) -> Event:
+    t = _FORK.unpack_from(data)
+    ret = t[12]
+    return ForkEvent(**hdr, ret=ret, error=errno_name(ret), clone_flags=t[13],
+                     child_pid=t[14], thread=bool(t[13] & CLONE_THREAD))
+
+
+def decode_exec(hdr: dict, data: bytes) -> Event:
+    t = _EXEC.unpack_from(data)
+    ret, dfd, at_flags, fn_len, argv_len, _argc, xf = t[12:19]
+    tail = data[_EXEC_TAIL:]
+    fn_len = min(fn_len, len(tail))
+    filename = tail[:fn_len].split(b"\0", 1)[0]
+    raw_argv = tail[fn_len:fn_len + argv_len]
+    argv = [text(a) for a in raw_argv.split(b"\0")[:-1]] if raw_argv else []
+    return ExecEvent(
+        **hdr, ret=ret, error=errno_name(ret), filename=text(filename), argv=argv,
+        argv_truncated=bool(xf & (XF_ARGV_TRUNC | XF_ARG_CUT)),
+        dfd=None if dfd == AT_FDCWD else dfd, at_flags=at_flags,
+        fault=bool(xf & (XF_FILENAME_FAULT | XF_ARGV_FAULT)),
+    )
+
+
+def decode_exit(hdr: dict, data: bytes) -> Event:
+    t = _EXIT.unpack_from(data)
+    code, sig, flags = t[12:15]
+    if flags & PF_EXIT_SIGNAL:
+        return ExitEvent(**hdr, signal=sig, core=bool(flags & EF_CORE))
+    return ExitEvent(**hdr, exit_code=(code & 0xFF) if flags & PF_EXIT_CODE else None)
+
+
+DECODERS = {
+    AW_EV_EXEC: (EXEC, decode_exec),
+    AW_EV_FORK: (FORK, decode_fork),
+    AW_EV_EXIT: (EXIT, decode_exit),
+}
