@@ -292,7 +292,8 @@ def check_tracefs() -> Check:
 
 def _headers_fix() -> str:
     arch = kernel._DEB_ARCH.get(platform.machine(), platform.machine())
-    return f"install the distribution's kernel headers (Debian: apt-get install linux-headers-{arch})"
+    return ("install the distribution's kernel headers "
+            f"(Debian: apt-get install linux-headers-{arch})")
 
 
 def check_kernel_headers(tracefs_ok: bool = True) -> Check:
@@ -544,7 +545,7 @@ static __always_inline void count_hit(void) {
 
 
 def _try_hook(name: str, body: str, attach: Callable[[Any], None] | None,
-              trigger: Callable[[], None], fix: str, never_ran: str) -> Check:
+              trigger: Callable[[], object], fix: str, never_ran: str) -> Check:
     """Load (and attach) an optional kind of probe that counts calls by this process, do
     something that should fire it, and check that it ran."""
     cap = _StderrCapture()
@@ -586,7 +587,9 @@ def check_fentry() -> Check:
 
 
 def check_lsm() -> Check:
-    return _try_hook("BPF LSM", "LSM_PROBE(file_open, struct file *file) { count_hit(); return 0; }",
+    # A program can load even when "bpf" is not an active LSM; then the hook never runs.
+    return _try_hook("BPF LSM",
+                     "LSM_PROBE(file_open, struct file *file) { count_hit(); return 0; }",
                      None, _read_a_file, "boot with 'bpf' in lsm= and allow BPF_PROG_TYPE_LSM "
                      "(not required)", "LSM_PROBE(file_open) loaded but never ran: "
                      "'bpf' is not among the active LSMs")
@@ -619,17 +622,6 @@ def check_bubblewrap() -> Check:
 
 # --------------------------------------------------------------------------- driver
 
-_BPF_CHECKS: list[tuple[str, Level, Callable[[], Check]]] = [
-    ("ring buffer", "must", check_ring_buffer),
-    ("bpf_send_signal", "recommended", check_send_signal),
-]
-_LATE_BPF_CHECKS: list[tuple[str, Level, Callable[[], Check]]] = [
-    ("kprobes", "optional", check_kprobes),
-    ("fentry", "optional", check_fentry),
-    ("BPF LSM", "optional", check_lsm),
-]
-
-
 def _guarded(name: str, level: Level, fn: Callable[[], Check]) -> Check:
     """Run one check; an unexpected error becomes that check's line, never a traceback."""
     try:
@@ -647,25 +639,28 @@ def _not_tried(name: str, level: Level) -> Check:
 
 
 def run_checks() -> list[Check]:
-    """Every check, in the documented order."""
-    checks = [
-        _guarded("root and capabilities", "must", check_root),
-        _guarded("BTF", "optional", check_btf),
-    ]
+    """Every check, in the documented order. The BPF checks are only tried once BCC has been
+    seen to compile and attach a program (tracefs and kernel headers)."""
+    root = _guarded("root and capabilities", "must", check_root)
+    btf = _guarded("BTF", "optional", check_btf)
     tracefs = _guarded("tracefs", "must", check_tracefs)
     headers = _guarded("kernel headers", "must", lambda: check_kernel_headers(tracefs.ok))
-    checks += [tracefs, headers]
     bcc_works = tracefs.ok and headers.ok
-
-    def bpf(name: str, level: Level, fn: Callable[[], Check]) -> Check:
-        return _guarded(name, level, fn) if bcc_works else _not_tried(name, level)
-
-    checks += [bpf(*spec) for spec in _BPF_CHECKS]
-    checks.append(_guarded("cgroup v2", "recommended", check_cgroup_v2))
-    checks.append(bpf("cgroup sock_addr hooks", "recommended", check_sock_addr))
-    checks += [bpf(*spec) for spec in _LATE_BPF_CHECKS]
-    checks.append(_guarded("bubblewrap", "recommended", check_bubblewrap))
-    return checks
+    rest: list[tuple[str, Level, Callable[[], Check], bool]] = [
+        # name, level, check, needs BCC
+        ("ring buffer", "must", check_ring_buffer, True),
+        ("bpf_send_signal", "recommended", check_send_signal, True),
+        ("cgroup v2", "recommended", check_cgroup_v2, False),
+        ("cgroup sock_addr hooks", "recommended", check_sock_addr, True),
+        ("kprobes", "optional", check_kprobes, True),
+        ("fentry", "optional", check_fentry, True),
+        ("BPF LSM", "optional", check_lsm, True),
+        ("bubblewrap", "recommended", check_bubblewrap, False),
+    ]
+    return [root, btf, tracefs, headers] + [
+        _guarded(name, level, fn) if bcc_works or not needs_bcc else _not_tried(name, level)
+        for name, level, fn, needs_bcc in rest
+    ]
 
 
 def main(json_output: bool = False) -> int:

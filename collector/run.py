@@ -65,50 +65,62 @@ def _spawn_parked(path: str, argv: list[str]) -> tuple[int, int]:
 
 
 def run(argv: list[str], events: str | None = None, config: ProbeConfig | None = None,
-        extra_sinks: list[Sink] | None = None) -> RunResult:
+        collector: Collector | None = None, poll_ms: int = 50) -> RunResult:
+    """Run argv as a session. With `collector` given (already started), it is used and
+    left open, so that several runs can share one loaded BPF object (tests, benchmarks)."""
     if not argv:
         raise RunError("no command given: agentwatch run -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
     if path is None or not os.path.exists(path):
         raise RunError(f"command not found: {argv[0]}", EXIT_NOT_FOUND)
-    sinks: list[Sink] = list(extra_sinks or [])
-    if events:
-        sinks.append(JsonlSink(events))
-    collector = Collector(sinks, config)
+    own = collector is None
+    if collector is None:
+        sinks: list[Sink] = [JsonlSink(events)] if events else []
+        collector = Collector(sinks, config)
     try:
-        collector.start()
-        pid, release = _spawn_parked(path, argv)
-        forwarded: dict[int, object] = {}
+        if own:
+            collector.start()
+        return _run_session(collector, path, argv, poll_ms)
+    finally:
+        if own:
+            collector.close()
 
-        def forward(signum: int, _frame: object) -> None:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
 
-        # The terminal sends SIGINT/SIGQUIT to the whole foreground group, CMD included:
-        # agentwatch stays up to record how CMD reacts. SIGTERM/SIGHUP are passed on.
-        for sig, handler in ((signal.SIGINT, signal.SIG_IGN), (signal.SIGQUIT, signal.SIG_IGN),
-                             (signal.SIGTERM, forward), (signal.SIGHUP, forward)):
-            forwarded[sig] = signal.signal(sig, handler)
+def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int) -> RunResult:
+    pid, release = _spawn_parked(path, argv)
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    # The terminal sends SIGINT/SIGQUIT to the whole foreground group, CMD included:
+    # agentwatch stays up to record how CMD reacts. SIGTERM/SIGHUP are passed on.
+    previous = {sig: signal.signal(sig, handler) for sig, handler in (
+        (signal.SIGINT, signal.SIG_IGN), (signal.SIGQUIT, signal.SIG_IGN),
+        (signal.SIGTERM, forward), (signal.SIGHUP, forward))}
+    try:
         try:
             session = collector.add_session(pid, os.getpid(), "run", argv)
-            os.write(release, b"g")
-            os.close(release)
-            status = None
-            while status is None:
-                collector.poll(50)
-                wpid, wstatus = os.waitpid(pid, os.WNOHANG)
-                if wpid == pid:
-                    status = wstatus
-            collector.drain()
-            exit_status = wait_status_to_exit(status)
-            end = collector.end_session(session, exit_status)
-        finally:
-            for sig, old in forwarded.items():
-                signal.signal(sig, old)  # type: ignore[arg-type]
+        except BaseException:
+            os.close(release)  # the parked child reads EOF and exits without exec'ing
+            os.waitpid(pid, 0)
+            raise
+        os.write(release, b"g")
+        os.close(release)
+        status = None
+        while status is None:
+            collector.poll(poll_ms)
+            wpid, wstatus = os.waitpid(pid, os.WNOHANG)
+            if wpid == pid:
+                status = wstatus
+        collector.drain()
+        exit_status = wait_status_to_exit(status)
+        end = collector.end_session(session, exit_status)
     finally:
-        collector.close()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     return RunResult(exit_status=exit_status, session=session.name, events=end.events or 0,
                      lost=end.lost or 0)
 

@@ -100,10 +100,15 @@ def ensure_kernel_headers() -> str:
 
 
 def tracefs_mounted() -> bool:
-    return (TRACEFS / "events").is_dir()
+    try:
+        return os.path.isdir(TRACEFS / "events") and os.access(TRACEFS / "events", os.R_OK)
+    except OSError:
+        return False
 
 
 def ensure_tracefs() -> str:
+    if os.geteuid() != 0 and not tracefs_mounted():
+        raise SetupError(f"tracefs at {TRACEFS} is not readable: run agentwatch as root")
     if tracefs_mounted():
         return f"{TRACEFS} mounted"
     try:

@@ -71,7 +71,8 @@ def test_format_check_missing_must_is_loud_and_has_fix() -> None:
 
 
 def test_format_check_is_one_line_and_quiet_for_optional() -> None:
-    c = Check("fentry", "unavailable", "optional", "load refused\nwith EPERM\n", "a kernel\nwith it")
+    c = Check("fentry", "unavailable", "optional", "load refused\nwith EPERM\n",
+              "a kernel\nwith it")
     line = format_check(c)
     assert "\n" not in line
     assert line.startswith("unavailable ")
@@ -138,10 +139,9 @@ def test_run_checks_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.bpf
 def test_doctor_as_a_subprocess_prints_one_line_per_check() -> None:
-    r = subprocess.run(
-        ["/usr/bin/python3", "-c", "import sys; from collector.doctor import main; sys.exit(main())"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
+    code = "import sys; from collector.doctor import main; sys.exit(main())"
+    r = subprocess.run(["/usr/bin/python3", "-c", code], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
     assert "Traceback" not in r.stdout + r.stderr, r.stderr
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
