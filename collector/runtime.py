@@ -70,7 +70,7 @@ class Collector:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.bpf = loader.load(self.config)
-        self.bpf["events"].open_ring_buffer(self._on_record)
+        self.bpf[b"events"].open_ring_buffer(self._on_record)
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -84,7 +84,7 @@ class Collector:
         """Watch `root_pid` and, through the kernel's fork hook, all its descendants."""
         sid = secrets.randbits(63) | 1
         name = session_name(sid)
-        watched = self.bpf["watched"]
+        watched = self.bpf[b"watched"]
         leaf = watched.Leaf()
         leaf.session = sid
         leaf.ppid = ppid

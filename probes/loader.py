@@ -70,12 +70,12 @@ def load(config: ProbeConfig | None = None) -> BPF:
     try:
         os.dup2(devnull, 2)
         try:
-            return BPF(text=source(config.concerns), cflags=config.cflags())
+            return BPF(text=source(config.concerns).encode(), cflags=config.cflags())
         finally:
             os.dup2(saved, 2)
     except Exception:
         # Compile again with stderr visible so the error reaches the user.
-        return BPF(text=source(config.concerns), cflags=config.cflags())
+        return BPF(text=source(config.concerns).encode(), cflags=config.cflags())
     finally:
         os.close(saved)
         os.close(devnull)
@@ -83,7 +83,7 @@ def load(config: ProbeConfig | None = None) -> BPF:
 
 def read_lost(bpf: BPF) -> list[int]:
     """Per-slot loss counters summed over CPUs."""
-    table: Any = bpf["lost"]
+    table: Any = bpf[b"lost"]
     out = []
     for i in range(len(table)):
         vals = table[ctypes.c_int(i)]

@@ -67,13 +67,13 @@ enum aw_lost {
     u32 ppid;       /* parent's tgid as recorded at fork */ \
     u32 uid;        /* kernel uid (init user namespace) */ \
     u32 gid; \
-    u32 hdr_flags;  /* AW_HF_* */ \
+    u32 hdr_flags;  /* reserved, 0 */ \
     u64 cgroup;     /* cgroup v2 id */ \
     char comm[16];
 
 struct aw_hdr { AW_HDR_FIELDS };
 
-/* A watched thread group (or a thread's own entry, see sessions.bpf.c). */
+/* A watched thread group (or a kernel-made thread's own entry, see proc.bpf.c). */
 struct aw_proc {
     u64 session;
     u32 ppid;
@@ -84,7 +84,6 @@ struct aw_proc {
 
 #define AW_PF_EXIT_CODE   0x1
 #define AW_PF_EXIT_SIGNAL 0x2
-#define AW_PF_THREAD      0x4   /* entry of a non-leader thread, not a thread group */
 
 BPF_RINGBUF_OUTPUT(events, AW_RINGBUF_PAGES);
 BPF_HASH(watched, u32, struct aw_proc, AW_MAX_PROCS);

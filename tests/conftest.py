@@ -1,0 +1,96 @@
+"""Shared fixtures.
+
+Root tests load the real probes once per test session (`collector`) and run small real
+workloads as sessions through `collector.run.run`, the code path of `agentwatch run`.
+Without root or a loadable kernel they skip on a developer's machine, but with CI=true
+they FAIL: a BPF test that cannot load is a hidden failure, never a pass.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from collector.events import Event  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def bpf_unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"BPF test cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@dataclass
+class RecordingSink:
+    events: list[Event] = field(default_factory=list)
+
+    def write(self, event: Event) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def session(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.session == name]
+
+
+@pytest.fixture(scope="session")
+def loaded() -> Iterator[tuple[object, RecordingSink]]:
+    if os.geteuid() != 0:
+        bpf_unavailable("loading BPF needs root")
+    from collector.runtime import Collector
+
+    sink = RecordingSink()
+    collector = Collector([sink])
+    try:
+        collector.start()
+    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+        bpf_unavailable(f"cannot load the probes: {e}")
+    yield collector, sink
+    collector.close()
+
+
+@dataclass
+class SessionRun:
+    exit_status: int
+    session: str
+    root_pid: int
+    events: list[Event]
+
+    def of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+
+@pytest.fixture
+def run_session(loaded: tuple[object, RecordingSink]):  # type: ignore[no-untyped-def]
+    """run_session(argv) -> SessionRun: argv run as a watched session, its events."""
+    from collector.run import run
+
+    collector, sink = loaded
+
+    def _run(argv: list[str]) -> SessionRun:
+        result = run(argv, collector=collector)  # type: ignore[arg-type]
+        events = sink.session(result.session)
+        start = next(e for e in events if e.kind == "session")
+        return SessionRun(result.exit_status, result.session, start.pid, events)
+
+    return _run
+
+
+@pytest.fixture
+def bpf_collector(loaded: tuple[object, RecordingSink]):  # type: ignore[no-untyped-def]
+    return loaded
