@@ -66,6 +66,15 @@ class Layout:
         off += (-off) % align_max
         return offsets, fmt, fixed, off
 
+    @staticmethod
+    def type_size(ctype: str) -> int:
+        if ctype in _SCALARS:
+            return _SCALARS[ctype][1]
+        m = _ARRAY.match(ctype)
+        if not m:
+            raise ValueError(f"unsupported type {ctype}")
+        return int(m.group(2))
+
     @property
     def offsets(self) -> dict[str, int]:
         return self._walk()[0]

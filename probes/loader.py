@@ -58,27 +58,43 @@ def source(concerns: tuple[str, ...] = CONCERNS) -> str:
     return "\n".join(parts)
 
 
+class ProbeLoadError(kernel.SetupError):
+    """The probes did not compile or load; the message says why and what to run."""
+
+
 def load(config: ProbeConfig | None = None) -> BPF:
     """Prepare the host (tracefs, headers), compile and attach every probe."""
     config = config or ProbeConfig()
+    if os.geteuid() != 0:
+        raise ProbeLoadError("loading BPF probes needs root (CAP_BPF, CAP_PERFMON, "
+                             "CAP_SYS_ADMIN): run agentwatch as root")
     kernel.prepare()
-    from bcc import BPF  # imported late: unit tests and `--help` must not need bcc
-
-    # BCC prints compiler warnings for the kernel's own headers; they are noise here.
+    try:
+        from bcc import BPF  # imported late: unit tests and `--help` must not need bcc
+    except ImportError as e:
+        raise ProbeLoadError(f"the bcc Python module is missing ({e}): install "
+                             "python3-bpfcc, or run `make setup`") from e
+    text, cflags = source(config.concerns).encode(), config.cflags()
+    # BCC prints compiler warnings about the kernel's own headers: noise on success, so
+    # stderr is silenced; on failure it compiles once more with stderr visible.
     devnull = os.open(os.devnull, os.O_WRONLY)
     saved = os.dup(2)
     try:
         os.dup2(devnull, 2)
         try:
-            return BPF(text=source(config.concerns).encode(), cflags=config.cflags())
+            return BPF(text=text, cflags=cflags)
+        except Exception:  # noqa: BLE001 - BCC raises bare Exception
+            pass
         finally:
             os.dup2(saved, 2)
-    except Exception:
-        # Compile again with stderr visible so the error reaches the user.
-        return BPF(text=source(config.concerns).encode(), cflags=config.cflags())
     finally:
         os.close(saved)
         os.close(devnull)
+    try:
+        return BPF(text=text, cflags=cflags)
+    except Exception as e:  # noqa: BLE001
+        raise ProbeLoadError(f"cannot load the BPF probes: {e} (the compiler or verifier "
+                             "output is above; `agentwatch doctor` checks the host)") from e
 
 
 def read_lost(bpf: BPF) -> list[int]:

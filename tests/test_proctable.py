@@ -1,0 +1,68 @@
+"""Unit tests of the process table: arrival order, ancestry, retirement."""
+
+from __future__ import annotations
+
+from collector.events import ExecEvent, ExitEvent, ForkEvent, OpenEvent
+from collector.proctable import ProcessTable
+
+S = "00000000000000aa"
+
+
+def table() -> ProcessTable:
+    t = ProcessTable(max_exited=3, read_proc=False)
+    t.add_root(100, 1, S, ["agent"], start_ns=1)
+    return t
+
+
+def test_fork_then_exec_builds_ancestry() -> None:
+    t = table()
+    t.observe(ForkEvent(ts=2, session=S, pid=100, ppid=1, ret=101, child_pid=101))
+    t.observe(ExecEvent(ts=3, session=S, pid=101, ppid=100, comm="sh", ret=0,
+                        filename="/bin/sh", argv=["sh", "-c", "x"]))
+    t.observe(ForkEvent(ts=4, session=S, pid=101, ppid=100, ret=102, child_pid=102))
+    chain = [p.pid for p in t.ancestry(102)]
+    assert chain == [102, 101, 100]
+    assert t.get(102).argv == ["sh", "-c", "x"]  # inherited until it execs
+    assert t.get(101).exe == "/bin/sh" and t.get(101).start_ns == 2
+
+
+def test_child_events_before_the_fork_event() -> None:
+    # The fork event is sent when clone() returns in the parent: the child may be first.
+    t = table()
+    t.observe(ExecEvent(ts=5, session=S, pid=101, ppid=100, comm="cat", ret=0,
+                        filename="/bin/cat", argv=["cat"]))
+    t.observe(ForkEvent(ts=4, session=S, pid=100, ppid=1, ret=101, child_pid=101))
+    assert t.get(101).ppid == 100 and t.get(101).argv == ["cat"]
+    assert t.get(101).start_ns == 4
+    assert [p.pid for p in t.ancestry(101)] == [101, 100]
+
+
+def test_failed_exec_changes_nothing_and_threads_are_not_processes() -> None:
+    t = table()
+    t.observe(ExecEvent(ts=2, session=S, pid=100, ppid=1, ret=-2, filename="/nope",
+                        argv=["nope"]))
+    assert t.get(100).argv == ["agent"]
+    t.observe(ForkEvent(ts=3, session=S, pid=100, ppid=1, ret=555, child_pid=555,
+                        thread=True))
+    assert t.get(555) is None
+
+
+def test_exit_retires_and_bounds_history() -> None:
+    t = table()
+    for pid in range(101, 106):
+        t.observe(OpenEvent(ts=pid, session=S, pid=pid, ppid=100, ret=3, syscall="openat",
+                            path="/x", flags=0))
+        t.observe(ExitEvent(ts=pid, session=S, pid=pid, ppid=100, exit_code=0))
+    assert len(t) == 1  # only the root is alive
+    assert t.get(101) is None and t.get(105).exited  # oldest forgotten, max_exited=3
+    assert [p.pid for p in t.ancestry(105)] == [105, 100]
+
+
+def test_ancestry_survives_cycles_and_unknowns() -> None:
+    t = table()
+    t.observe(OpenEvent(ts=1, session=S, pid=7, ppid=8, ret=3, syscall="openat", path="/",
+                        flags=0))
+    t.observe(OpenEvent(ts=1, session=S, pid=8, ppid=7, ret=3, syscall="openat", path="/",
+                        flags=0))
+    assert [p.pid for p in t.ancestry(7)] == [7, 8]
+    assert t.ancestry(12345) == []
