@@ -20,13 +20,14 @@ run: setup
 doctor: setup
 	$(AW) doctor
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -ra tests
 
 test-unit: setup
 	$(PY) -m pytest -ra -m "not bpf" tests
 
 lint: setup
+	@echo "lint: ruff and mypy"
 	$(PY) -m ruff check probes collector detectors tests bench
 	$(PY) -m mypy probes collector detectors
 

@@ -23,7 +23,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def run(
     command: Annotated[list[str] | None, typer.Argument(help="CMD [ARGS...] after --")] = None,
     events: Annotated[str | None, typer.Option(
-        "--events", metavar="FILE|-", help="Write events as JSON Lines to FILE (- = stdout).")] = None,
+        "--events", metavar="FILE|-",
+        help="Write events as JSON Lines to FILE (- = stdout).")] = None,
     ebpf: Annotated[bool, typer.Option("--ebpf", hidden=True,
                                        help="Print the BPF C program and exit.")] = False,
 ) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from collector.events import Event, text
 from probes import file, net, proc
-from probes.layout import HDR_FIELDS, Layout
+from probes.layout import HDR_FIELDS, Header, Layout
 
-Decoder = Callable[[dict, bytes], Event]
+Decoder = Callable[[Header, bytes], Event]
 
 DECODERS: dict[int, tuple[Layout, Decoder]] = {**proc.DECODERS, **file.DECODERS,
                                                **net.DECODERS}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from collector.events import Event, OpenEvent, errno_name, text
-from probes.layout import Layout
+from probes.layout import Header, Layout
 
 AW_EV_OPEN = 4
 AW_PATH_MAX = 4096
@@ -46,7 +46,7 @@ def flag_names(flags: int) -> list[str]:
     return names
 
 
-def decode_open(hdr: dict, data: bytes) -> Event:
+def decode_open(hdr: Header, data: bytes) -> Event:
     t = _OPEN.unpack_from(data)
     ret, dfd, sys, flags, mode, resolve, path_len, of = t[12:20]
     path = data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0]

@@ -60,7 +60,8 @@ def _merge_tree(common: Path, specific: Path, dest: Path) -> None:
             out = tmp / rel
             out.mkdir(parents=True, exist_ok=True)
             # Directory symlinks (e.g. scripts -> ../../lib/...) are walked as links.
-            for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for name in filenames + links:
                 target = out / name
                 if target.is_symlink() or target.exists():
                     if target.is_dir() and not target.is_symlink():

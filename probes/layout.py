@@ -12,10 +12,14 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 _SCALARS = {"u8": ("B", 1), "u16": ("H", 2), "u32": ("I", 4), "s32": ("i", 4),
             "u64": ("Q", 8), "s64": ("q", 8)}
 _ARRAY = re.compile(r"^(char|u8)\[(\d+)\]$")
+
+# Decoded header fields, passed as keyword arguments to each Event record.
+Header = dict[str, Any]
 
 # The header every record starts with (AW_HDR_FIELDS in include/agentwatch.h).
 HDR_FIELDS: list[tuple[str, str]] = [

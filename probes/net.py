@@ -7,7 +7,7 @@ import socket
 import struct
 
 from collector.events import ConnectEvent, Event, errno_name, text
-from probes.layout import Layout
+from probes.layout import Header, Layout
 
 AW_EV_CONNECT = 5
 AW_SOCKADDR_MAX = 128
@@ -47,7 +47,7 @@ def decode_sockaddr(raw: bytes, addrlen: int) -> tuple[str, str | None, int | No
     return name, None, None
 
 
-def decode_connect(hdr: dict, data: bytes) -> Event:
+def decode_connect(hdr: Header, data: bytes) -> Event:
     t = _CONNECT.unpack_from(data)
     ret, fd, addrlen = t[12:15]
     family, address, port = decode_sockaddr(data[_TAIL:_TAIL + AW_SOCKADDR_MAX], addrlen)

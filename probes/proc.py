@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, errno_name, text
-from probes.layout import Layout
+from probes.layout import Header, Layout
 
 AW_EV_EXEC, AW_EV_FORK, AW_EV_EXIT = 1, 2, 3
 AW_PATH_MAX, AW_ARGV_BYTES = 4096, 4096
@@ -28,14 +28,14 @@ _FORK, _EXEC, _EXIT = FORK.struct, EXEC.struct, EXIT.struct
 _EXEC_TAIL = EXEC.fixed_size
 
 
-def decode_fork(hdr: dict, data: bytes) -> Event:
+def decode_fork(hdr: Header, data: bytes) -> Event:
     t = _FORK.unpack_from(data)
     ret = t[12]
     return ForkEvent(**hdr, ret=ret, error=errno_name(ret), clone_flags=t[13],
                      child_pid=t[14], thread=bool(t[13] & CLONE_THREAD))
 
 
-def decode_exec(hdr: dict, data: bytes) -> Event:
+def decode_exec(hdr: Header, data: bytes) -> Event:
     t = _EXEC.unpack_from(data)
     ret, dfd, at_flags, fn_len, argv_len, _argc, xf = t[12:19]
     tail = data[_EXEC_TAIL:]
@@ -51,7 +51,7 @@ def decode_exec(hdr: dict, data: bytes) -> Event:
     )
 
 
-def decode_exit(hdr: dict, data: bytes) -> Event:
+def decode_exit(hdr: Header, data: bytes) -> Event:
     t = _EXIT.unpack_from(data)
     code, sig, flags = t[12:15]
     if flags & PF_EXIT_SIGNAL:

@@ -1,0 +1,34 @@
+"""docs/ stays true to the code: every example in docs/events.md has exactly the fields of
+its kind's record in collector/events.py, and every kind has an example."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import orjson
+
+from collector.events import EVENT_TYPES
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_event_kind_has_a_matching_example() -> None:
+    text = (DOCS / "events.md").read_text()
+    examples = [orjson.loads(b) for b in re.findall(r"```json\n(.*?)\n```", text, re.S)]
+    kinds = {e["kind"] for e in examples}
+    assert kinds == set(EVENT_TYPES)
+    for ex in examples:
+        fields = [f.name for f in dataclasses.fields(EVENT_TYPES[ex["kind"]])]
+        assert list(ex) == fields, ex["kind"]
+        assert ex["v"] == 1
+
+
+def test_readme_quick_start_has_exactly_two_commands() -> None:
+    readme = (DOCS.parent / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```(?:sh|bash)?\n(.*?)\n```", quick, re.S)
+    assert block is not None
+    commands = [ln for ln in block.group(1).splitlines() if ln and not ln.startswith("#")]
+    assert commands == ["make run", "make test"]
