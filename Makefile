@@ -31,7 +31,9 @@ lint: setup
 	$(PY) -m ruff check probes collector detectors tests bench
 	$(PY) -m mypy probes collector detectors
 
-bench: setup
+bench:
+	@VENV=$(VENV) APT_LISTS="packaging/apt-packages.txt packaging/apt-bench-packages.txt" \
+		bash packaging/setup-host.sh
 	$(PY) bench/open_close.py
 
 clean:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent host set-up for agentwatch, used by `make run` and `make test`.
-#  1. apt packages from packaging/apt-packages.txt, installed only when missing
+#  1. apt packages from packaging/apt-packages.txt (and APT_LISTS), installed only when missing
 #     (the headers package is chosen for this machine's architecture);
 #  2. a virtual environment (VENV) with the Python dependencies, built from the
 #     distribution's Python so that Debian's `bcc` module matches it;
@@ -12,6 +12,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$here/.venv}
 PYTHON=${PYTHON:-/usr/bin/python3}
 EXTRAS=${EXTRAS:-test}
+# Package lists to satisfy (make bench adds packaging/apt-bench-packages.txt).
+APT_LISTS=${APT_LISTS:-$here/packaging/apt-packages.txt}
 
 arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 want=()
@@ -22,7 +24,7 @@ while read -r pkg; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     want+=("$pkg")
   fi
-done < "$here/packaging/apt-packages.txt"
+done < <(cat $APT_LISTS)
 if [ ${#want[@]} -gt 0 ]; then
   echo "setup: installing ${want[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -24,6 +24,8 @@ TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect"}
 LOST_NAMES = {**TYPE_NAMES, 14: "inflight_full", 15: "untracked_child"}
 
 _HDR = Layout("aw_hdr", tuple(HDR_FIELDS), None).struct
+# Hot path: the minimum size of each type computed once, not per record.
+_DISPATCH = {typ: (layout.fixed_size, fn) for typ, (layout, fn) in DECODERS.items()}
 
 
 class DecodeError(ValueError):
@@ -37,6 +39,7 @@ def session_name(session_id: int) -> str:
 class RecordDecoder:
     def __init__(self) -> None:
         self._sessions: dict[int, str] = {}
+        self._comms: dict[bytes, str] = {}
         self.resync_clock()
 
     def resync_clock(self) -> None:
@@ -49,17 +52,21 @@ class RecordDecoder:
              comm) = _HDR.unpack_from(data)
         except struct.error as e:
             raise DecodeError(f"record of {len(data)} bytes is shorter than a header") from e
-        entry = DECODERS.get(typ)
+        entry = _DISPATCH.get(typ)
         if entry is None:
             raise DecodeError(f"unknown record type {typ}")
-        layout, fn = entry
-        if len(data) < layout.fixed_size:
+        fixed_size, fn = entry
+        if len(data) < fixed_size:
             raise DecodeError(f"{TYPE_NAMES.get(typ, typ)} record of {len(data)} bytes, "
-                              f"expected at least {layout.fixed_size}")
+                              f"expected at least {fixed_size}")
         name = self._sessions.get(session)
         if name is None:
             name = self._sessions[session] = session_name(session)
+        comm_text = self._comms.get(comm)
+        if comm_text is None:
+            if len(self._comms) > 4096:
+                self._comms.clear()
+            comm_text = self._comms[comm] = text(comm.split(b"\0", 1)[0])
         hdr = {"ts": ts + self.boot_to_epoch, "session": name, "pid": pid, "tid": tid,
-               "ppid": ppid, "uid": uid, "gid": gid,
-               "comm": text(comm.split(b"\0", 1)[0]), "cgroup": cgroup}
+               "ppid": ppid, "uid": uid, "gid": gid, "comm": comm_text, "cgroup": cgroup}
         return fn(hdr, data)

@@ -33,8 +33,20 @@ _FLAG_BITS: list[tuple[int, str]] = [
 ]
 
 
+_NAMES_CACHE: dict[int, tuple[str, ...]] = {}
+
+
 def flag_names(flags: int) -> list[str]:
     """O_* names of open flags, access mode first; unknown bits as one hex entry."""
+    names = _NAMES_CACHE.get(flags)
+    if names is None:
+        if len(_NAMES_CACHE) > 1024:  # a process can pass any bits: keep it bounded
+            _NAMES_CACHE.clear()
+        names = _NAMES_CACHE[flags] = tuple(_flag_names(flags))
+    return list(names)
+
+
+def _flag_names(flags: int) -> list[str]:
     names = [_ACCMODE.get(flags & os.O_ACCMODE, f"O_ACCMODE_{flags & os.O_ACCMODE}")]
     rest = flags & ~os.O_ACCMODE
     for bits, name in _FLAG_BITS:

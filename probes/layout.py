@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 _SCALARS = {"u8": ("B", 1), "u16": ("H", 2), "u32": ("I", 4), "s32": ("i", 4),
@@ -39,6 +40,10 @@ class Layout:
     def record(cls, cname: str, fields: list[tuple[str, str]],
                tail: tuple[str, int] | None = None) -> Layout:
         return cls(cname, tuple(HDR_FIELDS + fields), tail)
+
+    @cached_property
+    def _computed(self) -> tuple[dict[str, int], str, int, int]:
+        return self._walk()
 
     def _walk(self) -> tuple[dict[str, int], str, int, int]:
         offsets: dict[str, int] = {}
@@ -81,18 +86,18 @@ class Layout:
 
     @property
     def offsets(self) -> dict[str, int]:
-        return self._walk()[0]
+        return dict(self._computed[0])
 
-    @property
+    @cached_property
     def struct(self) -> struct.Struct:
-        return struct.Struct(self._walk()[1])
+        return struct.Struct(self._computed[1])
 
     @property
     def fixed_size(self) -> int:
         """Bytes before the variable tail (the smallest valid record)."""
-        return self._walk()[2]
+        return self._computed[2]
 
     @property
     def c_size(self) -> int:
         """sizeof() of the C struct, tail capacity and trailing padding included."""
-        return self._walk()[3]
+        return self._computed[3]

@@ -375,9 +375,10 @@ def test_signal_forwarding_to_the_session(tmp_path: Path) -> None:
     proc = subprocess.Popen([str(aw), "run", "--", "/bin/sleep", "30"],
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
     while time.time() < deadline:
-        out = subprocess.run(["pgrep", "-P", str(proc.pid), "sleep"], capture_output=True)
-        if out.returncode == 0:
+        kids = children.read_text().split()
+        if kids and Path(f"/proc/{kids[0]}/comm").read_text().strip() == "sleep":
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)

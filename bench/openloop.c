@@ -1,0 +1,78 @@
+/* openloop: the workload of bench/open_close.py.
+ *
+ *   openloop N [OUT [wait]]
+ *
+ * Does N iterations of open("/dev/null", O_RDONLY) + close() and writes the elapsed
+ * nanoseconds of the loop alone (CLOCK_MONOTONIC, process start and exit excluded) to OUT,
+ * or to stdout when OUT is absent or "-". OUT is opened before the loop, so that its open
+ * is not timed. With "wait", it first reads one byte from stdin: a tracer that needs the
+ * pid (opensnoop -p PID) can attach before the loop starts.
+ *
+ * Each open() is one openat syscall (glibc), so a tracer of openat sees N loop events plus
+ * the few opens of the dynamic loader and of OUT.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || argc > 4) {
+        fprintf(stderr, "usage: %s N [OUT [wait]]\n", argv[0]);
+        return 2;
+    }
+    char *end;
+    long n = strtol(argv[1], &end, 10);
+    if (*end != '\0' || n <= 0) {
+        fprintf(stderr, "openloop: N must be a positive integer, not %s\n", argv[1]);
+        return 2;
+    }
+    FILE *out = stdout;
+    if (argc >= 3 && strcmp(argv[2], "-") != 0) {
+        out = fopen(argv[2], "w");
+        if (out == NULL) {
+            fprintf(stderr, "openloop: %s: %s\n", argv[2], strerror(errno));
+            return 1;
+        }
+    }
+    if (argc == 4) {
+        if (strcmp(argv[3], "wait") != 0) {
+            fprintf(stderr, "openloop: third argument must be \"wait\"\n");
+            return 2;
+        }
+        char go;
+        if (read(0, &go, 1) != 1) {
+            fprintf(stderr, "openloop: no go byte on stdin\n");
+            return 1;
+        }
+    }
+
+    long long t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd < 0) {
+            fprintf(stderr, "openloop: open /dev/null: %s\n", strerror(errno));
+            return 1;
+        }
+        close(fd);
+    }
+    long long elapsed = now_ns() - t0;
+
+    fprintf(out, "%lld\n", elapsed);
+    if (fclose(out) != 0) {
+        fprintf(stderr, "openloop: writing the result: %s\n", strerror(errno));
+        return 1;
+    }
+    return 0;
+}
