@@ -46,6 +46,44 @@ def run(
 
 
 @app.command()
+def daemon(
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="FILE|-",
+        help="Write events as JSON Lines to FILE (- = stdout).")] = None,
+    launcher: Annotated[list[str] | None, typer.Option(
+        "--launcher", metavar="COMM",
+        help="Sandbox launcher command name to adopt (repeatable; default: bwrap).")] = None,
+) -> None:
+    """Watch every sandbox on the host: each exec of a launcher starts a session."""
+    from collector import daemon as d
+    from collector.runtime import DEFAULT_LAUNCHERS, SessionError
+
+    try:
+        code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS))
+    except (SetupError, SinkError, SessionError) as e:
+        raise _fail(str(e), 1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def attach(
+    pid: Annotated[int, typer.Argument(help="Root of the running tree to adopt.")],
+    events: Annotated[str | None, typer.Option(
+        "--events", metavar="FILE|-",
+        help="Write events as JSON Lines to FILE (- = stdout).")] = None,
+) -> None:
+    """Adopt a running process tree as a session; runs until the tree is gone."""
+    from collector import daemon as d
+    from collector.runtime import SessionError
+
+    try:
+        code = d.attach(pid, events)
+    except (SetupError, SinkError, SessionError) as e:
+        raise _fail(str(e), 1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
 ) -> None:

@@ -44,6 +44,8 @@ class Event:
     gid: int = 0
     comm: str = ""
     cgroup: int = 0
+    setup: bool = False            # the process was building a sandbox (launcher setup)
+    nested_launcher: bool = False  # a launcher started by a sandboxed payload (untrusted)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -64,6 +66,9 @@ class ExecEvent(Event):
     dfd: int | None = None        # execveat's dirfd; None for execve
     at_flags: int = 0
     fault: bool = False           # the filename or argv could not be read from user memory
+    exe: str | None = None        # /proc/<pid>/exe right after the exec (best effort)
+    cwd: str | None = None        # the process's working directory (best effort)
+    ns: dict[str, int] | None = None  # namespace inode numbers: pid, mnt, net, user
 
 
 @dataclass(slots=True, kw_only=True)
@@ -132,6 +137,7 @@ class SessionEvent(Event):
     session_kind: str = "run"       # run | launcher | attach
     root_pid: int
     argv: list[str] = field(default_factory=list)
+    ns: dict[str, int] | None = None  # on start: the root's namespace inode numbers
     exit_status: int | None = None  # on end: the status `agentwatch run` exits with
     events: int | None = None       # on end: events of this session written
     lost: int | None = None         # on end: events lost (all sessions) while it ran

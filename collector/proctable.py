@@ -29,8 +29,17 @@ class Process:
     exe: str | None = None
     argv: list[str] = field(default_factory=list)
     cwd: str | None = None
+    ns: dict[str, int] | None = None   # namespace inode numbers, read from /proc
     exited: bool = False
     exit_ns: int | None = None
+    exit_code: int | None = None
+    exit_signal: int | None = None
+
+    def exit_status(self) -> int | None:
+        """As a shell reports it: the code, or 128+N for signal N; None if unknown."""
+        if self.exit_signal is not None:
+            return 128 + self.exit_signal
+        return self.exit_code
 
     def brief(self) -> dict[str, Any]:
         return {"pid": self.pid, "ppid": self.ppid, "comm": self.comm, "exe": self.exe,
@@ -42,6 +51,41 @@ def _readlink(path: str) -> str | None:
         return os.readlink(path)
     except OSError:
         return None
+
+
+NAMESPACES = ("pid", "mnt", "net", "user")
+
+
+def read_ns(pid: int) -> dict[str, int] | None:
+    """Namespace inode numbers of a live process (`pid:[4026531836]` -> 4026531836)."""
+    out: dict[str, int] = {}
+    for ns in NAMESPACES:
+        link = _readlink(f"/proc/{pid}/ns/{ns}")
+        if link is None:
+            return None
+        out[ns] = int(link[link.index("[") + 1:-1])
+    return out
+
+
+def proc_ppid(pid: int) -> int | None:
+    """The parent pid from /proc/<pid>/stat, or None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: parse after the last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return int(fields[1])
+
+
+def proc_argv(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "backslashreplace") for a in raw.split(b"\0")[:-1]]
 
 
 class ProcessTable:
@@ -61,9 +105,18 @@ class ProcessTable:
     def add_root(self, pid: int, ppid: int, session: str, argv: list[str], start_ns: int,
                  uid: int = 0, cwd: str | None = None) -> Process:
         proc = Process(pid=pid, ppid=ppid, session=session, start_ns=start_ns, uid=uid,
-                       argv=list(argv), cwd=cwd)
+                       argv=list(argv), cwd=cwd,
+                       ns=read_ns(pid) if self.read_proc else None)
         self.live[pid] = proc
         self.roots[session] = pid
+        return proc
+
+    def add_member(self, pid: int, ppid: int, session: str, argv: list[str],
+                   start_ns: int) -> Process:
+        """A process adopted with its session (attach), not the root."""
+        proc = Process(pid=pid, ppid=ppid, session=session, start_ns=start_ns, argv=argv,
+                       ns=read_ns(pid) if self.read_proc else None)
+        self.live[pid] = proc
         return proc
 
     def _ensure(self, pid: int, ev: Event) -> Process:
@@ -91,18 +144,21 @@ class ProcessTable:
                 proc.exe = exe or ev.filename
                 if self.read_proc:
                     proc.cwd = _readlink(f"/proc/{ev.pid}/cwd") or proc.cwd
+                    proc.ns = read_ns(ev.pid) or proc.ns
         elif isinstance(ev, ForkEvent):
             if ev.ret >= 0 and not ev.thread:
                 child = self.live.get(ev.child_pid)
                 if child is None:
                     child = Process(pid=ev.child_pid, ppid=ev.pid, session=ev.session,
                                     start_ns=ev.ts, uid=ev.uid, comm=ev.comm,
-                                    exe=proc.exe, argv=list(proc.argv), cwd=proc.cwd)
+                                    exe=proc.exe, argv=list(proc.argv), cwd=proc.cwd,
+                                    ns=proc.ns)
                     self.live[ev.child_pid] = child
                 else:
                     child.start_ns = min(child.start_ns, ev.ts)
                     child.cwd = child.cwd or proc.cwd
         elif isinstance(ev, ExitEvent):
+            proc.exit_code, proc.exit_signal = ev.exit_code, ev.signal
             self._retire(proc, ev.ts)
         return proc
 

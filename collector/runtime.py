@@ -17,10 +17,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collector.events import Event, LossEvent, SessionEvent
-from collector.proctable import ProcessTable
+from collector.events import Event, ExecEvent, LossEvent, SessionEvent
+from collector.proctable import ProcessTable, proc_argv, proc_ppid
 from probes import loader
 from probes.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
+
+SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
+DEFAULT_LAUNCHERS = ("bwrap",)
+ADOPT_LAUNCHERS_SLOT = 0  # AW_CFG_ADOPT_LAUNCHERS
+
+
+class SessionError(RuntimeError):
+    """A session could not be started (the message says why)."""
 
 
 class Sink(Protocol):
@@ -55,8 +63,10 @@ class Stats:
 
 class Collector:
     def __init__(self, sinks: Iterable[Sink] = (), config: loader.ProbeConfig | None = None,
-                 on_event: Callable[[Event], None] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None,
+                 launchers: Iterable[str] = DEFAULT_LAUNCHERS) -> None:
         self.sinks = list(sinks)
+        self.launchers = list(launchers)
         self.config = config or loader.ProbeConfig()
         self.on_event = on_event
         self.decoder = RecordDecoder()
@@ -65,12 +75,25 @@ class Collector:
         self.sessions: dict[str, Session] = {}
         self.bpf: Any = None
         self._callback_error: BaseException | None = None
-        self._last_loss_check = 0.0
+        self._last_tick = 0.0
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start(self, adopt_launchers: bool = False) -> None:
+        """Load the probes. With adopt_launchers, every exec of a launcher on the host
+        (default: bwrap) starts a new session in the kernel (the daemon's mode)."""
         self.bpf = loader.load(self.config)
         self.bpf[b"events"].open_ring_buffer(self._on_record)
+        table = self.bpf[b"launchers"]
+        for name in self.launchers:
+            raw = name.encode()
+            if not raw or len(raw) > 15 or b"/" in raw:
+                raise SessionError(f"launcher name {name!r}: a command name (comm) of 1 to "
+                                   "15 bytes without '/' is expected")
+            key = table.Key()
+            key.name = raw
+            table[key] = ctypes.c_uint32(1)
+        self.bpf[b"config"][ctypes.c_int(ADOPT_LAUNCHERS_SLOT)] = ctypes.c_uint64(
+            1 if adopt_launchers else 0)
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -80,28 +103,81 @@ class Collector:
             self.bpf = None
 
     # ------------------------------------------------------------------ sessions
-    def add_session(self, root_pid: int, ppid: int, kind: str, argv: list[str]) -> Session:
-        """Watch `root_pid` and, through the kernel's fork hook, all its descendants."""
-        sid = secrets.randbits(63) | 1
-        name = session_name(sid)
+    def _watch(self, pid: int, ppid: int, sid: int) -> None:
         watched = self.bpf[b"watched"]
         leaf = watched.Leaf()
         leaf.session = sid
         leaf.ppid = ppid
-        watched[ctypes.c_uint32(root_pid)] = leaf
-        now = time.time_ns()
+        watched[ctypes.c_uint32(pid)] = leaf
+
+    def _new_session(self, kind: str, root_pid: int, live: int | None) -> tuple[int, str]:
+        """A session id; with `live`, the kernel counts its processes and sends its end."""
+        sid = secrets.randbits(63) | 1
+        if live is None:
+            return sid, session_name(sid)
+        sessions = self.bpf[b"sessions"]
+        entry = sessions.Leaf()
+        entry.live = live
+        entry.root = root_pid
+        entry.kind = SESSION_KIND_CODES[kind]
+        sessions[ctypes.c_uint64(sid)] = entry
+        return sid, session_name(sid)
+
+    def _register(self, sid: int, name: str, kind: str, root_pid: int, ppid: int,
+                  argv: list[str], ts: int, uid: int, cwd: str | None) -> Session:
         session = Session(id=sid, name=name, kind=kind, root_pid=root_pid, argv=list(argv),
-                          started_ns=now, lost_at_start=self.stats.lost)
+                          started_ns=ts, lost_at_start=self.stats.lost)
         self.sessions[name] = session
-        self.table.add_root(root_pid, ppid, name, argv, now, uid=os.getuid(),
-                            cwd=os.getcwd())
-        self._emit(SessionEvent(ts=now, session=name, pid=root_pid, ppid=ppid,
+        root = self.table.add_root(root_pid, ppid, name, argv, ts, uid=uid, cwd=cwd)
+        self._emit(SessionEvent(ts=ts, session=name, pid=root_pid, ppid=ppid, uid=uid,
                                 phase="start", session_kind=kind, root_pid=root_pid,
-                                argv=list(argv)))
+                                argv=list(argv), ns=root.ns))
+        return session
+
+    def add_session(self, root_pid: int, ppid: int, kind: str, argv: list[str]) -> Session:
+        """Watch `root_pid` and, through the kernel's fork hook, all its descendants."""
+        sid, name = self._new_session(kind, root_pid, live=1)
+        self._watch(root_pid, ppid, sid)
+        return self._register(sid, name, kind, root_pid, ppid, argv, time.time_ns(),
+                              os.getuid(), os.getcwd())
+
+    def attach(self, pid: int) -> Session:
+        """Adopt a running process and all its descendants as a session.
+
+        The root goes in first; from then on the kernel adds its new children at fork.
+        Children forked before that are found by scanning /proc, again until a scan finds
+        nothing new, so a tree that forks during the attach is still covered."""
+        if pid in (0, 1, os.getpid()):
+            raise SessionError(f"refusing to attach pid {pid}: not an agent's process tree")
+        argv = proc_argv(pid)
+        ppid = proc_ppid(pid)
+        if ppid is None:
+            raise SessionError(f"no such process: {pid}")
+        # No kernel live count: user space cannot update it atomically against forks and
+        # exits happening during the scan. poll() ends the session when `watched` holds
+        # none of its processes any more.
+        sid, name = self._new_session("attach", pid, live=None)
+        watched: set[int] = set()
+        for _ in range(100):
+            todo = [p for p in descendants(pid) if p not in watched]
+            if not todo:
+                break
+            for p in todo:  # parents before children: a fork in between is inherited
+                parent = proc_ppid(p)
+                if parent is None:
+                    continue
+                self._watch(p, parent, sid)
+                watched.add(p)
+        session = self._register(sid, name, "attach", pid, ppid, argv, time.time_ns(),
+                                 _proc_uid(pid), _readlink(f"/proc/{pid}/cwd"))
+        for p in watched - {pid}:
+            parent = proc_ppid(p)
+            self.table.add_member(p, parent if parent is not None else pid, name,
+                                  proc_argv(p), time.time_ns())
         return session
 
     def end_session(self, session: Session, exit_status: int | None) -> SessionEvent:
-        self.check_losses(force=True)
+        self.check_losses()
         session.ended = True
         ev = SessionEvent(ts=time.time_ns(), session=session.name, pid=session.root_pid,
                           phase="end", session_kind=session.kind, root_pid=session.root_pid,
@@ -122,12 +198,39 @@ class Collector:
         for sink in self.sinks:
             sink.write(event)
 
+    def _kernel_session(self, ev: SessionEvent) -> None:
+        """Session records from the kernel: a launcher adopted, or a session's end."""
+        name = ev.session or ""
+        if ev.phase == "start":
+            if name in self.sessions:
+                return
+            ppid = proc_ppid(ev.root_pid) or 0
+            if ppid:  # the kernel could not know it: fill it in for the root's events
+                self._watch(ev.root_pid, ppid, int(name, 16))
+            self._register(int(name, 16), name, ev.session_kind, ev.root_pid, ppid,
+                           proc_argv(ev.root_pid), ev.ts, ev.uid,
+                           _readlink(f"/proc/{ev.root_pid}/cwd"))
+            return
+        session = self.sessions.get(name)
+        if session is None or session.ended or session.kind == "run":
+            return  # `agentwatch run` ends its sessions itself, with CMD's status
+        root = self.table.get(session.root_pid)
+        self.end_session(session, root.exit_status() if root else None)
+
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
         # Called by BCC through ctypes: an exception must not escape (ctypes would print
         # and drop it); it is kept and re-raised by poll() in the caller's frame.
         try:
             event = self.decoder.decode(ctypes.string_at(data, size))
-            self.table.observe(event)
+            if isinstance(event, SessionEvent):
+                self._kernel_session(event)
+                return 0
+            proc = self.table.observe(event)
+            if proc is not None:
+                if event.ppid == 0:  # an adopted launcher's first records: the kernel
+                    event.ppid = proc.ppid  # could not know its parent, /proc did
+                if isinstance(event, ExecEvent) and event.ret == 0:
+                    event.exe, event.cwd, event.ns = proc.exe, proc.cwd, proc.ns
             self._emit(event)
         except DecodeError:
             self.stats.decode_errors += 1
@@ -141,7 +244,24 @@ class Collector:
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
             raise err
-        self.check_losses()
+        now = time.monotonic()
+        if now - self._last_tick >= 1.0:  # once a second: losses, attached sessions' end
+            self._last_tick = now
+            self.check_losses()
+            self._end_attached_sessions()
+
+    def _end_attached_sessions(self) -> None:
+        """Attached sessions end when the kernel's `watched` map has none of their
+        processes left (the map is the truth: exit events can be lost)."""
+        active = {s.id: s for s in self.sessions.values() if s.kind == "attach" and not s.ended}
+        if not active:
+            return
+        alive = {int(v.session) for v in self.bpf[b"watched"].values()}
+        for sid, session in active.items():
+            if sid not in alive:
+                self.drain()
+                root = self.table.get(session.root_pid)
+                self.end_session(session, root.exit_status() if root else None)
 
     def drain(self) -> None:
         """Consume every record already in the ring buffer."""
@@ -162,11 +282,8 @@ class Collector:
                 counts[LOST_NAMES.get(slot, f"slot{slot}")] += n
         return counts
 
-    def check_losses(self, force: bool = False, interval: float = 1.0) -> LossEvent | None:
-        now = time.monotonic()
-        if not force and now - self._last_loss_check < interval:
-            return None
-        self._last_loss_check = now
+    def check_losses(self) -> LossEvent | None:
+        """Read the kernel's loss counters; a `loss` event when they grew."""
         current = self.read_lost()
         if self.stats.decode_errors:
             current["undecodable"] = self.stats.decode_errors
@@ -178,3 +295,35 @@ class Collector:
         ev = LossEvent(ts=time.time_ns(), lost=delta, total=dict(current))
         self._emit(ev)
         return ev
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _proc_uid(pid: int) -> int:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return 0
+
+
+def descendants(root: int) -> list[int]:
+    """root and every descendant alive now, parents before children (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            ppid = proc_ppid(int(entry))
+            if ppid is not None:
+                children.setdefault(ppid, []).append(int(entry))
+    order, queue = [], [root]
+    while queue:
+        pid = queue.pop(0)
+        if pid in order:
+            continue
+        order.append(pid)
+        queue.extend(children.get(pid, []))
+    return order

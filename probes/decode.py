@@ -19,7 +19,7 @@ Decoder = Callable[[Header, bytes], Event]
 
 DECODERS: dict[int, tuple[Layout, Decoder]] = {**proc.DECODERS, **file.DECODERS,
                                                **net.DECODERS}
-TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect"}
+TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect", 7: "session"}
 # Slots of the kernel's `lost` array (enum aw_lost in include/agentwatch.h).
 LOST_NAMES = {**TYPE_NAMES, 14: "inflight_full", 15: "untracked_child"}
 
@@ -48,7 +48,7 @@ class RecordDecoder:
 
     def decode(self, data: bytes) -> Event:
         try:
-            (typ, _size, ts, session, pid, tid, ppid, uid, gid, _hf, cgroup,
+            (typ, _size, ts, session, pid, tid, ppid, uid, gid, hf, cgroup,
              comm) = _HDR.unpack_from(data)
         except struct.error as e:
             raise DecodeError(f"record of {len(data)} bytes is shorter than a header") from e
@@ -68,5 +68,6 @@ class RecordDecoder:
                 self._comms.clear()
             comm_text = self._comms[comm] = text(comm.split(b"\0", 1)[0])
         hdr = {"ts": ts + self.boot_to_epoch, "session": name, "pid": pid, "tid": tid,
-               "ppid": ppid, "uid": uid, "gid": gid, "comm": comm_text, "cgroup": cgroup}
+               "ppid": ppid, "uid": uid, "gid": gid, "comm": comm_text, "cgroup": cgroup,
+               "setup": bool(hf & 1), "nested_launcher": bool(hf & 2)}
         return fn(hdr, data)

@@ -53,10 +53,46 @@ struct aw_exit {
 };
 #define AW_EF_CORE 0x100
 
+/* Session start (a launcher adopted in the kernel) or end (its last process exited). */
+struct aw_session_rec {
+    AW_HDR_FIELDS
+    u32 phase;  /* 1 start, 2 end */
+    u32 kind;   /* AW_SK_* */
+    u32 root;
+    u32 _pad;
+};
+#define AW_SESSION_START 1
+#define AW_SESSION_END 2
+
 #ifdef AW_LAYOUT_CHECK
-/* Only for tests/test_layout.py: exposes the exit record's layout to BCC's ctypes. */
+/* Only for tests/test_layout.py: exposes these records' layouts to BCC's ctypes. */
 BPF_ARRAY(layout_exit, struct aw_exit, 1);
+BPF_ARRAY(layout_session, struct aw_session_rec, 1);
 #endif
+
+static __always_inline void aw_session_record(struct aw_proc *p, u64 id, u32 phase,
+                                              u32 kind, u32 root)
+{
+    struct aw_session_rec rec = {};
+    aw_fill_hdr((struct aw_hdr *)&rec, AW_EV_SESSION, p, id);
+    rec.phase = phase;
+    rec.kind = kind;
+    rec.root = root;
+    aw_submit(&rec, sizeof(rec), sizeof(rec));
+}
+
+/* A thread group of the session is gone; the last one sends the session's end record. */
+static __always_inline void aw_session_leave(struct aw_proc *p, u64 id)
+{
+    u64 session = p->session;
+    struct aw_session *s = sessions.lookup(&session);
+    if (!s)
+        return;
+    if (__sync_fetch_and_add(&s->live, -1) == 1) {
+        aw_session_record(p, id, AW_SESSION_END, s->kind, s->root);
+        sessions.delete(&session);
+    }
+}
 
 BPF_HASH(fork_inflight, u32, struct aw_fork, AW_MAX_INFLIGHT);
 /* Keyed by tgid, not tid: a successful exec from a non-leader thread returns as the
@@ -129,8 +165,57 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     c.ppid = (flags & CLONE_PARENT) ? p->ppid : (u32)(id >> 32);
     /* Without clone flags (a kernel-made thread such as an io_uring worker) the task is
      * added under its own id; sched_process_exit removes such entries. */
+    /* the phase is inherited */
+    c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED);
     if (watched.update(&child, &c) != 0)
         aw_count_lost(AW_LOST_UNTRACKED);
+    else
+        aw_session_join(p->session);
+    return 0;
+}
+
+/* Sandbox launchers. Runs after every successful exec on the host (execs are rare).
+ * - a watched process exec'ing a launcher enters the setup phase (its children inherit
+ *   it); a setup-phase process exec'ing anything else is the sandboxed payload: setup
+ *   ends for it. A launcher exec'd by a payload is marked nested, not trusted as setup.
+ * - with AW_CFG_ADOPT_LAUNCHERS, an unwatched launcher starts a new session. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_comm comm = {};
+    bpf_get_current_comm(&comm.name, sizeof(comm.name));
+    u32 *is_launcher = launchers.lookup(&comm);
+    struct aw_proc *p = aw_current(id);
+    if (p) {
+        if (is_launcher) {
+            if (p->flags & AW_PF_SANDBOXED)
+                p->flags |= AW_PF_NESTED;
+            p->flags |= AW_PF_SETUP;
+        } else if (p->flags & AW_PF_SETUP) {
+            p->flags = (p->flags & ~AW_PF_SETUP) | AW_PF_SANDBOXED;
+        }
+        return 0;
+    }
+    if (!is_launcher)
+        return 0;
+    u32 key = AW_CFG_ADOPT_LAUNCHERS;
+    u64 *adopt = config.lookup(&key);
+    if (!adopt || !*adopt)
+        return 0;
+    u32 tgid = id >> 32;
+    struct aw_proc np = {};
+    np.session = (((u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32()) >> 1 | 1;
+    np.flags = AW_PF_SETUP;
+    struct aw_session s = {};
+    s.live = 1;
+    s.root = tgid;
+    s.kind = AW_SK_LAUNCHER;
+    if (sessions.update(&np.session, &s) != 0 || watched.update(&tgid, &np) != 0) {
+        aw_count_lost(AW_LOST_UNTRACKED);
+        sessions.delete(&np.session);
+        return 0;
+    }
+    aw_session_record(&np, id, AW_SESSION_START, AW_SK_LAUNCHER, tgid);
     return 0;
 }
 
@@ -216,8 +301,12 @@ static __always_inline int aw_exec_exit(long ret)
         bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
         rec->tid = (u32)id;
         struct aw_proc *p = watched.lookup(&tgid);
-        if (p)
+        if (p) {
             p->flags &= ~(AW_PF_EXIT_CODE | AW_PF_EXIT_SIGNAL);
+            /* sched_process_exec has set the new image's phase */
+            rec->hdr_flags = ((p->flags & AW_PF_SETUP) ? AW_HF_SETUP : 0) |
+                             ((p->flags & AW_PF_NESTED) ? AW_HF_NESTED : 0);
+        }
     }
     u32 sz = offsetof(struct aw_exec, data) + rec->filename_len + rec->argv_len;
     aw_submit(rec, sz, sizeof(*rec));
@@ -291,8 +380,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if (!p)
         return 0;
     u32 tid = id, tgid = id >> 32;
-    if (tid != tgid)
-        watched.delete(&tid);  /* entry of a thread made without known clone flags */
+    if (tid != tgid && watched.delete(&tid) == 0)
+        aw_session_leave(p, id);  /* entry of a thread made without known clone flags */
 #ifdef AW_HAVE_GROUP_DEAD
     if (!args->group_dead)
         return 0;
@@ -306,6 +395,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     rec.exit_signal = p->exit_signal;
     rec.exit_flags = p->flags & (AW_PF_EXIT_CODE | AW_PF_EXIT_SIGNAL | AW_EF_CORE);
     aw_submit(&rec, sizeof(rec), sizeof(rec));
+    aw_session_leave(p, id);
     watched.delete(&tgid);
     return 0;
 }

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, errno_name, text
+from collector.events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    SessionEvent,
+    errno_name,
+    text,
+)
 from probes.layout import Header, Layout
 
-AW_EV_EXEC, AW_EV_FORK, AW_EV_EXIT = 1, 2, 3
+AW_EV_EXEC, AW_EV_FORK, AW_EV_EXIT, AW_EV_SESSION = 1, 2, 3, 7
+SESSION_KINDS = {1: "run", 2: "launcher", 3: "attach"}
+SESSION_PHASES = {1: "start", 2: "end"}
 AW_PATH_MAX, AW_ARGV_BYTES = 4096, 4096
 AT_FDCWD = -100
 CLONE_THREAD = 0x00010000
@@ -24,7 +34,11 @@ EXIT = Layout.record("aw_exit", [
     ("exit_code", "s32"), ("exit_signal", "s32"), ("exit_flags", "u32"), ("_pad", "u32"),
 ])
 
-_FORK, _EXEC, _EXIT = FORK.struct, EXEC.struct, EXIT.struct
+SESSION = Layout.record("aw_session_rec", [
+    ("phase", "u32"), ("kind", "u32"), ("root", "u32"), ("_pad", "u32"),
+])
+
+_FORK, _EXEC, _EXIT, _SESSION = FORK.struct, EXEC.struct, EXIT.struct, SESSION.struct
 _EXEC_TAIL = EXEC.fixed_size
 
 
@@ -59,8 +73,18 @@ def decode_exit(hdr: Header, data: bytes) -> Event:
     return ExitEvent(**hdr, exit_code=(code & 0xFF) if flags & PF_EXIT_CODE else None)
 
 
+def decode_session(hdr: Header, data: bytes) -> Event:
+    """Kernel session record: a launcher adopted (start) or a session's last exit (end).
+    The collector completes it (argv, namespaces, counts) before writing it."""
+    t = _SESSION.unpack_from(data)
+    phase, kind, root = t[12:15]
+    return SessionEvent(**hdr, phase=SESSION_PHASES.get(phase, str(phase)),
+                        session_kind=SESSION_KINDS.get(kind, str(kind)), root_pid=root)
+
+
 DECODERS = {
     AW_EV_EXEC: (EXEC, decode_exec),
     AW_EV_FORK: (FORK, decode_fork),
     AW_EV_EXIT: (EXIT, decode_exit),
+    AW_EV_SESSION: (SESSION, decode_session),
 }

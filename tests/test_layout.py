@@ -20,6 +20,7 @@ CASES: list[tuple[str, Layout]] = [
     ("fork_inflight", proc.FORK),
     ("exec_inflight", proc.EXEC),
     ("layout_exit", proc.EXIT),
+    ("layout_session", proc.SESSION),
     ("open_inflight", file.OPEN),
     ("connect_inflight", net.CONNECT),
 ]

@@ -46,6 +46,7 @@ enum aw_type {
     AW_EV_EXIT = 3,
     AW_EV_OPEN = 4,
     AW_EV_CONNECT = 5,
+    AW_EV_SESSION = 7,  /* session start (launcher adopted) / end (last process gone) */
     AW_EV_MAX = 6,
 };
 
@@ -67,7 +68,7 @@ enum aw_lost {
     u32 ppid;       /* parent's tgid as recorded at fork */ \
     u32 uid;        /* kernel uid (init user namespace) */ \
     u32 gid; \
-    u32 hdr_flags;  /* reserved, 0 */ \
+    u32 hdr_flags;  /* AW_HF_*: the process's phase when the syscall began */ \
     u64 cgroup;     /* cgroup v2 id */ \
     char comm[16];
 
@@ -84,10 +85,39 @@ struct aw_proc {
 
 #define AW_PF_EXIT_CODE   0x1
 #define AW_PF_EXIT_SIGNAL 0x2
+#define AW_PF_SETUP       0x20  /* a sandbox launcher (or its child) building the sandbox */
+#define AW_PF_NESTED      0x40  /* a launcher exec'd by a sandboxed payload, not by setup */
+#define AW_PF_SANDBOXED   0x80  /* exec'd by a setup-phase process: a sandbox's payload */
+
+/* Event header flags (hdr_flags). */
+#define AW_HF_SETUP  0x1
+#define AW_HF_NESTED 0x2
+
+/* Session kinds (sessions map, session records). */
+#define AW_SK_RUN 1
+#define AW_SK_LAUNCHER 2
+#define AW_SK_ATTACH 3
+
+/* One per session: how many of its thread groups are alive. The last exit sends the
+ * session's end record, so sessions end even when no user-space process waits on them. */
+struct aw_session {
+    s64 live;
+    u32 root;  /* tgid of the session's first process */
+    u32 kind;  /* AW_SK_* */
+};
+
+/* Configuration written by user space (array map `config`). */
+#define AW_CFG_ADOPT_LAUNCHERS 0  /* 1: every exec of a launcher starts a session */
+#define AW_CFG_SLOTS 4
+
+struct aw_comm { char name[16]; };
 
 BPF_RINGBUF_OUTPUT(events, AW_RINGBUF_PAGES);
 BPF_HASH(watched, u32, struct aw_proc, AW_MAX_PROCS);
 BPF_PERCPU_ARRAY(lost, u64, AW_LOST_SLOTS);
+BPF_HASH(sessions, u64, struct aw_session, 8192);
+BPF_HASH(launchers, struct aw_comm, u32, 64);  /* comm -> 1, set by user space */
+BPF_ARRAY(config, u64, AW_CFG_SLOTS);
 
 static __always_inline void aw_count_lost(u32 slot)
 {
@@ -117,9 +147,19 @@ static __always_inline void aw_fill_hdr(struct aw_hdr *h, u32 type, const struct
     h->ppid = p->ppid;
     h->uid = (u32)ugid;
     h->gid = ugid >> 32;
-    h->hdr_flags = 0;
+    h->hdr_flags = ((p->flags & AW_PF_SETUP) ? AW_HF_SETUP : 0) |
+                   ((p->flags & AW_PF_NESTED) ? AW_HF_NESTED : 0);
     h->cgroup = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
+}
+
+/* A thread group joined or left a session: keep the live count; the last one out sends
+ * the session's end record. */
+static __always_inline void aw_session_join(u64 session)
+{
+    struct aw_session *s = sessions.lookup(&session);
+    if (s)
+        __sync_fetch_and_add(&s->live, 1);
 }
 
 /* Send a finished record of `size` bytes; `max` (a constant once inlined) bounds it for
