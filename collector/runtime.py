@@ -92,8 +92,12 @@ class Collector:
             key = table.Key()
             key.name = raw
             table[key] = ctypes.c_uint32(1)
+        self.set_adopt_launchers(adopt_launchers)
+
+    def set_adopt_launchers(self, adopt: bool) -> None:
+        """Turn launcher adoption (a new session per launcher exec) on or off."""
         self.bpf[b"config"][ctypes.c_int(ADOPT_LAUNCHERS_SLOT)] = ctypes.c_uint64(
-            1 if adopt_launchers else 0)
+            1 if adopt else 0)
 
     def close(self) -> None:
         for sink in self.sinks:
@@ -204,9 +208,10 @@ class Collector:
         if ev.phase == "start":
             if name in self.sessions:
                 return
+            # The kernel could not know the root's parent: /proc tells, and _on_record fills
+            # it into the root's events (the kernel entry is not rewritten: its phase flags
+            # may change at any moment).
             ppid = proc_ppid(ev.root_pid) or 0
-            if ppid:  # the kernel could not know it: fill it in for the root's events
-                self._watch(ev.root_pid, ppid, int(name, 16))
             self._register(int(name, 16), name, ev.session_kind, ev.root_pid, ppid,
                            proc_argv(ev.root_pid), ev.ts, ev.uid,
                            _readlink(f"/proc/{ev.root_pid}/cwd"))

@@ -44,6 +44,28 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sig-$EXTRAS" ]; then
   ln -sfn "$bccdir" "$site/bcc"
   echo "$sig-$EXTRAS" > "$stamp"
 fi
+# Anthropic's sandbox-runtime (srt), for the end-to-end tests and demos: a pinned version
+# from the npm registry, installed into the project (not globally).
+SRT_VERSION=${SRT_VERSION:-0.0.83}
+SRT_DIR=${SRT_DIR:-$here/.tools/srt}
+if [ "${WITH_SRT:-1}" = 1 ]; then
+  if ! command -v npm >/dev/null; then
+    echo "setup: installing nodejs and npm"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  pkg_json="$SRT_DIR/node_modules/@anthropic-ai/sandbox-runtime/package.json"
+  have=""
+  [ -f "$pkg_json" ] && have=$(sed -n 's/^ *"version": *"\(.*\)",*$/\1/p' "$pkg_json" | head -n1)
+  if [ "$have" != "$SRT_VERSION" ]; then
+    echo "setup: installing @anthropic-ai/sandbox-runtime@$SRT_VERSION in $SRT_DIR"
+    mkdir -p "$SRT_DIR"
+    npm install --prefix "$SRT_DIR" --no-audit --no-fund --loglevel=error \
+      "@anthropic-ai/sandbox-runtime@$SRT_VERSION" >/dev/null
+  fi
+fi
+
 "$VENV/bin/python" -c 'import bcc, orjson, psutil, pyroute2, typer' \
   || { echo "setup: the virtual environment in $VENV is broken; remove it and retry" >&2; exit 1; }
 echo "setup: ready ($VENV)"
