@@ -95,7 +95,8 @@ class OpenEvent(Event):
     ret: int                       # the new fd, or -errno
     error: str | None = None
     syscall: str                   # open | openat | openat2
-    path: str
+    path: str                      # absolute where derivable (cwd, dirfd), else as passed
+    raw_path: str                  # exactly as the process passed it (read at entry)
     dfd: int | None = None         # None means AT_FDCWD
     flags: int
     flag_names: list[str] = field(default_factory=list)

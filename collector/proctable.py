@@ -15,7 +15,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.events import Event, ExecEvent, ExitEvent, ForkEvent
+from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent
+
+MAX_FDS = 4096  # open file descriptors remembered per process (for dirfd resolution)
 
 
 @dataclass(slots=True)
@@ -30,6 +32,8 @@ class Process:
     argv: list[str] = field(default_factory=list)
     cwd: str | None = None
     ns: dict[str, int] | None = None   # namespace inode numbers, read from /proc
+    # fd -> (absolute path, close-on-exec), from this session's opens: resolves dirfds.
+    fds: dict[int, tuple[str, bool]] = field(default_factory=dict)
     exited: bool = False
     exit_ns: int | None = None
     exit_code: int | None = None
@@ -127,6 +131,7 @@ class ProcessTable:
             parent = self.get(ev.ppid)
             if parent is not None:
                 proc.exe, proc.argv, proc.cwd = parent.exe, parent.argv, parent.cwd
+                proc.fds = dict(parent.fds)
             self.live[pid] = proc
         return proc
 
@@ -137,8 +142,15 @@ class ProcessTable:
         proc = self._ensure(ev.pid, ev)
         proc.comm = ev.comm or proc.comm
         proc.uid = ev.uid
-        if isinstance(ev, ExecEvent):
+        if isinstance(ev, OpenEvent):
+            resolved = resolve_path(proc, ev.tid, ev.dfd, ev.raw_path)
+            if resolved is not None:
+                ev.path = resolved
+            if ev.ret >= 0:
+                self.set_fd(proc, ev.ret, resolved, bool(ev.flags & os.O_CLOEXEC))
+        elif isinstance(ev, ExecEvent):
             if ev.ret == 0:
+                proc.fds = {fd: v for fd, v in proc.fds.items() if not v[1]}
                 proc.argv = ev.argv
                 exe = _readlink(f"/proc/{ev.pid}/exe") if self.read_proc else None
                 proc.exe = exe or ev.filename
@@ -152,7 +164,7 @@ class ProcessTable:
                     child = Process(pid=ev.child_pid, ppid=ev.pid, session=ev.session,
                                     start_ns=ev.ts, uid=ev.uid, comm=ev.comm,
                                     exe=proc.exe, argv=list(proc.argv), cwd=proc.cwd,
-                                    ns=proc.ns)
+                                    ns=proc.ns, fds=dict(proc.fds))
                     self.live[ev.child_pid] = child
                 else:
                     child.start_ns = min(child.start_ns, ev.ts)
@@ -161,6 +173,13 @@ class ProcessTable:
             proc.exit_code, proc.exit_signal = ev.exit_code, ev.signal
             self._retire(proc, ev.ts)
         return proc
+
+    @staticmethod
+    def set_fd(proc: Process, fd: int, path: str | None, cloexec: bool) -> None:
+        if path is None:
+            proc.fds.pop(fd, None)  # unknown now: never resolve through a stale entry
+        elif fd in proc.fds or len(proc.fds) < MAX_FDS:
+            proc.fds[fd] = (path, cloexec)
 
     def _retire(self, proc: Process, ts: int) -> None:
         proc.exited = True
@@ -186,3 +205,33 @@ class ProcessTable:
 
     def session_members(self, session: str) -> list[Process]:
         return [p for p in self.live.values() if p.session == session]
+
+
+def resolve_path(proc: Process, tid: int, dfd: int | None, raw: str) -> str | None:
+    """The absolute form of a path a process passed, or None if it cannot be derived.
+
+    Relative paths join the process's cwd (dfd None, i.e. AT_FDCWD) or the path of the
+    directory fd it opened earlier in the session. The result is lexical (`..` is folded
+    without following symlinks) and `/proc/self` and `/proc/thread-self` become the
+    process's own host pid and thread id."""
+    if not raw:
+        return None
+    if raw.startswith("/"):
+        full = raw
+    else:
+        if dfd is None:
+            base = proc.cwd
+        else:
+            entry = proc.fds.get(dfd)
+            base = entry[0] if entry else None
+        if base is None or not base.startswith("/"):
+            return None
+        full = base.rstrip("/") + "/" + raw
+    full = os.path.normpath(full)
+    if full.startswith("//"):
+        full = "/" + full.lstrip("/")
+    if full == "/proc/self" or full.startswith("/proc/self/"):
+        full = f"/proc/{proc.pid}{full[len('/proc/self'):]}"
+    elif full == "/proc/thread-self" or full.startswith("/proc/thread-self/"):
+        full = f"/proc/{proc.pid}/task/{tid}{full[len('/proc/thread-self'):]}"
+    return full

@@ -61,10 +61,11 @@ def _flag_names(flags: int) -> list[str]:
 def decode_open(hdr: Header, data: bytes) -> Event:
     t = _OPEN.unpack_from(data)
     ret, dfd, sys, flags, mode, resolve, path_len, of = t[12:20]
-    path = data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0]
+    path = text(data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0])
     return OpenEvent(
         **hdr, ret=ret, error=errno_name(ret),
-        syscall=SYSCALLS[sys] if sys < len(SYSCALLS) else str(sys), path=text(path),
+        syscall=SYSCALLS[sys] if sys < len(SYSCALLS) else str(sys), path=path,
+        raw_path=path,
         dfd=None if dfd == AT_FDCWD else dfd, flags=flags, flag_names=flag_names(flags),
         mode=mode, resolve=resolve, fault=bool(of & (OF_PATH_FAULT | OF_HOW_FAULT)),
     )

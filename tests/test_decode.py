@@ -125,7 +125,7 @@ def test_truncated_fixed_part_raises(dec: RecordDecoder) -> None:
 def test_every_kind_serializes_with_the_contract_keys() -> None:
     samples = {
         "exec": dict(ret=0, filename="/x", argv=[]), "fork": dict(ret=1, child_pid=2),
-        "exit": {}, "open": dict(ret=3, syscall="openat", path="/p", flags=0),
+        "exit": {}, "open": dict(ret=3, syscall="openat", path="/p", raw_path="p", flags=0),
         "connect": dict(ret=0, fd=3, family="AF_INET"),
         "loss": dict(lost={"open": 1}, total={"open": 1}),
         "session": dict(phase="start", root_pid=1),

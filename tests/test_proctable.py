@@ -51,7 +51,7 @@ def test_exit_retires_and_bounds_history() -> None:
     t = table()
     for pid in range(101, 106):
         t.observe(OpenEvent(ts=pid, session=S, pid=pid, ppid=100, ret=3, syscall="openat",
-                            path="/x", flags=0))
+                            path="/x", raw_path="/x", flags=0))
         t.observe(ExitEvent(ts=pid, session=S, pid=pid, ppid=100, exit_code=0))
     assert len(t) == 1  # only the root is alive
     assert t.get(101) is None and t.get(105).exited  # oldest forgotten, max_exited=3
@@ -61,8 +61,41 @@ def test_exit_retires_and_bounds_history() -> None:
 def test_ancestry_survives_cycles_and_unknowns() -> None:
     t = table()
     t.observe(OpenEvent(ts=1, session=S, pid=7, ppid=8, ret=3, syscall="openat", path="/",
-                        flags=0))
+                        raw_path="/", flags=0))
     t.observe(OpenEvent(ts=1, session=S, pid=8, ppid=7, ret=3, syscall="openat", path="/",
-                        flags=0))
+                        raw_path="/", flags=0))
     assert [p.pid for p in t.ancestry(7)] == [7, 8]
     assert t.ancestry(12345) == []
+
+
+def test_relative_paths_resolve_through_cwd_and_dirfds() -> None:
+    from collector.proctable import resolve_path
+
+    t = table()
+    root = t.get(100)
+    root.cwd = "/work/repo"
+    # openat(AT_FDCWD, "src", O_DIRECTORY) -> fd 5, then openat(5, "../.git/config")
+    t.observe(OpenEvent(ts=2, session=S, pid=100, ppid=1, ret=5, syscall="openat",
+                        path="src", raw_path="src", flags=0))
+    ev = OpenEvent(ts=3, session=S, pid=100, ppid=1, ret=6, syscall="openat", dfd=5,
+                   path="../.git/config", raw_path="../.git/config", flags=0)
+    t.observe(ev)
+    assert ev.path == "/work/repo/.git/config" and ev.raw_path == "../.git/config"
+    # fds are inherited at fork; close-on-exec ones vanish at exec
+    t.observe(OpenEvent(ts=4, session=S, pid=100, ppid=1, ret=7, syscall="openat",
+                        path="/etc", raw_path="/etc", flags=0o2000000))
+    t.observe(ForkEvent(ts=5, session=S, pid=100, ppid=1, ret=101, child_pid=101))
+    child = t.get(101)
+    assert child.fds[5][0] == "/work/repo/src" and 7 in child.fds
+    t.observe(ExecEvent(ts=6, session=S, pid=101, ppid=100, ret=0, filename="/bin/sh",
+                        argv=["sh"]))
+    assert 7 not in child.fds and 5 in child.fds
+    # unknown dirfd: not derivable, the raw path stays
+    ev = OpenEvent(ts=7, session=S, pid=100, ppid=1, ret=-2, syscall="openat", dfd=42,
+                   path="x", raw_path="x", flags=0)
+    t.observe(ev)
+    assert ev.path == "x"
+    assert resolve_path(root, 100, None, "/proc/self/environ") == "/proc/100/environ"
+    assert resolve_path(root, 123, None, "/proc/thread-self/comm") == "/proc/100/task/123/comm"
+    assert resolve_path(root, 100, None, "a/../../b") == "/work/b"
+    assert resolve_path(root, 100, None, "") is None
