@@ -157,6 +157,8 @@ class Collector:
         ppid = proc_ppid(pid)
         if ppid is None:
             raise SessionError(f"no such process: {pid}")
+        if ctypes.c_uint32(pid) in self.bpf[b"watched"]:
+            raise SessionError(f"pid {pid} is already watched in a session")
         # No kernel live count: user space cannot update it atomically against forks and
         # exits happening during the scan. poll() ends the session when `watched` holds
         # none of its processes any more.

@@ -188,6 +188,15 @@ def test_attach_refuses_pid_1_and_missing(bpf_collector) -> None:
     for pid in (1, os.getpid(), 4_000_000):
         with pytest.raises(SessionError):
             collector.attach(pid)
+    # A process already in a session is not moved to another one.
+    sleeper = subprocess.Popen(["/bin/sleep", "5"])
+    try:
+        collector.attach(sleeper.pid)
+        with pytest.raises(SessionError, match="already watched"):
+            collector.attach(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_daemon_command_with_srt(tmp_path: Path) -> None:
