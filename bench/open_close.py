@@ -193,7 +193,7 @@ class Bench:
         c = self.collector
         lost_before: Counter[str] = Counter()
         if c is not None:
-            c.check_losses(force=True)
+            c.check_losses()
             lost_before = Counter(c.stats.lost_total)
         events0, opens0 = self.counter.events, self.counter.opens
         cpu0, kids0 = cpu_times()
@@ -205,7 +205,7 @@ class Bench:
                         cpu_s=cpu1 - cpu0, child_cpu_s=kids1 - kids0)
         sample.ns_per_iter = sample.loop_ns / self.n
         if c is not None:
-            c.check_losses(force=True)
+            c.check_losses()
             delta = Counter(c.stats.lost_total)
             delta.subtract(lost_before)
             sample.lost_by_cause = {k: v for k, v in delta.items() if v}

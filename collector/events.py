@@ -118,6 +118,24 @@ class ConnectEvent(Event):
 
 
 @dataclass(slots=True, kw_only=True)
+class SyscallEvent(Event):
+    """One syscall of the generic probe (probes/sys.py lists them), failed ones included."""
+
+    kind: str = "syscall"
+    ret: int
+    error: str | None = None
+    syscall: str                   # its name, e.g. "unlinkat", "mount", "sendto"
+    args: dict[str, Any] = field(default_factory=dict)  # argument name -> decoded value
+    path: str | None = None        # the first path-like argument, as passed
+    path2: str | None = None       # the second (rename's newpath, mount's source, ...)
+    fault: bool = False            # user memory the probe had to read was unreadable
+    family: str | None = None      # with a socket address: AF_INET | AF_INET6 | AF_UNIX ...
+    address: str | None = None
+    port: int | None = None
+    dns_query: str | None = None   # the name a DNS query in a send asks for
+
+
+@dataclass(slots=True, kw_only=True)
 class LossEvent(Event):
     """Events the kernel could not deliver since the previous loss event (deltas), and
     the totals since the collector started. A security tool must not drop silently."""
@@ -146,6 +164,6 @@ class SessionEvent(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
-    for cls in (ExecEvent, ForkEvent, ExitEvent, OpenEvent, ConnectEvent, LossEvent,
-                SessionEvent)
+    for cls in (ExecEvent, ForkEvent, ExitEvent, OpenEvent, ConnectEvent, SyscallEvent,
+                LossEvent, SessionEvent)
 }

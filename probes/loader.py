@@ -1,6 +1,6 @@
 """Compose, compile and load agentwatch's BPF programs with BCC.
 
-One BPF object holds every concern (`proc`, `file`, `net`) so that they share the
+One BPF object holds every concern (`proc`, `file`, `net`, `sys`) so that they share the
 `watched` session filter, the ring buffer and the loss counters. The concerns stay separate
 files; BCC's rewriter only rewrites the main translation unit (map method calls such as
 `watched.lookup()` inside an #included file are not rewritten), so the loader builds that
@@ -21,9 +21,11 @@ from probes import kernel
 if TYPE_CHECKING:
     from bcc import BPF
 
+    from probes import sys as syscalls
+
 PROBE_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = PROBE_DIR / "include"
-CONCERNS = ("proc", "file", "net")
+CONCERNS = ("proc", "file", "net", "sys")
 
 
 @dataclass
@@ -82,7 +84,7 @@ def load(config: ProbeConfig | None = None) -> BPF:
     try:
         os.dup2(devnull, 2)
         try:
-            return BPF(text=text, cflags=cflags)
+            return _attach_generic(BPF(text=text, cflags=cflags), config)
         except Exception:  # noqa: BLE001 - BCC raises bare Exception
             pass
         finally:
@@ -91,10 +93,33 @@ def load(config: ProbeConfig | None = None) -> BPF:
         os.close(saved)
         os.close(devnull)
     try:
-        return BPF(text=text, cflags=cflags)
+        return _attach_generic(BPF(text=text, cflags=cflags), config)
     except Exception as e:  # noqa: BLE001
         raise ProbeLoadError(f"cannot load the BPF probes: {e} (the compiler or verifier "
                              "output is above; `agentwatch doctor` checks the host)") from e
+
+
+def _attach_generic(bpf: BPF, config: ProbeConfig) -> BPF:
+    """The generic syscall probe (sys.bpf.c) is attached from its table in probes/sys.py,
+    to the tracepoints this kernel has; the result is kept for attached_syscalls()."""
+    if "sys" not in config.concerns:
+        return bpf
+    from probes import sys as syscalls
+
+    try:
+        result = syscalls.install(bpf)
+    except BaseException:
+        bpf.cleanup()
+        raise
+    bpf.agentwatch_syscalls = result
+    return bpf
+
+
+def attached_syscalls(bpf: BPF) -> syscalls.AttachResult | None:
+    """Which syscalls of probes/sys.py's table are traced by this loaded object, which have
+    no tracepoint on this kernel, and which failed to attach (None: `sys` not loaded)."""
+    result: syscalls.AttachResult | None = getattr(bpf, "agentwatch_syscalls", None)
+    return result
 
 
 def read_lost(bpf: BPF) -> list[int]:

@@ -127,6 +127,7 @@ def test_every_kind_serializes_with_the_contract_keys() -> None:
         "exec": dict(ret=0, filename="/x", argv=[]), "fork": dict(ret=1, child_pid=2),
         "exit": {}, "open": dict(ret=3, syscall="openat", path="/p", raw_path="p", flags=0),
         "connect": dict(ret=0, fd=3, family="AF_INET"),
+        "syscall": dict(ret=-2, syscall="unlink", args={"path": "/p"}, path="/p"),
         "loss": dict(lost={"open": 1}, total={"open": 1}),
         "session": dict(phase="start", root_pid=1),
     }

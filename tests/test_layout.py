@@ -10,6 +10,7 @@ import os
 import pytest
 
 from probes import file, net, proc
+from probes import sys as syscalls
 from probes.layout import Layout
 from tests.conftest import bpf_unavailable
 
@@ -23,6 +24,7 @@ CASES: list[tuple[str, Layout]] = [
     ("layout_session", proc.SESSION),
     ("open_inflight", file.OPEN),
     ("connect_inflight", net.CONNECT),
+    ("sys_inflight", syscalls.SYSCALL),
 ]
 # struct aw_proc, written by user space when a session starts (collector/runtime.py)
 PROC_FIELDS = {"session": 0, "ppid": 8, "flags": 12, "exit_code": 16, "exit_signal": 20}

@@ -46,8 +46,9 @@ enum aw_type {
     AW_EV_EXIT = 3,
     AW_EV_OPEN = 4,
     AW_EV_CONNECT = 5,
+    AW_EV_SYSCALL = 6,  /* the generic syscall probe (sys.bpf.c, table in probes/sys.py) */
     AW_EV_SESSION = 7,  /* session start (launcher adopted) / end (last process gone) */
-    AW_EV_MAX = 6,
+    AW_EV_MAX = 8,
 };
 
 /* Loss counter slots: the event type that was lost, plus these causes. */
