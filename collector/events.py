@@ -126,8 +126,9 @@ class SyscallEvent(Event):
     error: str | None = None
     syscall: str                   # its name, e.g. "unlinkat", "mount", "sendto"
     args: dict[str, Any] = field(default_factory=dict)  # argument name -> decoded value
-    path: str | None = None        # the first path-like argument, as passed
+    path: str | None = None        # the first path argument: absolute where derivable
     path2: str | None = None       # the second (rename's newpath, mount's source, ...)
+    # (`args` keeps every path exactly as passed; docs/events.md, "Paths")
     fault: bool = False            # user memory the probe had to read was unreadable
     family: str | None = None      # with a socket address: AF_INET | AF_INET6 | AF_UNIX ...
     address: str | None = None

@@ -15,7 +15,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent
+from collector.events import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    OpenEvent,
+    SyscallEvent,
+)
 
 MAX_FDS = 4096  # open file descriptors remembered per process (for dirfd resolution)
 
@@ -142,7 +149,9 @@ class ProcessTable:
         proc = self._ensure(ev.pid, ev)
         proc.comm = ev.comm or proc.comm
         proc.uid = ev.uid
-        if isinstance(ev, OpenEvent):
+        if isinstance(ev, SyscallEvent):
+            self._syscall(proc, ev)
+        elif isinstance(ev, OpenEvent):
             resolved = resolve_path(proc, ev.tid, ev.dfd, ev.raw_path)
             if resolved is not None:
                 ev.path = resolved
@@ -173,6 +182,45 @@ class ProcessTable:
             proc.exit_code, proc.exit_signal = ev.exit_code, ev.signal
             self._retire(proc, ev.ts)
         return proc
+
+    def _syscall(self, proc: Process, ev: SyscallEvent) -> None:
+        """Paths made absolute; cwd, fd table and socket fds kept from the session's calls."""
+        from probes.sys import PATH_BASES  # probes imports collector.events: import late
+
+        for attr, (arg, dirfd_arg, is_path) in zip(("path", "path2"),
+                                                   PATH_BASES.get(ev.syscall, ()),
+                                                   strict=False):
+            raw = ev.args.get(arg)
+            if not isinstance(raw, str) or not (is_path or raw.startswith("/")):
+                continue
+            dirfd = ev.args.get(dirfd_arg) if dirfd_arg else None
+            resolved = resolve_path(proc, ev.tid, dirfd if isinstance(dirfd, int) else None,
+                                    raw)
+            if resolved is not None:
+                setattr(ev, attr, resolved)
+        name, ret, args = ev.syscall, ev.ret, ev.args
+        if ret < 0:
+            return
+        if name == "chdir":
+            proc.cwd = ev.path if ev.path and ev.path.startswith("/") else None
+        elif name == "fchdir":
+            entry = proc.fds.get(args.get("fd", -1))
+            proc.cwd = entry[0] if entry and entry[0].startswith("/") else None
+        elif name in ("socket", "accept", "accept4"):
+            family = args.get("family", ev.family)
+            self.set_fd(proc, ret, f"socket:{family or ''}", False)
+        elif name == "socketpair":
+            for fd in args.get("fds") or ():
+                self.set_fd(proc, fd, f"socket:{args.get('family', '')}", False)
+        elif name in ("dup", "dup2", "dup3", "fcntl"):
+            old = args.get("oldfd", args.get("fd"))
+            entry = proc.fds.get(old) if isinstance(old, int) else None
+            is_socket = socket_fd(ev.pid, ret)
+            if is_socket is None and entry is not None:
+                is_socket = entry[0].startswith("socket:")
+            args["socket"] = is_socket  # the duplicated fd is a socket (None: unknown)
+            cloexec = name == "fcntl" and args.get("cmd") == "F_DUPFD_CLOEXEC"
+            self.set_fd(proc, ret, entry[0] if entry else None, cloexec)
 
     @staticmethod
     def set_fd(proc: Process, fd: int, path: str | None, cloexec: bool) -> None:
@@ -205,6 +253,12 @@ class ProcessTable:
 
     def session_members(self, session: str) -> list[Process]:
         return [p for p in self.live.values() if p.session == session]
+
+
+def socket_fd(pid: int, fd: int) -> bool | None:
+    """Whether a live process's fd is a socket, from /proc (None when it cannot tell)."""
+    link = _readlink(f"/proc/{pid}/fd/{fd}")
+    return None if link is None else link.startswith("socket:")
 
 
 def resolve_path(proc: Process, tid: int, dfd: int | None, raw: str) -> str | None:

@@ -673,6 +673,31 @@ def _plan(s: Syscall) -> _Plan:
 _PLANS = {s.nr: _plan(s) for s in SYSCALLS}
 
 
+def _path_bases(s: Syscall) -> tuple[tuple[str, str | None], ...]:
+    """For each reported path argument: the dirfd argument it is relative to (the nearest
+    one before it), or None for the cwd."""
+    out: list[tuple[str, str | None]] = []
+    for path_arg in s.path_args:
+        dirfd = None
+        for name, kind in s.args:
+            if name == path_arg:
+                break
+            if kind == "dirfd":
+                dirfd = name
+        out.append((path_arg, dirfd))
+    return tuple(out)
+
+
+# syscall name -> for `path` and `path2` in that order: (argument, its dirfd argument or
+# None for the cwd, whether a relative value is a filesystem path). mount's source is a
+# device or filesystem name ("tmpfs") unless it is a bind or move source, so a relative
+# source is not resolved.
+PATH_BASES: dict[str, tuple[tuple[str, str | None, bool], ...]] = {
+    s.name: tuple((p, d, (s.name, p) != ("mount", "source")) for p, d in _path_bases(s))
+    for s in SYSCALLS
+}
+
+
 def _family_name(name: str) -> str:
     """decode_sockaddr names four families; name the others too."""
     if name[3:].isdigit():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.events import ExecEvent, ExitEvent, ForkEvent, OpenEvent
+from collector.events import ExecEvent, ExitEvent, ForkEvent, OpenEvent, SyscallEvent
 from collector.proctable import ProcessTable
 
 S = "00000000000000aa"
@@ -99,3 +99,48 @@ def test_relative_paths_resolve_through_cwd_and_dirfds() -> None:
     assert resolve_path(root, 123, None, "/proc/thread-self/comm") == "/proc/100/task/123/comm"
     assert resolve_path(root, 100, None, "a/../../b") == "/work/b"
     assert resolve_path(root, 100, None, "") is None
+
+
+def sys_ev(name: str, ret: int = 0, **args: object) -> SyscallEvent:
+    return SyscallEvent(ts=1, session=S, pid=100, ppid=1, ret=ret, syscall=name,
+                        args=dict(args))
+
+
+def test_syscall_paths_follow_chdir_and_dirfds() -> None:
+    t = table()
+    t.get(100).cwd = "/home/agent"
+    ev = sys_ev("unlink", ret=-2, path="notes.txt")
+    ev.path = "notes.txt"
+    t.observe(ev)
+    assert ev.path == "/home/agent/notes.txt" and ev.args["path"] == "notes.txt"
+    t.observe(sys_ev("chdir", path="../other"))
+    assert t.get(100).cwd == "/home/other"
+    t.observe(sys_ev("chdir", ret=-2, path="/nope"))  # failed: cwd unchanged
+    assert t.get(100).cwd == "/home/other"
+    t.observe(OpenEvent(ts=2, session=S, pid=100, ppid=1, ret=9, syscall="openat",
+                        path="/srv", raw_path="/srv", flags=0))
+    ev = sys_ev("renameat2", olddfd=9, oldpath="a", newdfd="AT_FDCWD", newpath="b")
+    t.observe(ev)
+    assert (ev.path, ev.path2) == ("/srv/a", "/home/other/b")
+    t.observe(sys_ev("fchdir", fd=9))
+    assert t.get(100).cwd == "/srv"
+    ev = sys_ev("mount", target="mnt", source="tmpfs", fstype="tmpfs")
+    t.observe(ev)
+    assert ev.path == "/srv/mnt" and ev.path2 is None  # a device name is not a path
+
+
+def test_dup_of_a_socket_is_recognised_from_the_fd_table() -> None:
+    t = table()
+    t.observe(sys_ev("socket", ret=3, family="AF_INET"))
+    ev = sys_ev("dup2", ret=1, oldfd=3, newfd=1)
+    t.observe(ev)
+    assert ev.args["socket"] is True
+    assert t.get(100).fds[1][0] == "socket:AF_INET"
+    t.observe(OpenEvent(ts=2, session=S, pid=100, ppid=1, ret=4, syscall="openat",
+                        path="/tmp/f", raw_path="/tmp/f", flags=0))
+    ev = sys_ev("dup2", ret=2, oldfd=4, newfd=2)
+    t.observe(ev)
+    assert ev.args["socket"] is False
+    ev = sys_ev("dup2", ret=0, oldfd=77, newfd=0)  # an fd from before the session
+    t.observe(ev)
+    assert ev.args["socket"] is None

@@ -166,6 +166,11 @@ def test_file_syscalls(run_session, tmp_path: Path) -> None:
         assert os.getxattr(d + "/g", "user.aw4") == b"v4"
         assert sc("chdir", d + "/missing") == -2
         assert sc("chdir", d) == 0
+        assert sc("unlink", "rel-missing") == -2       # relative to the new cwd
+        os.mkdir(d + "/sub")
+        sub = os.open(d + "/sub", os.O_RDONLY | os.O_DIRECTORY)
+        assert sc("fchdir", sub) == 0
+        assert sc("mkdirat", -100, "../from-sub", 0o700) == 0  # cwd from fchdir
         assert sc("fchdir", dfd) == 0
         json.dump({{"dfd": dfd, "fd": fd}}, open(d + "/out.json", "w"))
     """))
@@ -221,7 +226,13 @@ def test_file_syscalls(run_session, tmp_path: Path) -> None:
     assert e.ret == 0 and e.args["name"] == "user.aw4" and e.path == f"{d}/g"
     assert one(r, "chdir", path=f"{d}/missing").error == "ENOENT"
     assert one(r, "chdir", path=d).ret == 0
-    assert one(r, "fchdir").args == {"fd": dfd}
+    assert [e.args for e in calls(r, "fchdir")][-1] == {"fd": dfd}
+    # Relative paths made absolute from the cwd the session's chdir/fchdir set; the
+    # argument keeps the path exactly as passed.
+    (e,) = [e for e in calls(r, "unlink") if e.path == f"{d}/rel-missing"]
+    assert e.args["path"] == "rel-missing" and e.error == "ENOENT"
+    (e,) = [e for e in calls(r, "mkdirat") if e.path == f"{d}/from-sub"]
+    assert e.args["path"] == "../from-sub" and e.ret == 0
     assert not [e for e in r.of("syscall") if e.fault]
 
 
@@ -561,16 +572,20 @@ def test_socket_syscalls(run_session, tmp_path: Path) -> None:
     raw = b"".join(e.to_json() for e in r.of("syscall"))
     assert b"only some bytes" not in raw and b"hello" not in raw  # no payload in events
 
-    assert one(r, "dup").args == {"oldfd": out["udp"]} and one(r, "dup").ret == out["d1"]
+    # Every duplicated fd here is a socket: `socket` says so (from /proc or the fd table).
+    assert one(r, "dup").args == {"oldfd": out["udp"], "socket": True}
+    assert one(r, "dup").ret == out["d1"]
     e = one(r, "dup3")
-    assert e.args == {"oldfd": out["udp"], "newfd": 40, "flags": ["O_CLOEXEC"]}
+    assert e.args == {"oldfd": out["udp"], "newfd": 40, "flags": ["O_CLOEXEC"],
+                      "socket": True}
     assert e.ret == 40 == out["d3"]
     fcntls = calls(r, "fcntl")
     assert [(e.args["cmd"], e.args["arg"], e.ret) for e in fcntls] == [
         ("F_DUPFD", 50, out["f1"]), ("F_DUPFD_CLOEXEC", 60, out["f2"]),
         ("F_DUPFD", 70, out["f3"])]
+    assert all(e.args["socket"] is True for e in fcntls)
     e = one(r, "dup2")
-    assert e.args == {"oldfd": out["cli"], "newfd": 1} and e.ret == 1
+    assert e.args == {"oldfd": out["cli"], "newfd": 1, "socket": True} and e.ret == 1
     assert e.pid == out["kid"] != r.root_pid
 
 
