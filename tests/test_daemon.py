@@ -86,6 +86,11 @@ def test_bubblewrap_sandbox_is_adopted_with_setup_marked(adopting, tmp_path: Pat
     assert len(bwrap_events) > 10 and all(e.setup for e in bwrap_events)
     setup_forks = [e for e in events if e.kind == "fork" and e.clone_flags & CLONE_NEWNS]
     assert setup_forks and all(e.setup for e in setup_forks)
+    # bubblewrap's mounts and pivot_root: there, and marked as setup.
+    calls = {e.syscall for e in events if e.kind == "syscall" and e.setup}
+    assert {"mount", "pivot_root"} <= calls
+    assert not [e for e in events if e.kind == "syscall" and e.syscall in
+                ("mount", "pivot_root", "umount2") and not e.setup]
     # ... and the sandboxed command's is not.
     payload = [e for e in events if e.kind == "exec" and e.filename == "/bin/sh"]
     assert payload and not payload[0].setup and payload[0].ret == 0
@@ -123,7 +128,9 @@ def test_sandbox_runtime_srt_is_adopted(adopting) -> None:
                and not e.setup for e in events)
     denied = [e for e in events if e.kind == "open" and e.path == "/etc/agentwatch-srt"]
     assert denied and denied[0].ret < 0 and not denied[0].setup
-    assert any(e.setup for e in events)  # bubblewrap's own setup, marked as such
+    # bubblewrap's own setup, marked as such: its mounts and pivot_root among it
+    assert {"mount", "pivot_root"} <= {e.syscall for e in events
+                                       if e.kind == "syscall" and e.setup}
     # srt's node process and its host-side socat proxies are not adopted: every event
     # belongs to one of the launcher sessions.
     assert {e.session for e in sink.events[mark:] if e.kind != "loss"} == {
@@ -232,4 +239,9 @@ def test_daemon_command_with_srt(tmp_path: Path) -> None:
                for e in mine)
     assert any(e["kind"] == "open" and e["path"] == "/etc/x" and e["error"] == "EROFS"
                for e in mine)
-    assert any(e["setup"] for e in mine) and "session " + sid + " ended" in err
+    assert "session " + sid + " ended" in err
+    setup_calls = {e["syscall"] for e in mine if e["kind"] == "syscall" and e["setup"]}
+    assert {"mount", "pivot_root"} <= setup_calls
+    # Every call of bubblewrap itself is setup. (srt's own apply-seccomp helper then
+    # unshares and mounts /proc INSIDE the sandbox, as the payload: not setup.)
+    assert all(e["setup"] for e in mine if e["comm"] == "bwrap" and e["kind"] != "session")
