@@ -51,3 +51,22 @@ class JsonlSink:
         self.flush()
         if self._own:
             self._f.close()
+
+
+class MemorySink:
+    """Keeps every event in a list (tests, tools, embedding agentwatch in a program)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def write(self, event: Event) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def session(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.session == name]

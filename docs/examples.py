@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 from collector.events import Event  # noqa: E402
 from collector.run import run  # noqa: E402
 from collector.runtime import Collector  # noqa: E402
+from collector.sinks import MemorySink  # noqa: E402
 from probes.loader import ProbeConfig  # noqa: E402
 
 WORKLOAD = r"""
@@ -38,20 +39,6 @@ os.wait()
 for _ in range(3000):
     os.close(os.open("/dev/null", os.O_RDONLY))
 """
-
-
-class Keep:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def write(self, event: Event) -> None:
-        self.events.append(event)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def pick(events: list[Event]) -> dict[str, Event]:
@@ -71,7 +58,7 @@ def pick(events: list[Event]) -> dict[str, Event]:
 
 
 def main() -> int:
-    keep = Keep()
+    keep = MemorySink()
     c = Collector([keep], ProbeConfig(ringbuf_pages=1))
     c.start(adopt_launchers=True)
     try:

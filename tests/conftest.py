@@ -9,9 +9,13 @@ they FAIL: a BPF test that cannot load is a hidden failure, never a pass.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from collector.events import Event  # noqa: E402
+from collector.sinks import MemorySink  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -31,21 +36,19 @@ def bpf_unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@dataclass
-class RecordingSink:
-    events: list[Event] = field(default_factory=list)
+RecordingSink = MemorySink
 
-    def write(self, event: Event) -> None:
-        self.events.append(event)
 
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def session(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.session == name]
+@contextmanager
+def busy_outsider(code: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A Python process OUTSIDE any session, running `code` (which should loop for a
+    second or two) while the body of the `with` runs; waited for on exit."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)])
+    try:
+        time.sleep(0.3)  # let it get busy first
+        yield proc
+    finally:
+        assert proc.wait(timeout=60) == 0, "the outsider workload failed"
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import busy_outsider
 
 pytestmark = pytest.mark.bpf
 PY = sys.executable
@@ -283,32 +284,20 @@ def test_connect_inet6_and_unix(run_session, tmp_path: Path) -> None:
 def test_unwatched_processes_never_appear(bpf_collector, run_session, tmp_path: Path) -> None:
     collector, sink = bpf_collector
     marker = tmp_path / "unwatched-marker"
-    stop = threading.Event()
-    outsider_pid: list[int] = []
-
-    def outsider() -> None:
-        # A process outside any session, busy with the same syscalls during a session.
-        proc = subprocess.Popen(py(f"""
-            import os, socket, time
-            end = time.time() + 1.5
-            while time.time() < end:
-                fd = os.open({str(marker)!r}, os.O_WRONLY | os.O_CREAT, 0o600); os.close(fd)
-                socket.socket().connect_ex(("127.0.0.1", 9))
-        """))
-        outsider_pid.append(proc.pid)
-        proc.wait()
-        stop.set()
-
-    t = threading.Thread(target=outsider)
-    t.start()
-    time.sleep(0.3)
-    r = run_session(["/bin/sh", "-c", "sleep 0.5; cat /etc/hostname > /dev/null"])
-    t.join()
+    # A process outside any session, busy with the same syscalls during a session.
+    with busy_outsider(f"""
+        import os, socket, time
+        end = time.time() + 1.5
+        while time.time() < end:
+            fd = os.open({str(marker)!r}, os.O_WRONLY | os.O_CREAT, 0o600); os.close(fd)
+            socket.socket().connect_ex(("127.0.0.1", 9))
+    """) as outsider:
+        r = run_session(["/bin/sh", "-c", "sleep 0.5; cat /etc/hostname > /dev/null"])
     collector.poll(10)
-    assert stop.is_set() and r.exit_status == 0
+    assert r.exit_status == 0
     assert marker.exists(), "the outsider really made its syscalls"
     assert not [e for e in sink.events if getattr(e, "path", None) == str(marker)]
-    assert not [e for e in sink.events if e.pid == outsider_pid[0]]
+    assert not [e for e in sink.events if e.pid == outsider.pid]
     assert [e for e in r.events if e.kind == "open"], "the session itself was traced"
 
 

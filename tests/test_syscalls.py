@@ -13,11 +13,8 @@ from __future__ import annotations
 import glob
 import json
 import re
-import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ import pytest
 
 from collector.events import SyscallEvent
 from probes import sys as syscalls
+from tests.conftest import busy_outsider
 
 pytestmark = pytest.mark.bpf
 PY = sys.executable
@@ -597,34 +595,22 @@ def test_unwatched_processes_cost_nothing_visible(bpf_collector, run_session,
     """An outsider making the same syscalls during a session never appears."""
     collector, sink = bpf_collector
     marker = tmp_path / "outsider"
-    done = threading.Event()
-    pids: list[int] = []
-
-    def outsider() -> None:
-        proc = subprocess.Popen([PY, "-c", textwrap.dedent(f"""
-            import os, time
-            end = time.time() + 1.5
-            while time.time() < end:
-                os.mkdir({str(marker)!r}); os.rmdir({str(marker)!r})
-                try:
-                    os.unlink({str(marker)!r})
-                except OSError:
-                    pass
-        """)])
-        pids.append(proc.pid)
-        proc.wait()
-        done.set()
-
-    t = threading.Thread(target=outsider)
-    t.start()
-    time.sleep(0.3)
-    r = run_session(py(f"""
-        time.sleep(0.5)
-        sc("unlink", {str(tmp_path / "session-marker")!r})
-    """))
-    t.join()
+    with busy_outsider(f"""
+        import os, time
+        end = time.time() + 1.5
+        while time.time() < end:
+            os.mkdir({str(marker)!r}); os.rmdir({str(marker)!r})
+            try:
+                os.unlink({str(marker)!r})
+            except OSError:
+                pass
+    """) as outsider:
+        r = run_session(py(f"""
+            time.sleep(0.5)
+            sc("unlink", {str(tmp_path / "session-marker")!r})
+        """))
     collector.poll(10)
-    assert done.is_set() and r.exit_status == 0
-    assert not [e for e in sink.events if e.pid == pids[0]]
+    assert r.exit_status == 0
+    assert not [e for e in sink.events if e.pid == outsider.pid]
     assert not [e for e in sink.events if getattr(e, "path", None) == str(marker)]
     assert one(r, "unlink").error == "ENOENT"
