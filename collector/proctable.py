@@ -271,6 +271,8 @@ def resolve_path(proc: Process, tid: int, dfd: int | None, raw: str) -> str | No
     if not raw:
         return None
     if raw.startswith("/"):
+        if "/." not in raw and "//" not in raw and not raw.startswith("/proc/"):
+            return raw  # already absolute and normal: the common case, kept cheap
         full = raw
     else:
         if dfd is None:
