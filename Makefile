@@ -3,18 +3,24 @@
 VENV   ?= $(CURDIR)/.venv
 PY     := $(VENV)/bin/python
 AW     := $(VENV)/bin/agentwatch
-# What `make run` watches until the daemon lands: a small tree that reads a file and
-# makes a refused connect, so every first-set probe shows up.
+# `make demo`: a small tree that reads a file and makes a refused connect, watched with
+# `agentwatch run` (override CMD to watch your own command).
 CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
 EVENTS ?= -
 
-.PHONY: setup run test test-unit test-bpf lint bench doctor clean
+.PHONY: setup run demo test test-unit lint bench doctor clean
 
 setup:
 	@VENV=$(VENV) bash packaging/setup-host.sh
 
+# The agent on built-in defaults: every bubblewrap sandbox on the host (sandbox-runtime's
+# included) becomes a session; events as JSON Lines on stdout (EVENTS=FILE to change),
+# session lines on stderr; Ctrl-C stops it.
 run: setup
 	$(AW) doctor
+	$(AW) daemon --events $(EVENTS)
+
+demo: setup
 	$(AW) run --events $(EVENTS) -- $(CMD)
 
 doctor: setup

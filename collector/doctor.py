@@ -595,6 +595,33 @@ def check_lsm() -> Check:
                      "'bpf' is not among the active LSMs")
 
 
+def check_agentwatch_probes() -> Check:
+    """Load agentwatch's own probes, all of them, as `run` and `daemon` do."""
+    name = "agentwatch probes"
+    from probes import loader
+
+    try:
+        bpf = loader.load()
+    except kernel.SetupError as e:
+        return Check(name, "missing", "must", str(e).splitlines()[0][:300],
+                     "the compiler or verifier output is on stderr; `agentwatch run "
+                     "--ebpf` prints the program")
+    try:
+        progs = len(bpf.funcs)
+        result = loader.attached_syscalls(bpf)
+    finally:
+        bpf.cleanup()
+    detail = f"{progs} programs loaded and attached"
+    if result is not None:
+        total = len(result.attached) + len(result.missing) + len(result.failed)
+        detail += f"; generic syscall probe on {len(result.attached)} of {total} syscalls"
+        if result.missing:
+            detail += f" (no tracepoint here: {', '.join(result.missing)})"
+        if result.failed:
+            detail += f" (attach failed: {', '.join(sorted(result.failed))})"
+    return Check(name, "ok", "must", detail)
+
+
 def check_bubblewrap() -> Check:
     name = "bubblewrap"
     bwrap = shutil.which("bwrap")
@@ -656,6 +683,7 @@ def run_checks() -> list[Check]:
         ("fentry", "optional", check_fentry, True),
         ("BPF LSM", "optional", check_lsm, True),
         ("bubblewrap", "recommended", check_bubblewrap, False),
+        ("agentwatch probes", "must", check_agentwatch_probes, True),
     ]
     return [root, btf, tracefs, headers] + [
         _guarded(name, level, fn) if bcc_works or not needs_bcc else _not_tried(name, level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,10 @@ ORDER = [
     "fentry",
     "BPF LSM",
     "bubblewrap",
+    "agentwatch probes",
 ]
-MUST = {"root and capabilities", "tracefs", "kernel headers", "ring buffer"}
+MUST = {"root and capabilities", "tracefs", "kernel headers", "ring buffer",
+        "agentwatch probes"}
 STATUS_WORDS = {"ok", "missing", "MISSING", "unavailable", "UNAVAILABLE"}
 
 
@@ -140,7 +143,7 @@ def test_run_checks_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.bpf
 def test_doctor_as_a_subprocess_prints_one_line_per_check() -> None:
     code = "import sys; from collector.doctor import main; sys.exit(main())"
-    r = subprocess.run(["/usr/bin/python3", "-c", code], cwd=REPO, capture_output=True,
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert "Traceback" not in r.stdout + r.stderr, r.stderr
     assert r.returncode == 0, r.stdout + r.stderr
