@@ -66,8 +66,10 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS) -> 
         finally:
             collector.close()
     lost = collector.stats.lost
+    unwritten = collector.sink_dropped()
     print(f"agentwatch: daemon stopped: {sum(collector.stats.events.values())} events, "
-          f"{lost} lost", file=sys.stderr)
+          f"{lost} lost" + (f", {unwritten} NOT WRITTEN" if unwritten else ""),
+          file=sys.stderr)
     return 0
 
 

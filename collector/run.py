@@ -34,6 +34,7 @@ class RunResult:
     session: str
     events: int
     lost: int
+    unwritten: int = 0  # events a sink could not write (e.g. a full disk)
 
 
 def wait_status_to_exit(status: int) -> int:
@@ -122,12 +123,13 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int)
         for sig, old in previous.items():
             signal.signal(sig, old)
     return RunResult(exit_status=exit_status, session=session.name, events=end.events or 0,
-                     lost=end.lost or 0)
+                     lost=end.lost or 0, unwritten=collector.sink_dropped())
 
 
 def main(argv: list[str], events: str | None) -> int:
     result = run(argv, events)
     lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
+    unwritten = f", {result.unwritten} NOT WRITTEN" if result.unwritten else ""
     print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "
-          f"{result.events} events{lost}", file=sys.stderr)
+          f"{result.events} events{lost}{unwritten}", file=sys.stderr)
     return result.exit_status

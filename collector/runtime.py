@@ -281,6 +281,10 @@ class Collector:
         for sink in self.sinks:
             sink.flush()
 
+    def sink_dropped(self) -> int:
+        """Events a sink could not write (full disk, closed pipe): reported, not hidden."""
+        return sum(int(getattr(sink, "dropped", 0)) for sink in self.sinks)
+
     # ------------------------------------------------------------------ losses
     def read_lost(self) -> Counter[str]:
         counts: Counter[str] = Counter()

@@ -18,6 +18,8 @@ class JsonlSink:
     def __init__(self, path: str) -> None:
         self.path = path
         self.written = 0
+        self.dropped = 0
+        self._pending = 0  # written into the buffer, not yet flushed
         self.broken = False
         self._f: BinaryIO
         if path == "-":
@@ -32,25 +34,44 @@ class JsonlSink:
 
     def write(self, event: Event) -> None:
         if self.broken:
+            self.dropped += 1
             return
         try:
             self._f.write(event.to_json() + b"\n")
             self.written += 1
-        except BrokenPipeError:
-            self.broken = True  # the reader went away (e.g. `| head`): stop writing
+            self._pending += 1
+        except OSError as e:
+            self._fail(e)
+            self.dropped += 1
+
+    def _fail(self, e: OSError) -> None:
+        """The reader went away (`| head`) or the disk is full: stop writing, say so once,
+        and count every event not written from then on (`dropped`)."""
+        self.broken = True
+        # What sat in the buffer since the last good flush is gone too.
+        self.written -= self._pending
+        self.dropped += self._pending
+        self._pending = 0
+        if not isinstance(e, BrokenPipeError):
+            print(f"agentwatch: cannot write events to {self.path}: {e.strerror}; "
+                  "events are no longer written there (counted as dropped)", file=sys.stderr)
 
     def flush(self) -> None:
         if self.broken:
             return
         try:
             self._f.flush()
-        except BrokenPipeError:
-            self.broken = True
+            self._pending = 0
+        except OSError as e:
+            self._fail(e)
 
     def close(self) -> None:
         self.flush()
         if self._own:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError:
+                pass  # already reported by flush()
 
 
 class MemorySink:

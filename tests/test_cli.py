@@ -53,3 +53,23 @@ def test_ebpf_prints_every_probe_source() -> None:
     for name in ("proc.bpf.c", "file.bpf.c", "net.bpf.c"):
         assert f"---- {name}" in out.stdout
     assert "TRACEPOINT_PROBE(sched, sched_process_fork)" in out.stdout
+
+
+def test_a_full_disk_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    """/dev/full fails every write with ENOSPC: one clear line, events counted as dropped."""
+    from collector.events import OpenEvent
+    from collector.sinks import JsonlSink
+
+    sink = JsonlSink("/dev/full")
+    for _ in range(3):
+        sink.write(OpenEvent(ts=1, session="s", pid=1, ret=3, syscall="openat", path="/x",
+                             raw_path="/x", flags=0))
+        sink.flush()
+    sink.close()
+    assert sink.broken and sink.dropped >= 2
+    if os.geteuid() == 0:
+        out = aw("run", "--events", "/dev/full", "--", "/bin/true")
+        assert out.returncode == 0, out.stderr
+        assert "cannot write events to /dev/full" in out.stderr
+        assert "NOT WRITTEN" in out.stderr  # the summary counts what was not written
+        assert "Traceback" not in out.stderr
