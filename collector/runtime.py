@@ -12,7 +12,7 @@ import ctypes
 import os
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from probes.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 DEFAULT_LAUNCHERS = ("bwrap",)
+MAX_ENDED_SESSIONS = 1024
 ADOPT_LAUNCHERS_SLOT = 0  # AW_CFG_ADOPT_LAUNCHERS
 
 
@@ -73,6 +74,7 @@ class Collector:
         self.table = ProcessTable()
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}
+        self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
         self.bpf: Any = None
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
@@ -191,6 +193,11 @@ class Collector:
                           lost=self.stats.lost - session.lost_at_start)
         self._emit(ev)
         self.flush()
+        self._ended.append(session.name)
+        while len(self._ended) > MAX_ENDED_SESSIONS:  # a daemon runs for months
+            old = self._ended.popleft()
+            self.sessions.pop(old, None)
+            self.table.roots.pop(old, None)
         return ev
 
     # ------------------------------------------------------------------ event flow

@@ -63,6 +63,8 @@ class RecordDecoder:
                               f"expected at least {fixed_size}")
         name = self._sessions.get(session)
         if name is None:
+            if len(self._sessions) > 4096:  # a cache, bounded for a long-running daemon
+                self._sessions.clear()
             name = self._sessions[session] = session_name(session)
         comm_text = self._comms.get(comm)
         if comm_text is None:
