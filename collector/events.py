@@ -158,13 +158,38 @@ class SessionEvent(Event):
     root_pid: int
     argv: list[str] = field(default_factory=list)
     ns: dict[str, int] | None = None  # on start: the root's namespace inode numbers
+    cwd: str | None = None            # on start: the root's working directory (workspace)
     exit_status: int | None = None  # on end: the status `agentwatch run` exits with
     events: int | None = None       # on end: events of this session written
     lost: int | None = None         # on end: events lost (all sessions) while it ran
 
 
+@dataclass(slots=True, kw_only=True)
+class AlertEvent(Event):
+    """A detector's finding (detectors/): the contract other tools rely on.
+
+    `action` says what was asked (`requested`: alert, freeze or kill, from the config),
+    what was done (`taken`) and how it went (`result`). Repeats of one detector, session and
+    key within the fold window are not re-alerted: the first is, and a `folded` alert with
+    their `count` follows when the window closes."""
+
+    kind: str = "alert"
+    detector: str
+    title: str = ""
+    severity: str
+    action: dict[str, str]
+    summary: str                     # one line, for a person
+    key: str = ""                    # what repeats fold on
+    count: int = 1                   # occurrences this alert stands for
+    folded: bool = False             # a summary of repeats, not a first occurrence
+    mitre: list[str] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    event: dict[str, Any] | None = None        # the triggering event, as written
+    ancestry: list[dict[str, Any]] = field(default_factory=list)  # up to the session root
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
     for cls in (ExecEvent, ForkEvent, ExitEvent, OpenEvent, ConnectEvent, SyscallEvent,
-                LossEvent, SessionEvent)
+                LossEvent, SessionEvent, AlertEvent)
 }

@@ -137,7 +137,7 @@ class Collector:
         root = self.table.add_root(root_pid, ppid, name, argv, ts, uid=uid, cwd=cwd)
         self._emit(SessionEvent(ts=ts, session=name, pid=root_pid, ppid=ppid, uid=uid,
                                 phase="start", session_kind=kind, root_pid=root_pid,
-                                argv=list(argv), ns=root.ns))
+                                argv=list(argv), ns=root.ns, cwd=cwd))
         return session
 
     def add_session(self, root_pid: int, ppid: int, kind: str, argv: list[str]) -> Session:

@@ -1,0 +1,145 @@
+"""What a detector is: metadata (like a Falco rule), parameters with built-in defaults, and a
+pure function of (per-session state, event) -> findings.
+
+A detector never does I/O and never imports bcc or psutil: everything it knows comes from
+the event and from the `Context` the engine builds (its parameters, its own state for this
+session, the acting process as the collector's process table saw it, the session). So it
+can be tested, and tuned, over recorded JSON Lines.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+from collector.events import Event
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+ACTIONS = ("alert", "freeze", "kill")
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    id: str                       # stable id (DESIGN.md's catalogue)
+    title: str                    # Title Case, reads like a rule name
+    description: str
+    severity: str                 # default severity, one of SEVERITIES
+    action: str                   # default action, one of ACTIONS
+    mitre: tuple[str, ...]        # ATT&CK technique ids
+    output: str                   # "what happened | key={key} ..." (str.format over fields)
+    params: dict[str, Any] = field(default_factory=dict)  # knobs with built-in defaults
+
+
+@dataclass
+class ProcView:
+    """The acting process as the process table knows it (no I/O for the detector)."""
+
+    pid: int
+    ppid: int
+    exe: str | None
+    argv: list[str]
+    cwd: str | None
+    comm: str = ""
+
+
+@dataclass
+class SessionView:
+    name: str
+    kind: str                     # run | launcher | attach
+    root_pid: int
+    workspace: str | None         # the session root's working directory
+
+
+@dataclass
+class Context:
+    params: dict[str, Any]
+    state: dict[str, Any]         # this detector's state for this session (starts empty)
+    proc: ProcView | None
+    session: SessionView | None
+
+
+@dataclass
+class Finding:
+    key: str                      # what repeats fold on (same detector, session and key)
+    fields: dict[str, Any]        # for the output template and the alert's `fields`
+    severity: str | None = None   # override the detector's severity
+    action: str | None = None     # override its action (e.g. a sequence escalates to kill)
+    note: str = ""                # appended to the summary
+
+
+class Detector:
+    spec: ClassVar[DetectorSpec]
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    spec = cls.spec
+    if spec.id in REGISTRY:
+        raise ValueError(f"detector {spec.id} registered twice")
+    if spec.severity not in SEVERITIES or spec.action not in ACTIONS:
+        raise ValueError(f"detector {spec.id}: bad default severity or action")
+    REGISTRY[spec.id] = cls
+    return cls
+
+
+@lru_cache(maxsize=4096)
+def _glob_re(pattern: str) -> re.Pattern[str]:
+    """A glob where `**` crosses directories and `*` does not; `~/` matches any home."""
+    if pattern.startswith("~/"):
+        pattern = "{home}/" + pattern[2:]
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("{home}", i):
+            out += r"(?:/root|/home/[^/]+)"
+            i += len("{home}")
+        elif pattern.startswith("**/", i):
+            out += r"(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            out += r".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += r"[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += r"[^/]"
+            i += 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+def path_matches(path: str | None, patterns: Iterable[str]) -> str | None:
+    """The first glob of `patterns` that `path` matches, or None."""
+    if not path:
+        return None
+    for pattern in patterns:
+        if _glob_re(pattern).match(path):
+            return pattern
+    return None
+
+
+def text_matches(value: str, pattern: str) -> bool:
+    """Shell-style match for argv strings and exe names (no path semantics)."""
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+def under(path: str | None, roots: Iterable[str]) -> bool:
+    if not path:
+        return False
+    for root in roots:
+        root = root.rstrip("/") or "/"
+        if root == "/" or path == root or path.startswith(root + "/"):
+            return True
+    return False

@@ -1,0 +1,7 @@
+"""The default catalogue: importing this package registers every detector.
+
+One module per family; each detector is a class with a `spec` (metadata, defaults) and a
+pure `check(ctx, event)`. docs/detectors.md is generated from these specs.
+"""
+
+from detectors.catalog import integrity  # noqa: F401

@@ -1,0 +1,35 @@
+"""Detectors about agentwatch's own view: lost events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from collector.events import Event, LossEvent
+from detectors.base import Context, Detector, DetectorSpec, Finding, register
+
+
+@register
+class EventLoss(Detector):
+    """Every `loss` event becomes an alert: a gap in what agentwatch saw is a gap in what it
+    can vouch for (a flood may be there to hide something)."""
+
+    spec = DetectorSpec(
+        id="event_loss",
+        title="Events Lost Between Kernel And Collector",
+        description="the kernel could not deliver events (ring buffer or tables full); "
+                    "what happened in that gap is unknown",
+        severity="medium",
+        action="alert",
+        mitre=("T1562.006",),
+        output="{lost} events lost",
+        params={"min_lost": 1},
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if not isinstance(ev, LossEvent):
+            return
+        lost = sum(ev.lost.values())
+        if lost >= ctx.params["min_lost"]:
+            causes = ",".join(f"{k}:{v}" for k, v in sorted(ev.lost.items()))
+            yield Finding(key="loss", fields={"lost": lost, "causes": causes,
+                                              "total": sum(ev.total.values())})

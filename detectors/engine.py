@@ -1,0 +1,218 @@
+"""The detector engine: events in, alerts out.
+
+For each event, every enabled detector runs with its parameters and its own state for the
+event's session; each finding not covered by a configured exception becomes an alert, with
+the process ancestry up to the session root. Repeats (same detector, session and key)
+within `fold_window` seconds of event time are folded: the first is alerted at once, and
+when the window closes one `folded` alert carries the count of the others.
+
+Actions are not carried out here (the response engine does that, issue 5): in `monitor`
+mode an alert says what would have been done; in `enforce` mode a freeze or kill that no
+responder carried out is reported as not done. Nothing here does I/O: the caller passes
+process and session views (from the collector's process table, or from a recording).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from collector.events import AlertEvent, Event, LossEvent, SessionEvent
+from detectors.base import (
+    REGISTRY,
+    Context,
+    Detector,
+    Finding,
+    ProcView,
+    SessionView,
+    path_matches,
+    text_matches,
+)
+from detectors.config import Config, DetectorConfig
+
+ProcLookup = Callable[[int], ProcView | None]
+AncestryLookup = Callable[[int], list[dict[str, Any]]]
+SessionLookup = Callable[[str], SessionView | None]
+
+
+@dataclass
+class _Fold:
+    first_ts: int
+    last_ts: int
+    repeats: int
+    alert: AlertEvent
+
+
+class Engine:
+    def __init__(self, config: Config, proc: ProcLookup | None = None,
+                 ancestry: AncestryLookup | None = None,
+                 session: SessionLookup | None = None) -> None:
+        self.config = config
+        self._proc = proc or (lambda _pid: None)
+        self._ancestry = ancestry or (lambda _pid: [])
+        self._session = session or (lambda _name: None)
+        self.detectors: list[tuple[Detector, DetectorConfig]] = [
+            (REGISTRY[did](), dcfg) for did, dcfg in config.detectors.items()
+            if dcfg.enabled and did in REGISTRY
+        ]
+        self._state: dict[tuple[str, str], dict[str, Any]] = {}
+        self._folds: dict[tuple[str, str, str], _Fold] = {}
+        self.window_ns = int(config.fold_window * 1e9)
+        self.disabled: dict[str, str] = {}  # detector id -> why (it raised)
+
+    # ------------------------------------------------------------------ events
+    def process(self, ev: Event) -> list[AlertEvent]:
+        if isinstance(ev, AlertEvent):
+            return []
+        out: list[AlertEvent] = []
+        session_name = ev.session or ""
+        proc = self._proc(ev.pid) if ev.session is not None else None
+        session = self._session(session_name) if ev.session is not None else None
+        for det, dcfg in self.detectors:
+            did = det.spec.id
+            if did in self.disabled:
+                continue
+            if ev.session is None and not isinstance(ev, LossEvent):
+                continue
+            state = self._state.setdefault((did, session_name), {})
+            ctx = Context(params=dcfg.params, state=state, proc=proc, session=session)
+            try:
+                findings = list(det.check(ctx, ev))
+            except Exception as e:  # noqa: BLE001 - one broken detector must not stop all
+                self.disabled[did] = f"{type(e).__name__}: {e}"
+                out.append(self._broken(det, ev, e))
+                continue
+            for f in findings:
+                if self._excepted(dcfg, proc, ev, f):
+                    continue
+                out.extend(self._fold(det, dcfg, ev, f))
+        if isinstance(ev, SessionEvent) and ev.phase == "end":
+            out.extend(self.flush(session=session_name))
+            for key in [k for k in self._state if k[1] == session_name]:
+                del self._state[key]
+        return out
+
+    def tick(self, now_ns: int) -> list[AlertEvent]:
+        """Folded alerts whose window has closed by `now_ns` (call about once a second)."""
+        return self.flush(before_ns=now_ns - self.window_ns)
+
+    def flush(self, session: str | None = None,
+              before_ns: int | None = None) -> list[AlertEvent]:
+        """Close fold windows (all, a session's, or those that started before a time)."""
+        out = []
+        for key in list(self._folds):
+            fold = self._folds[key]
+            if session is not None and key[1] != session:
+                continue
+            if before_ns is not None and fold.first_ts > before_ns:
+                continue
+            del self._folds[key]
+            if fold.repeats:
+                out.append(self._folded(fold))
+        return out
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _excepted(dcfg: DetectorConfig, proc: ProcView | None, ev: Event,
+                  f: Finding) -> bool:
+        for exc in dcfg.exceptions:
+            if "exe" in exc and not (proc and proc.exe and text_matches(proc.exe, exc["exe"])):
+                continue
+            if "argv" in exc and not (proc and text_matches(" ".join(proc.argv),
+                                                            exc["argv"])):
+                continue
+            if "path" in exc:
+                path = f.fields.get("path", getattr(ev, "path", None))
+                if not (isinstance(path, str) and path_matches(path, [exc["path"]])):
+                    continue
+            return True
+        return False
+
+    def _action(self, requested: str) -> dict[str, str]:
+        if requested == "alert":
+            return {"requested": "alert", "taken": "alert", "result": "alerted"}
+        if self.config.mode == "monitor":
+            return {"requested": requested, "taken": "none",
+                    "result": f"monitor mode: would {requested} the session"}
+        return {"requested": requested, "taken": "none",
+                "result": f"not done: no response engine to {requested} the session yet"}
+
+    def _fold(self, det: Detector, dcfg: DetectorConfig, ev: Event,
+              f: Finding) -> list[AlertEvent]:
+        key = (det.spec.id, ev.session or "", f.key)
+        fold = self._folds.get(key)
+        if fold is not None and ev.ts - fold.first_ts <= self.window_ns:
+            fold.repeats += 1
+            fold.last_ts = ev.ts
+            return []
+        out = [self._folded(fold)] if fold is not None and fold.repeats else []
+        alert = self._alert(det, dcfg, ev, f)
+        self._folds[key] = _Fold(ev.ts, ev.ts, 0, alert)
+        out.append(alert)
+        return out
+
+    def _alert(self, det: Detector, dcfg: DetectorConfig, ev: Event,
+               f: Finding) -> AlertEvent:
+        spec = det.spec
+        severity = f.severity or dcfg.severity
+        requested = f.action or dcfg.action
+        try:
+            what = spec.output.format(**f.fields)
+        except (KeyError, IndexError, ValueError):
+            what = spec.title
+        fields_text = " ".join(f"{k}={_short(v)}" for k, v in f.fields.items())
+        summary = f"{what} | {fields_text}" if fields_text else what
+        if f.note:
+            summary += f" ({f.note})"
+        return AlertEvent(
+            ts=ev.ts, session=ev.session, pid=ev.pid, tid=ev.tid, ppid=ev.ppid, uid=ev.uid,
+            gid=ev.gid, comm=ev.comm, cgroup=ev.cgroup, setup=ev.setup,
+            nested_launcher=ev.nested_launcher, detector=spec.id, title=spec.title,
+            severity=severity, action=self._action(requested), summary=_one_line(summary),
+            key=f.key, mitre=list(spec.mitre), fields=dict(f.fields),
+            event=orjson.loads(ev.to_json()), ancestry=self._ancestry(ev.pid))
+
+    def _folded(self, fold: _Fold) -> AlertEvent:
+        first = fold.alert
+        seconds = max(0.0, (fold.last_ts - fold.first_ts) / 1e9)
+        return AlertEvent(
+            ts=fold.last_ts, session=first.session, pid=first.pid, tid=first.tid,
+            ppid=first.ppid, uid=first.uid, gid=first.gid, comm=first.comm,
+            cgroup=first.cgroup, detector=first.detector, title=first.title,
+            severity=first.severity, action=first.action,
+            summary=_one_line(f"{first.summary} [repeated {fold.repeats} more times in "
+                              f"{seconds:.1f}s]"),
+            key=first.key, count=fold.repeats, folded=True, mitre=first.mitre,
+            fields=first.fields, event=first.event, ancestry=first.ancestry)
+
+    def _broken(self, det: Detector, ev: Event, e: Exception) -> AlertEvent:
+        return AlertEvent(
+            ts=ev.ts, session=ev.session, pid=ev.pid, detector=det.spec.id,
+            title=det.spec.title, severity="high",
+            action={"requested": "alert", "taken": "alert",
+                    "result": "detector disabled"},
+            summary=_one_line(f"Detector {det.spec.id} failed and is disabled | "
+                              f"error={type(e).__name__}: {e}"),
+            key="detector_error", event=orjson.loads(ev.to_json()))
+
+
+def _short(v: Any, limit: int = 160) -> str:
+    s = v if isinstance(v, str) else orjson.dumps(v).decode()
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _one_line(s: str) -> str:
+    """One terminal line: control characters (newlines, escapes) made visible."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s)
+
+
+def run_over(engine: Engine, events: Iterable[Event]) -> list[AlertEvent]:
+    """All alerts for a sequence of events, fold windows closed at the end (replay)."""
+    out: list[AlertEvent] = []
+    for ev in events:
+        out.extend(engine.process(ev))
+    out.extend(engine.flush())
+    return out
