@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from collector.sinks import SinkError
 from probes.kernel import SetupError
 
+if TYPE_CHECKING:
+    from detectors.config import Config
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Runtime monitor for sandboxed AI agents (eBPF).")
+config_app = typer.Typer(no_args_is_help=True, help="Check or print the configuration.")
+app.add_typer(config_app, name="config")
+
+
+class Mode(StrEnum):
+    monitor = "monitor"
+    enforce = "enforce"
+
+
+EventsOpt = Annotated[str | None, typer.Option(
+    "--events", metavar="FILE|-", help="Write events as JSON Lines to FILE (- = stdout).")]
+AlertsOpt = Annotated[str | None, typer.Option(
+    "--alerts", metavar="FILE|-",
+    help="Write alerts as JSON Lines to FILE (- = stdout); default: one line each on stderr.")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", metavar="FILE", help="TOML configuration (default: built-in defaults).")]
+ModeOpt = Annotated[Mode | None, typer.Option(
+    "--mode", help="Override the configuration's mode.")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -19,12 +41,25 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _detection(config: str | None, mode: Mode | None) -> Config:
+    from detectors.config import ConfigError, load
+
+    try:
+        cfg = load(config)
+    except ConfigError as e:
+        raise _fail(f"bad configuration: {e}", 2) from None
+    if mode is not None:
+        cfg.mode = mode.value
+    return cfg
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     command: Annotated[list[str] | None, typer.Argument(help="CMD [ARGS...] after --")] = None,
-    events: Annotated[str | None, typer.Option(
-        "--events", metavar="FILE|-",
-        help="Write events as JSON Lines to FILE (- = stdout).")] = None,
+    events: EventsOpt = None,
+    alerts: AlertsOpt = None,
+    config: ConfigOpt = None,
+    mode: ModeOpt = None,
     ebpf: Annotated[bool, typer.Option("--ebpf", hidden=True,
                                        help="Print the BPF C program and exit.")] = False,
 ) -> None:
@@ -36,8 +71,9 @@ def run(
         raise typer.Exit(0)
     from collector import run as runmod
 
+    detection = _detection(config, mode)
     try:
-        code = runmod.main(list(command or []), events)
+        code = runmod.main(list(command or []), events, detection, alerts)
     except runmod.RunError as e:
         raise _fail(str(e), e.code) from None
     except (SetupError, SinkError) as e:
@@ -47,9 +83,10 @@ def run(
 
 @app.command()
 def daemon(
-    events: Annotated[str | None, typer.Option(
-        "--events", metavar="FILE|-",
-        help="Write events as JSON Lines to FILE (- = stdout).")] = None,
+    events: EventsOpt = None,
+    alerts: AlertsOpt = None,
+    config: ConfigOpt = None,
+    mode: ModeOpt = None,
     launcher: Annotated[list[str] | None, typer.Option(
         "--launcher", metavar="COMM",
         help="Sandbox launcher command name to adopt (repeatable; default: bwrap).")] = None,
@@ -58,8 +95,9 @@ def daemon(
     from collector import daemon as d
     from collector.runtime import DEFAULT_LAUNCHERS, SessionError
 
+    detection = _detection(config, mode)
     try:
-        code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS))
+        code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS), detection, alerts)
     except (SetupError, SinkError, SessionError) as e:
         raise _fail(str(e), 1) from None
     raise typer.Exit(code)
@@ -68,19 +106,100 @@ def daemon(
 @app.command()
 def attach(
     pid: Annotated[int, typer.Argument(help="Root of the running tree to adopt.")],
-    events: Annotated[str | None, typer.Option(
-        "--events", metavar="FILE|-",
-        help="Write events as JSON Lines to FILE (- = stdout).")] = None,
+    events: EventsOpt = None,
+    alerts: AlertsOpt = None,
+    config: ConfigOpt = None,
+    mode: ModeOpt = None,
 ) -> None:
     """Adopt a running process tree as a session; runs until the tree is gone."""
     from collector import daemon as d
     from collector.runtime import SessionError
 
+    detection = _detection(config, mode)
     try:
-        code = d.attach(pid, events)
+        code = d.attach(pid, events, detection, alerts)
     except (SetupError, SinkError, SessionError) as e:
         raise _fail(str(e), 1) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def replay(
+    recording: Annotated[str, typer.Argument(metavar="EVENTS.jsonl",
+                                             help="Events recorded with --events.")],
+    config: ConfigOpt = None,
+    diff: Annotated[str | None, typer.Option(
+        "--diff", metavar="FILE",
+        help="A second configuration: print the alerts that appear and disappear.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Alerts as JSON Lines.")] = False,
+) -> None:
+    """Run the detectors over a recording and print the alerts (no root needed)."""
+    from collector.replay import ReplayError, alert_identity
+    from collector.replay import replay as do_replay
+    from collector.sinks import alert_line
+
+    base = _detection(config, None)
+    try:
+        alerts, report = do_replay(recording, base)
+        other = do_replay(recording, _detection(diff, None))[0] if diff else None
+    except ReplayError as e:
+        raise _fail(str(e), 2) from None
+    if report.skipped:
+        typer.echo(f"agentwatch: {report.skipped} of {report.lines} lines skipped; first: "
+                   f"{report.problems[0]}", err=True)
+    if other is None:
+        for a in alerts:
+            typer.echo(a.to_json().decode() if json_output else alert_line(a))
+        typer.echo(f"agentwatch: {len(alerts)} alerts from {report.events} events", err=True)
+        return
+    before = {alert_identity(a): a for a in alerts}
+    after = {alert_identity(a): a for a in other}
+    gone = [a for k, a in before.items() if k not in after]
+    new = [a for k, a in after.items() if k not in before]
+    for sign, group in (("-", gone), ("+", new)):
+        for a in group:
+            typer.echo(f"{sign} " + (a.to_json().decode() if json_output else alert_line(a)))
+    typer.echo(f"agentwatch: {len(gone)} alerts disappear, {len(new)} appear "
+               f"({config or 'defaults'} -> {diff})", err=True)
+
+
+@app.command()
+def detectors(
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+) -> None:
+    """List the detector catalogue with its defaults."""
+    import orjson
+
+    from detectors.base import REGISTRY
+    from detectors.config import defaults
+
+    cfg = defaults()
+    for did, d in cfg.detectors.items():
+        spec = REGISTRY[did].spec
+        if json_output:
+            typer.echo(orjson.dumps({"id": did, "title": spec.title,
+                                     "description": spec.description,
+                                     "severity": d.severity, "action": d.action,
+                                     "mitre": list(spec.mitre), "params": d.params}).decode())
+        else:
+            typer.echo(f"{did:26} {d.severity:8} {d.action:6} {spec.title}")
+
+
+@config_app.command("check")
+def config_check(path: Annotated[str, typer.Argument(metavar="FILE")]) -> None:
+    """Validate a configuration file: exit 0 if it is good, 2 with the key and reason."""
+    cfg = _detection(path, None)
+    changed = sum(1 for d in cfg.detectors.values() if not d.enabled)
+    typer.echo(f"{path}: ok (mode {cfg.mode}, {len(cfg.detectors)} detectors, "
+               f"{changed} disabled)")
+
+
+@config_app.command("defaults")
+def config_defaults() -> None:
+    """Print the full default configuration as TOML."""
+    from detectors.config import defaults_toml
+
+    typer.echo(defaults_toml(), nl=False)
 
 
 @app.command()

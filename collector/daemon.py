@@ -16,7 +16,8 @@ from types import FrameType
 
 from collector.events import Event, SessionEvent
 from collector.runtime import DEFAULT_LAUNCHERS, Collector, Sink
-from collector.sinks import JsonlSink
+from collector.sinks import HumanAlertSink, JsonlSink
+from detectors.config import Config as DetectionConfig
 
 
 def _announce(event: Event) -> None:
@@ -52,8 +53,14 @@ def _sinks(events: str | None) -> list[Sink]:
     return [JsonlSink(events)] if events else []
 
 
-def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS) -> int:
-    collector = Collector(_sinks(events), launchers=launchers, on_event=_announce)
+def _alert_sinks(alerts: str | None) -> list[Sink]:
+    return [JsonlSink(alerts) if alerts else HumanAlertSink()]
+
+
+def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
+           detection: DetectionConfig | None = None, alerts: str | None = None) -> int:
+    collector = Collector(_sinks(events), launchers=launchers, on_event=_announce,
+                          detection=detection, alert_sinks=_alert_sinks(alerts))
     with _Stop() as stop:
         try:
             collector.start(adopt_launchers=True)
@@ -73,8 +80,10 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS) -> 
     return 0
 
 
-def attach(pid: int, events: str | None) -> int:
-    collector = Collector(_sinks(events), on_event=_announce)
+def attach(pid: int, events: str | None, detection: DetectionConfig | None = None,
+           alerts: str | None = None) -> int:
+    collector = Collector(_sinks(events), on_event=_announce, detection=detection,
+                          alert_sinks=_alert_sinks(alerts))
     with _Stop() as stop:
         try:
             collector.start()

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 
 from collector.runtime import Collector, Sink
-from collector.sinks import JsonlSink
+from collector.sinks import HumanAlertSink, JsonlSink
+from detectors.config import Config as DetectionConfig
 from probes.loader import ProbeConfig
 
 EXIT_NOT_FOUND = 127
@@ -66,7 +67,8 @@ def _spawn_parked(path: str, argv: list[str]) -> tuple[int, int]:
 
 
 def run(argv: list[str], events: str | None = None, config: ProbeConfig | None = None,
-        collector: Collector | None = None, poll_ms: int = 50) -> RunResult:
+        collector: Collector | None = None, poll_ms: int = 50,
+        detection: DetectionConfig | None = None, alerts: str | None = None) -> RunResult:
     """Run argv as a session. With `collector` given (already started), it is used and
     left open, so that several runs can share one loaded BPF object (tests, benchmarks)."""
     if not argv:
@@ -77,7 +79,8 @@ def run(argv: list[str], events: str | None = None, config: ProbeConfig | None =
     own = collector is None
     if collector is None:
         sinks: list[Sink] = [JsonlSink(events)] if events else []
-        collector = Collector(sinks, config)
+        alert_sinks: list[Sink] = [JsonlSink(alerts) if alerts else HumanAlertSink()]
+        collector = Collector(sinks, config, detection=detection, alert_sinks=alert_sinks)
     try:
         if own:
             collector.start()
@@ -126,8 +129,9 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int)
                      lost=end.lost or 0, unwritten=collector.sink_dropped())
 
 
-def main(argv: list[str], events: str | None) -> int:
-    result = run(argv, events)
+def main(argv: list[str], events: str | None, detection: DetectionConfig | None = None,
+         alerts: str | None = None) -> int:
+    result = run(argv, events, detection=detection, alerts=alerts)
     lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
     unwritten = f", {result.unwritten} NOT WRITTEN" if result.unwritten else ""
     print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "

@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from collector.events import Event, ExecEvent, LossEvent, SessionEvent
+from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent
 from collector.proctable import ProcessTable, proc_argv, proc_ppid
+from collector.replay import Analyzer
+from detectors.config import Config as DetectionConfig
 from probes import loader
 from probes.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
 
@@ -65,13 +67,19 @@ class Stats:
 class Collector:
     def __init__(self, sinks: Iterable[Sink] = (), config: loader.ProbeConfig | None = None,
                  on_event: Callable[[Event], None] | None = None,
-                 launchers: Iterable[str] = DEFAULT_LAUNCHERS) -> None:
+                 launchers: Iterable[str] = DEFAULT_LAUNCHERS,
+                 detection: DetectionConfig | None = None,
+                 alert_sinks: Iterable[Sink] = ()) -> None:
         self.sinks = list(sinks)
+        self.alert_sinks = list(alert_sinks)
+        self.analyzer: Analyzer | None = None
         self.launchers = list(launchers)
         self.config = config or loader.ProbeConfig()
         self.on_event = on_event
         self.decoder = RecordDecoder()
         self.table = ProcessTable()
+        if detection is not None:
+            self.analyzer = Analyzer(detection, table=self.table, live=True)
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}
         self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
@@ -102,7 +110,9 @@ class Collector:
             1 if adopt else 0)
 
     def close(self) -> None:
-        for sink in self.sinks:
+        if self.analyzer is not None:
+            self._alerts(self.analyzer.finish())
+        for sink in self.sinks + self.alert_sinks:
             sink.close()
         if self.bpf is not None:
             self.bpf.cleanup()
@@ -210,6 +220,16 @@ class Collector:
             self.on_event(event)
         for sink in self.sinks:
             sink.write(event)
+        if self.analyzer is not None:
+            self._alerts(self.analyzer.feed(event))
+
+    def _alerts(self, alerts: list[AlertEvent]) -> None:
+        for alert in alerts:
+            self.stats.events["alert"] += 1
+            if self.on_event is not None:
+                self.on_event(alert)
+            for sink in self.alert_sinks:
+                sink.write(alert)
 
     def _kernel_session(self, ev: SessionEvent) -> None:
         """Session records from the kernel: a launcher adopted, or a session's end."""
@@ -263,6 +283,8 @@ class Collector:
             self._last_tick = now
             self.check_losses()
             self._end_attached_sessions()
+            if self.analyzer is not None:
+                self._alerts(self.analyzer.engine.tick(time.time_ns()))
 
     def _end_attached_sessions(self) -> None:
         """Attached sessions end when the kernel's `watched` map has none of their
@@ -285,12 +307,12 @@ class Collector:
             raise err
 
     def flush(self) -> None:
-        for sink in self.sinks:
+        for sink in self.sinks + self.alert_sinks:
             sink.flush()
 
     def sink_dropped(self) -> int:
         """Events a sink could not write (full disk, closed pipe): reported, not hidden."""
-        return sum(int(getattr(sink, "dropped", 0)) for sink in self.sinks)
+        return sum(int(getattr(sink, "dropped", 0)) for sink in self.sinks + self.alert_sinks)
 
     # ------------------------------------------------------------------ losses
     def read_lost(self) -> Counter[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from collector.events import Event
 
@@ -91,3 +91,43 @@ class MemorySink:
 
     def session(self, name: str) -> list[Event]:
         return [e for e in self.events if e.session == name]
+
+
+SEVERITY_COLOURS = {"critical": "1;31", "high": "31", "medium": "33", "low": "36",
+                    "info": "37"}
+
+
+def alert_line(alert: Event, colour: bool = False) -> str:
+    """One terminal line for an alert: severity, detector, session, pid, summary, action."""
+    sev = str(getattr(alert, "severity", "?"))
+    det = getattr(alert, "detector", "?")
+    summary = getattr(alert, "summary", "")
+    action = getattr(alert, "action", {}) or {}
+    what = action.get("result") or action.get("taken") or ""
+    head = f"[{sev.upper()}]"
+    if colour and sev in SEVERITY_COLOURS:
+        head = f"\033[{SEVERITY_COLOURS[sev]}m{head}\033[0m"
+    return (f"{head} {det} session={alert.session} pid={alert.pid}: {summary}"
+            f" | action={what}")
+
+
+class HumanAlertSink:
+    """Alerts as one readable line each on stderr (the default of `agentwatch run`)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.colour = self.stream.isatty()
+        self.dropped = 0
+
+    def write(self, event: Event) -> None:
+        try:
+            print("agentwatch: " + alert_line(event, self.colour), file=self.stream,
+                  flush=True)
+        except OSError:
+            self.dropped += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -23,6 +23,7 @@ from collector.events import Event  # noqa: E402
 from collector.run import run  # noqa: E402
 from collector.runtime import Collector  # noqa: E402
 from collector.sinks import MemorySink  # noqa: E402
+from detectors.config import defaults  # noqa: E402
 from probes.loader import ProbeConfig  # noqa: E402
 
 WORKLOAD = r"""
@@ -59,7 +60,8 @@ def pick(events: list[Event]) -> dict[str, Event]:
 
 def main() -> int:
     keep = MemorySink()
-    c = Collector([keep], ProbeConfig(ringbuf_pages=1))
+    c = Collector([keep], ProbeConfig(ringbuf_pages=1), detection=defaults(),
+                  alert_sinks=[keep])
     c.start(adopt_launchers=True)
     try:
         run([sys.executable, "-c", WORKLOAD], collector=c, poll_ms=1000)
