@@ -130,6 +130,9 @@ def test_every_kind_serializes_with_the_contract_keys() -> None:
         "syscall": dict(ret=-2, syscall="unlink", args={"path": "/p"}, path="/p"),
         "loss": dict(lost={"open": 1}, total={"open": 1}),
         "session": dict(phase="start", root_pid=1),
+        "alert": dict(detector="event_loss", severity="medium",
+                      action={"requested": "alert", "taken": "alert", "result": "alerted"},
+                      summary="3 events lost"),
     }
     assert set(samples) == set(EVENT_TYPES)
     for kind, extra in samples.items():

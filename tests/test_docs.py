@@ -32,3 +32,10 @@ def test_readme_quick_start_has_exactly_two_commands() -> None:
     assert block is not None
     commands = [ln for ln in block.group(1).splitlines() if ln and not ln.startswith("#")]
     assert commands == ["make run", "make test"]
+
+
+def test_detectors_md_is_generated_from_the_registry() -> None:
+    from detectors.docs import markdown
+
+    text = (DOCS / "detectors.md").read_text()
+    assert text == markdown(), "regenerate: .venv/bin/python -m detectors.docs > docs/detectors.md"

@@ -1,0 +1,572 @@
+"""Detectors for leaving the sandbox or reaching past it: namespaces, mounts, other
+processes' memory, the kernel, privileges, exploit building blocks, agentwatch itself and
+host IPC sockets.
+
+Shared rules:
+- A refused attempt (`EPERM`, `ENOENT`...) is flagged like a successful call: a payload
+  probing the sandbox's walls is the signal, whether the wall held or not. `ret`/`error` are
+  in the alert's fields.
+- Bubblewrap builds the sandbox with unshare, mount, pivot_root and capset: events with
+  `setup: true` are skipped by the setup-sensitive detectors (namespace, mount, privilege),
+  except when `nested_launcher` is true (a sandbox the payload started itself).
+- Every list and threshold is a param (detectors/config.py); per-exe/argv/path exceptions go
+  in the config's `[[detectors.<id>.exceptions]]`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
+from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+
+# sandbox-runtime's in-sandbox helper: it unshares a pid (and mount) namespace and mounts
+# /proc before it applies its seccomp filter and execs the command.
+APPLY_SECCOMP = "**/sandbox-runtime/vendor/seccomp/*/apply-seccomp"
+
+CLONE_NEW_BITS = {
+    0x20000: "CLONE_NEWNS", 0x2000000: "CLONE_NEWCGROUP", 0x4000000: "CLONE_NEWUTS",
+    0x8000000: "CLONE_NEWIPC", 0x10000000: "CLONE_NEWUSER", 0x20000000: "CLONE_NEWPID",
+    0x40000000: "CLONE_NEWNET",
+}  # CLONE_NEWTIME (0x80) only exists for clone3/unshare: in clone() that byte is a signal
+WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
+# syscalls whose `path` is a change to the file (creat, truncate, chmod ...), not a read
+_PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "chmod",
+                 "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "link", "linkat",
+                 "symlink", "symlinkat", "truncate", "setxattr", "lsetxattr", "setxattrat",
+                 "mkdir", "mkdirat", "rmdir")
+
+
+def after_setup(ev: Event) -> bool:
+    """The event is the session's own doing (not bubblewrap building the sandbox)."""
+    return not ev.setup or ev.nested_launcher
+
+
+def fold_key(ev: Event, key: str) -> str:
+    """A nested launcher's setup makes dozens of calls: one alert per launcher process
+    (the rest fold into it), not one per mount."""
+    return f"nested_launcher:{ev.pid}" if ev.setup and ev.nested_launcher else key
+
+
+def outcome(ev: Event) -> dict[str, Any]:
+    ret = getattr(ev, "ret", None)
+    return {"ret": ret, "error": getattr(ev, "error", None)}
+
+
+def write_intent(ev: OpenEvent) -> bool:
+    return any(f in ev.flag_names for f in WRITE_FLAGS)
+
+
+def track_exe(ctx: Context, ev: Event) -> str | None:
+    """The acting process's executable: from the process table when the engine has one,
+    else from this detector's own record of the session's execs (inherited at fork)."""
+    exes: dict[int, str | None] = ctx.state.setdefault("exes", {})
+    if isinstance(ev, ExecEvent) and ev.ret == 0:
+        exes[ev.pid] = ev.exe or ev.filename
+    elif isinstance(ev, ForkEvent) and ev.ret > 0 and not ev.thread and ev.pid in exes:
+        exes[ev.child_pid] = exes[ev.pid]
+    if ctx.proc is not None and ctx.proc.exe:
+        return ctx.proc.exe
+    return exes.get(ev.pid)
+
+
+def new_ns_names(flags: Iterable[Any]) -> list[str]:
+    return [f for f in flags if isinstance(f, str) and f.startswith("CLONE_NEW")]
+
+
+def _ns_from_bits(flags: int) -> list[str]:
+    return [name for bit, name in CLONE_NEW_BITS.items() if flags & bit]
+
+
+@register
+class NamespaceEscape(Detector):
+    """setns (joining a namespace: nsenter), unshare and clone/clone3 creating namespaces
+    (CLONE_NEW* in `args.flags` or a fork event's `clone_flags`), and opens of namespace
+    files (`/proc/*/ns/*`, the handles setns takes), by the sandboxed command: bubblewrap's
+    own setup (`setup: true`) is skipped, a nested launcher's is not (one alert per nested
+    launcher process, its other calls fold into it). sandbox-runtime's in-sandbox helper
+    `apply-seccomp` unshares a pid namespace before it execs the command, so executables
+    matching `allowed_exes` may create namespaces (unshare, clone), never join one (setns)
+    nor open ns files. The glob names sandbox-runtime's vendored path; a payload able to
+    write a file at a matching path could borrow the allowance, so narrow it to your
+    install location (e.g. `/usr/lib/node_modules/@anthropic-ai/sandbox-runtime/...`)."""
+
+    spec = DetectorSpec(
+        id="namespace_escape",
+        title="Namespace Change After Sandbox Setup",
+        description="the sandboxed command joined or created namespaces (setns, unshare, "
+                    "clone with CLONE_NEW*) or opened a /proc/*/ns/* handle; bubblewrap's "
+                    "own setup is not flagged, a nested launcher's is",
+        severity="critical",
+        action="kill",
+        mitre=("T1611", "T1610"),
+        output="{syscall} {namespaces} by {comm}",
+        params={
+            # executables allowed to create (not join) namespaces: sandbox-runtime's helper
+            "allowed_exes": [APPLY_SECCOMP],
+            "ns_paths": ["/proc/*/ns/*", "/proc/*/task/*/ns/*"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        exe = track_exe(ctx, ev)
+        if not after_setup(ev):
+            return
+        p = ctx.params
+        allowed = exe is not None and path_matches(exe, p["allowed_exes"]) is not None
+        if isinstance(ev, SyscallEvent):
+            if ev.syscall == "setns":
+                names = new_ns_names(ev.args.get("nstype") or []) or ["any"]
+                yield self._finding(ev, "setns", names, exe)
+            elif ev.syscall == "unshare" and not allowed:
+                names = new_ns_names(ev.args.get("flags") or [])
+                if names:
+                    yield self._finding(ev, "unshare", names, exe)
+        elif isinstance(ev, ForkEvent) and not allowed:
+            names = _ns_from_bits(ev.clone_flags)
+            if names:
+                yield self._finding(ev, "clone", names, exe)
+        elif isinstance(ev, OpenEvent):
+            if path_matches(ev.path, p["ns_paths"]):
+                yield Finding(key=f"open:{ev.path}", fields={
+                    "syscall": ev.syscall, "namespaces": ev.path.rsplit("/", 1)[-1],
+                    "comm": ev.comm, "path": ev.path, "exe": exe, **outcome(ev)})
+
+    @staticmethod
+    def _finding(ev: Event, syscall: str, names: list[str], exe: str | None) -> Finding:
+        return Finding(key=fold_key(ev, f"{syscall}:{','.join(names)}"), fields={
+            "syscall": syscall, "namespaces": ",".join(names), "comm": ev.comm, "exe": exe,
+            **outcome(ev)})
+
+
+MOUNT_SYSCALLS = ["mount", "umount2", "move_mount", "fsopen", "fsmount", "open_tree",
+                  "open_tree_attr", "mount_setattr", "pivot_root", "chroot"]
+
+
+@register
+class MountEscape(Detector):
+    """The mount family (mount, umount2, fsopen, fsmount, move_mount, open_tree,
+    open_tree_attr, mount_setattr), pivot_root and chroot by the sandboxed command:
+    remounting, bind-mounting a host path or moving the root changes what the sandbox can
+    see. bubblewrap's setup is skipped, a nested launcher's is not (one alert per nested
+    launcher process). `allowed_exes` (sandbox-runtime's `apply-seccomp`, which mounts its
+    own /proc) may call mount and umount2 only; its pivot_root or chroot still alert."""
+
+    spec = DetectorSpec(
+        id="mount_escape",
+        title="Mount Or Root Change After Sandbox Setup",
+        description="the sandboxed command called the mount family, pivot_root or chroot "
+                    "after bubblewrap's setup (a nested launcher's setup included)",
+        severity="critical",
+        action="kill",
+        mitre=("T1611",),
+        output="{syscall} {path} by {comm}",
+        params={
+            "syscalls": list(MOUNT_SYSCALLS),
+            # allowed only mount/umount2 (sandbox-runtime's helper mounts its own /proc)
+            "allowed_exes": [APPLY_SECCOMP],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        exe = track_exe(ctx, ev)
+        if not isinstance(ev, SyscallEvent) or not after_setup(ev):
+            return
+        if ev.syscall not in ctx.params["syscalls"]:
+            return
+        if ev.syscall in ("mount", "umount2") and exe is not None \
+                and path_matches(exe, ctx.params["allowed_exes"]):
+            return
+        flags = ev.args.get("flags")
+        yield Finding(key=fold_key(ev, f"{ev.syscall}:{ev.path}"), fields={
+            "syscall": ev.syscall, "path": ev.path, "source": ev.path2,
+            "fstype": ev.args.get("fstype"), "flags": flags, "comm": ev.comm, "exe": exe,
+            **outcome(ev)})
+
+
+PTRACE_WRITES = ["PTRACE_ATTACH", "PTRACE_SEIZE", "PTRACE_POKETEXT", "PTRACE_POKEDATA",
+                 "PTRACE_POKEUSER", "PTRACE_SETREGS", "PTRACE_SETFPREGS", "PTRACE_SETREGSET"]
+_PROC_MEM = re.compile(r"/proc/(\d+)(?:/task/\d+)?/mem\Z")
+
+
+@register
+class ProcessInjection(Detector):
+    """ptrace requests that take control or write (`ptrace_requests`: attach, seize,
+    poke, set registers), process_vm_readv/writev, and opens of /proc/<pid>/mem, aimed at
+    another process. Without I/O the detector cannot tell which pids are inside the
+    session: any target other than the acting process itself (its host pid, or its pid or
+    thread ids in the sandbox's numbering as fork events reveal them) counts as outside.
+    `allow_children = true` lets a debugger attach to its own children (strace -f, gdb)."""
+
+    spec = DetectorSpec(
+        id="process_injection",
+        title="Access To Another Process's Memory",
+        description="ptrace attach/seize/poke, process_vm_readv/writev or an open of "
+                    "/proc/<pid>/mem aimed at a process other than the caller",
+        severity="critical",
+        action="kill",
+        mitre=("T1055", "T1055.008"),
+        output="{syscall} {request} on pid {target} by {comm}",
+        params={
+            "ptrace_requests": list(PTRACE_WRITES),
+            "syscalls": ["process_vm_readv", "process_vm_writev"],
+            # true: a debugger on its own child (strace -f, gdb ./prog) is not flagged
+            "allow_children": False,
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        children: set[tuple[int, int]] = ctx.state.setdefault("children", set())
+        # host pid -> the ids it is known by in the sandbox's pid numbering: its own pid as
+        # its parent saw it, its threads' ids (a process acting on itself is no injection)
+        own: dict[int, set[int]] = ctx.state.setdefault("own", {})
+        if isinstance(ev, ForkEvent):
+            if ev.ret > 0:
+                if ev.thread:
+                    own.setdefault(ev.pid, set()).add(ev.ret)
+                else:
+                    children.add((ev.pid, ev.ret))  # ret: the child's pid in the parent's ns
+                    own.setdefault(ev.child_pid, set()).add(ev.ret)
+            return
+        p = ctx.params
+        target: int | None = None
+        request = ""
+        syscall = ""
+        if isinstance(ev, SyscallEvent):
+            syscall = ev.syscall
+            if ev.syscall == "ptrace" and ev.args.get("request") in p["ptrace_requests"]:
+                target, request = ev.args.get("pid"), str(ev.args.get("request"))
+            elif ev.syscall in p["syscalls"]:
+                target = ev.args.get("pid")
+        elif isinstance(ev, OpenEvent):
+            m = _PROC_MEM.match(ev.path)
+            if m:
+                syscall, request = ev.syscall, "mem"
+                target = int(m.group(1))
+        if target is None or target in (ev.pid, ev.tid, 0) or target in own.get(ev.pid, ()):
+            return
+        if p["allow_children"] and (ev.pid, target) in children:
+            return
+        fields: dict[str, Any] = {"syscall": syscall, "request": request or "-",
+                                  "target": target, "comm": ev.comm}
+        if isinstance(ev, OpenEvent):
+            fields["path"] = ev.path
+        yield Finding(key=f"{syscall}:{target}", fields={**fields, **outcome(ev)})
+
+
+@register
+class KernelTamper(Detector):
+    """Loading or removing kernel modules, bpf(), perf_event_open, and writes to kernel
+    knobs that run code as root on the host (core_pattern, modprobe, binfmt_misc, cgroup
+    v1 release_agent) or change it (sysrq, /sys/kernel)."""
+
+    spec = DetectorSpec(
+        id="kernel_tamper",
+        title="Kernel Tampering From The Sandbox",
+        description="module load/unload, bpf(), perf_event_open, or a write to kernel "
+                    "knobs such as core_pattern, sysrq-trigger or /sys/kernel",
+        severity="critical",
+        action="kill",
+        mitre=("T1547.006", "T1014", "T1611"),
+        output="{syscall} {target} by {comm}",
+        params={
+            "syscalls": ["init_module", "finit_module", "delete_module", "bpf",
+                         "perf_event_open"],
+            "paths": ["/proc/sys/kernel/**", "/proc/sysrq-trigger", "/sys/kernel/**",
+                      "/proc/sys/fs/binfmt_misc/**", "/sys/fs/cgroup/**/release_agent",
+                      "/sys/module/**"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        p = ctx.params
+        if isinstance(ev, SyscallEvent):
+            if ev.syscall in p["syscalls"]:
+                a = ev.args
+                target = (a.get("cmd") or a.get("name") or a.get("type") or a.get("params")
+                          or "-")
+                yield Finding(key=f"{ev.syscall}:{target}", fields={
+                    "syscall": ev.syscall, "target": target, "comm": ev.comm,
+                    **outcome(ev)})
+            elif ev.syscall in _PATH_CHANGES and path_matches(ev.path, p["paths"]):
+                yield Finding(key=f"{ev.syscall}:{ev.path}", fields={
+                    "syscall": ev.syscall, "target": ev.path, "path": ev.path,
+                    "comm": ev.comm, **outcome(ev)})
+        elif isinstance(ev, OpenEvent) and write_intent(ev) \
+                and path_matches(ev.path, p["paths"]):
+            yield Finding(key=f"write:{ev.path}", fields={
+                "syscall": ev.syscall, "target": ev.path, "path": ev.path,
+                "flags": ev.flag_names, "comm": ev.comm, **outcome(ev)})
+
+
+_UID_CALLS = {"setuid": ("uid",), "setreuid": ("ruid", "euid"),
+              "setresuid": ("ruid", "euid", "suid"), "setfsuid": ("uid",)}
+_GID_CALLS = {"setgid": ("gid",), "setregid": ("rgid", "egid"),
+              "setresgid": ("rgid", "egid", "sgid"), "setfsgid": ("gid",)}
+_CHMODS = ("chmod", "fchmod", "fchmodat", "fchmodat2", "creat")
+_XATTRS = ("setxattr", "lsetxattr", "fsetxattr", "setxattrat")
+
+
+@register
+class PrivilegeEscalation(Detector):
+    """chmod/fchmod/fchmodat/creat (and O_CREAT opens) setting the setuid or setgid bit;
+    setxattr of `security.capability` (file capabilities); setuid/setreuid/setresuid/
+    setfsuid (and the gid family) asking for id 0 from a process whose id was not 0 (from
+    the session's earlier events; a root session calling setuid(0) is no transition, so
+    root test runs stay quiet); capset putting any of `capabilities` in the effective or
+    permitted set. Refused attempts count. bubblewrap's setup (its capset) is skipped.
+    Exec of a setuid binary is not visible without a stat of the file and is not covered;
+    sudo, su and pkexec show up when they then call setuid(0) from a nonzero real uid."""
+
+    spec = DetectorSpec(
+        id="privilege_escalation",
+        title="Privilege Escalation Attempt",
+        description="setuid/setgid bits or file capabilities set, a set*id transition to "
+                    "uid/gid 0 from nonzero, or capset with dangerous capabilities",
+        severity="critical",
+        action="kill",
+        mitre=("T1548.001", "T1068"),
+        output="{syscall} {what} by {comm}",
+        params={
+            "capabilities": ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE",
+                             "CAP_DAC_READ_SEARCH", "CAP_DAC_OVERRIDE", "CAP_SETUID",
+                             "CAP_SETGID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_SYS_RAWIO",
+                             "CAP_NET_ADMIN", "CAP_BPF", "CAP_PERFMON", "CAP_SYS_CHROOT"],
+            "xattrs": ["security.capability"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        ids: dict[str, dict[int, int]] = ctx.state.setdefault("ids", {"uid": {}, "gid": {}})
+        try:
+            if after_setup(ev):
+                yield from self._check(ctx, ev, ids)
+        finally:
+            ids["uid"][ev.pid] = ev.uid
+            ids["gid"][ev.pid] = ev.gid
+            if isinstance(ev, ForkEvent) and not ev.thread:
+                ids["uid"][ev.child_pid] = ev.uid
+                ids["gid"][ev.child_pid] = ev.gid
+
+    def _check(self, ctx: Context, ev: Event,
+               ids: dict[str, dict[int, int]]) -> Iterable[Finding]:
+        p = ctx.params
+        if isinstance(ev, OpenEvent):
+            if "O_CREAT" in ev.flag_names and ev.mode & 0o6000:
+                yield self._f(ev, ev.syscall, f"mode {ev.mode:o}", ev.path)
+            return
+        if not isinstance(ev, SyscallEvent):
+            return
+        a = ev.args
+        if ev.syscall in _CHMODS and (a.get("setuid") or a.get("setgid")):
+            bits = "+".join(b for b in ("setuid", "setgid") if a.get(b))
+            yield self._f(ev, ev.syscall, f"{bits} mode {a.get('mode', 0):o}",
+                          ev.path or f"fd {a.get('fd')}")
+        elif ev.syscall in _XATTRS and a.get("name") in p["xattrs"]:
+            yield self._f(ev, ev.syscall, str(a.get("name")), ev.path or f"fd {a.get('fd')}")
+        elif ev.syscall in _UID_CALLS or ev.syscall in _GID_CALLS:
+            kind, names = ("uid", _UID_CALLS[ev.syscall]) if ev.syscall in _UID_CALLS \
+                else ("gid", _GID_CALLS[ev.syscall])
+            before = ids[kind].get(ev.pid, getattr(ev, kind))
+            if before != 0 and any(a.get(n) == 0 for n in names):
+                yield self._f(ev, ev.syscall, f"{kind} {before} -> 0", None)
+        elif ev.syscall == "capset":
+            caps = set(a.get("effective") or []) | set(a.get("permitted") or [])
+            bad = sorted(c for c in caps if c in p["capabilities"])
+            if bad:
+                yield self._f(ev, ev.syscall, ",".join(bad), None)
+
+    @staticmethod
+    def _f(ev: Event, syscall: str, what: str, path: str | None) -> Finding:
+        fields: dict[str, Any] = {"syscall": syscall, "what": what, "comm": ev.comm,
+                                  "uid": ev.uid}
+        if path is not None:
+            fields["path"] = path
+        return Finding(key=f"{syscall}:{path or what}", fields={**fields, **outcome(ev)})
+
+
+@register
+class ExploitPrimitive(Detector):
+    """Kernel interfaces that local-privilege-escalation exploits lean on and agents
+    rarely need: userfaultfd, keyctl, io_uring, terminal input injection (TIOCSTI,
+    TIOCLINUX), raw IP and packet sockets. Alert only: a few runtimes use some of them.
+    bubblewrap's own setup calls (setup: true, not nested) are skipped."""
+
+    spec = DetectorSpec(
+        id="exploit_primitive",
+        title="Exploit Primitive Used",
+        description="userfaultfd, keyctl, io_uring_setup, TIOCSTI/TIOCLINUX ioctls, or a "
+                    "raw/packet socket",
+        severity="high",
+        action="alert",
+        mitre=("T1068",),
+        output="{syscall} {detail} by {comm}",
+        params={
+            "syscalls": ["userfaultfd", "keyctl", "io_uring_setup"],
+            "ioctls": ["TIOCSTI", "TIOCLINUX"],
+            "socket_families": ["AF_PACKET"],          # any type
+            "socket_types": ["SOCK_RAW", "SOCK_PACKET"],
+            # raw types count in these families only: netlink is always SOCK_RAW (glibc's
+            # getaddrinfo, bubblewrap bringing up lo) and is no raw network access
+            "raw_families": ["AF_INET", "AF_INET6"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if not isinstance(ev, SyscallEvent) or not after_setup(ev):
+            return
+        p = ctx.params
+        a = ev.args
+        detail: str | None = None
+        if ev.syscall in p["syscalls"]:
+            value = a.get("op") or a.get("setup_flags") or a.get("flags") or "-"
+            detail = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        elif ev.syscall == "ioctl" and a.get("cmd") in p["ioctls"]:
+            detail = str(a.get("cmd"))
+        elif ev.syscall == "socket":
+            types = a.get("type") or []
+            base = types[0] if types else None
+            if a.get("family") in p["socket_families"] or (
+                    base in p["socket_types"] and a.get("family") in p["raw_families"]):
+                detail = f"{a.get('family')}/{base}"
+        if detail is not None:
+            yield Finding(key=f"{ev.syscall}:{detail}", fields={
+                "syscall": ev.syscall, "detail": detail, "comm": ev.comm, **outcome(ev)})
+
+
+MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
+                 "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
+                 "/sys/fs/bpf", "/sys/fs/bpf/**"]
+
+
+@register
+class MonitorTamper(Detector):
+    """kill/tkill/tgkill (a process group too), ptrace and process_vm_* aimed at
+    agentwatch's own pids (`monitor_pids`, strings: empty by default, filled in by the
+    engine's caller), pidfd_send_signal through a pidfd the session opened on one of them,
+    a kill(-1, sig) broadcast (`broadcast_kill`; harmless inside a pid namespace, but
+    nothing an agent needs), and any access (open, change, unix connect) to its config,
+    state, logs or pinned BPF maps (`paths`; `dir/**` does not match `dir` itself, so
+    both are listed)."""
+
+    spec = DetectorSpec(
+        id="monitor_tamper",
+        title="Tampering With agentwatch",
+        description="signals or ptrace aimed at agentwatch's processes, or access to its "
+                    "config, state, logs or pinned BPF maps",
+        severity="critical",
+        action="kill",
+        mitre=("T1562.001", "T1489"),
+        output="{syscall} {target} by {comm}",
+        params={
+            "monitor_pids": [],          # strings: agentwatch's own pids (set at start)
+            "paths": list(MONITOR_PATHS),
+            "broadcast_kill": True,      # kill(-1, sig) reaches every process it may signal
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        p = ctx.params
+        pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
+        pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
+        if isinstance(ev, OpenEvent):
+            proc_pid = re.match(r"/proc/(\d+)(?:/|\Z)", ev.path)
+            if path_matches(ev.path, p["paths"]) or (proc_pid and int(proc_pid.group(1))
+                                                     in pids):
+                yield Finding(key=f"open:{ev.path}", fields={
+                    "syscall": ev.syscall, "target": ev.path, "path": ev.path,
+                    "comm": ev.comm, **outcome(ev)})
+            return
+        if isinstance(ev, ConnectEvent):
+            if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
+                yield Finding(key=f"connect:{ev.address}", fields={
+                    "syscall": "connect", "target": ev.address, "comm": ev.comm,
+                    **outcome(ev)})
+            return
+        if not isinstance(ev, SyscallEvent):
+            return
+        a = ev.args
+        if ev.syscall == "pidfd_open" and ev.ret >= 0 and isinstance(a.get("pid"), int):
+            pidfds[(ev.pid, ev.ret)] = a["pid"]
+            return
+        target: int | None = None
+        if ev.syscall in ("kill", "ptrace", "process_vm_readv", "process_vm_writev"):
+            target = a.get("pid")
+        elif ev.syscall == "tkill":
+            target = a.get("tid")
+        elif ev.syscall == "tgkill":
+            target = a.get("tgid")
+        elif ev.syscall == "pidfd_send_signal":
+            target = pidfds.get((ev.pid, a.get("pidfd", -1)))
+        if isinstance(target, int):
+            what = f"{a.get('sig') or a.get('request') or ''} pid {target}".strip()
+            if abs(target) in pids or (ev.syscall == "kill" and target == -1
+                                       and p["broadcast_kill"] and a.get("sig") != 0):
+                yield Finding(key=f"{ev.syscall}:{target}", fields={
+                    "syscall": ev.syscall, "target": what, "comm": ev.comm, **outcome(ev)})
+            return
+        for path in (ev.path, ev.path2):
+            if path and ev.syscall != "chdir" and path_matches(path, p["paths"]):
+                yield Finding(key=f"{ev.syscall}:{path}", fields={
+                    "syscall": ev.syscall, "target": path, "path": path, "comm": ev.comm,
+                    **outcome(ev)})
+                return
+        if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
+            yield Finding(key=f"{ev.syscall}:{ev.address}", fields={
+                "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
+
+
+RUNTIME_SOCKETS = [
+    "/var/run/docker.sock", "/run/docker.sock", "/run/user/*/docker.sock",
+    "/run/containerd/containerd.sock", "/var/run/containerd/containerd.sock",
+    "/run/containerd/containerd.sock.ttrpc", "/run/k3s/containerd/containerd.sock",
+    "@/containerd-shim/**",
+    "/run/crio/crio.sock", "/var/run/crio/crio.sock",
+    "/run/podman/podman.sock", "/var/run/podman/podman.sock", "/run/user/*/podman/podman.sock",
+    "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket", "/run/user/*/bus",
+    "@/tmp/dbus-*",
+    "/run/systemd/private", "/run/user/*/systemd/private",
+    "/run/snapd.socket", "/run/snapd-snap.socket", "/var/snap/lxd/common/lxd/unix.socket",
+    "/var/lib/lxd/unix.socket",
+]
+
+
+@register
+class RuntimeSocket(Detector):
+    """A connect, bind, send (with an address), open or path syscall on a container
+    runtime's API socket (docker, containerd and its shims' abstract sockets, cri-o,
+    podman, rootless ones under /run/user) or another host IPC socket (system and session
+    D-Bus, systemd's private socket, snapd, lxd): each can start processes on the host,
+    outside any sandbox. Both /run and /var/run spellings are listed (paths are compared
+    lexically). journald's sockets are not in the list (programs log through them)."""
+
+    spec = DetectorSpec(
+        id="runtime_socket",
+        title="Container Runtime Or Host IPC Socket Access",
+        description="connect/bind/send/open of docker, containerd, cri-o or podman "
+                    "sockets, or of host IPC sockets (D-Bus, systemd)",
+        severity="critical",
+        action="kill",
+        mitre=("T1610", "T1611", "T1559"),
+        output="{syscall} {socket} by {comm}",
+        params={"sockets": list(RUNTIME_SOCKETS)},
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        socks = ctx.params["sockets"]
+        hit: tuple[str, str] | None = None
+        if isinstance(ev, ConnectEvent):
+            if ev.family == "AF_UNIX" and path_matches(ev.address, socks):
+                hit = ("connect", ev.address or "")
+        elif isinstance(ev, SyscallEvent):
+            if ev.family == "AF_UNIX" and path_matches(ev.address, socks):
+                hit = (ev.syscall, ev.address or "")
+            elif ev.syscall != "chdir" and path_matches(ev.path, socks):
+                hit = (ev.syscall, ev.path or "")
+        elif isinstance(ev, OpenEvent) and path_matches(ev.path, socks):
+            hit = (ev.syscall, ev.path)
+        if hit:
+            yield Finding(key=f"{hit[0]}:{hit[1]}", fields={
+                "syscall": hit[0], "socket": hit[1], "comm": ev.comm, **outcome(ev)})

@@ -1,0 +1,500 @@
+"""Detectors about files: credentials, decoys, protected data, writes outside the workspace,
+persistence.
+
+Shared rules (docs/events.md, "Paths"):
+- `path` is absolute where the collector could derive it; a path that is still relative
+  (unknown base) cannot be placed and is skipped by the "outside the workspace" checks,
+  while globs starting with `**/` still match it.
+- Events from a sandbox launcher's setup phase (`setup` true and not `nested_launcher`) are
+  bubblewrap building the sandbox, not the agent: every detector here ignores them.
+- A failed attempt (`ret` < 0: EACCES, EPERM, EROFS, ENOENT) is reported like a success,
+  with `result` saying what happened: a denied attempt is often the signal.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SessionEvent, SyscallEvent
+from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register, under
+
+O_ACCMODE = 0o3
+O_WRONLY = 0o1
+O_RDWR = 0o2
+O_CREAT = 0o100
+O_TRUNC = 0o1000
+O_APPEND = 0o2000
+O_PATH = 0o10000000
+O_TMPFILE = 0o20000000
+WRITE_BITS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE
+
+# Syscalls that change the file system at their path argument(s) (`path`, `path2`).
+# fd-only ones (fchmod, fchown, ftruncate, fsetxattr) carry no path and are not here.
+WRITE_SYSCALLS = frozenset({
+    "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+    "rmdir", "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "link",
+    "linkat", "symlink", "symlinkat", "truncate", "setxattr", "lsetxattr", "setxattrat",
+})
+
+
+# A new name for an existing file: link's and rename's first path, symlink's target.
+COPY_SYSCALLS = frozenset({"link", "linkat", "rename", "renameat", "renameat2", "symlink",
+                           "symlinkat"})
+
+# ---------------------------------------------------------------------------- helpers
+def by_agent(ev: Event) -> bool:
+    """False for a sandbox launcher's own setup (bubblewrap building the sandbox)."""
+    return not ev.setup or ev.nested_launcher
+
+
+def is_read_open(ev: OpenEvent) -> bool:
+    """An open that can read the file's content (O_RDONLY or O_RDWR, not O_PATH)."""
+    return not ev.flags & O_PATH and (ev.flags & O_ACCMODE) in (0, O_RDWR)
+
+
+def is_write_open(ev: OpenEvent) -> bool:
+    return bool(ev.flags & WRITE_BITS) and not ev.flags & O_PATH
+
+
+def written_paths(ev: Event) -> list[str]:
+    """The paths an event writes to (create, truncate, append, remove, rename, chmod...)."""
+    if isinstance(ev, OpenEvent):
+        return [ev.path] if is_write_open(ev) and ev.path else []
+    if isinstance(ev, SyscallEvent) and ev.syscall in WRITE_SYSCALLS:
+        return [p for p in (ev.path, ev.path2) if p]
+    return []
+
+
+def touched_paths(ev: Event) -> list[str]:
+    """Every path an event names (any access)."""
+    out: list[str] = []
+    if isinstance(ev, OpenEvent):
+        out = [ev.path, ev.raw_path]
+    elif isinstance(ev, SyscallEvent):
+        out = [p for p in (ev.path, ev.path2) if p]
+    elif isinstance(ev, ExecEvent):
+        out = [ev.filename] + ([ev.exe] if ev.exe else [])
+    elif isinstance(ev, ConnectEvent) and ev.family == "AF_UNIX" and ev.address:
+        out = [ev.address]
+    seen: list[str] = []
+    for p in out:
+        if p and p not in seen:
+            seen.append(p)
+    return seen
+
+
+def tree_patterns(patterns: Iterable[str]) -> list[str]:
+    """Globs where `dir/**` also matches `dir` itself."""
+    out: list[str] = []
+    for p in patterns:
+        out.append(p)
+        if p.endswith("/**") and len(p) > 3:
+            out.append(p[:-3])
+    return out
+
+
+def result_of(ev: Event) -> str:
+    ret = getattr(ev, "ret", 0)
+    if ret is None or ret >= 0:
+        return "ok"
+    error = getattr(ev, "error", None) or str(ret)
+    return f"failed {error}"
+
+
+def workspace(ctx: Context, ev: Event) -> str | None:
+    """The session's workspace: the session view's, else the session start event's cwd.
+    A workspace of `/` would allow everything, so it counts as unknown."""
+    if isinstance(ev, SessionEvent) and ev.phase == "start" and ev.cwd:
+        ctx.state["workspace"] = ev.cwd
+    ws = ctx.session.workspace if ctx.session and ctx.session.workspace else \
+        ctx.state.get("workspace")
+    if not ws or ws.rstrip("/") == "":
+        return None
+    return str(ws).rstrip("/")
+
+
+def syscall_name(ev: Event) -> str:
+    return getattr(ev, "syscall", None) or ev.kind
+
+
+def base_fields(ev: Event, path: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {"path": path, "syscall": syscall_name(ev), "result": result_of(ev),
+                              "comm": ev.comm}
+    if isinstance(ev, OpenEvent):
+        fields["flags"] = ",".join(ev.flag_names)
+    return fields
+
+
+# ---------------------------------------------------------------------------- credential_read
+CREDENTIAL_PATHS = [
+    "~/.ssh/id_*", "~/.ssh/*.pem", "~/.ssh/*_key", "/etc/ssh/ssh_host_*_key",
+    "~/.aws/credentials", "~/.aws/sso/cache/**", "~/.config/gcloud/**", "~/.azure/**",
+    "~/.kube/config", "~/.docker/config.json", "~/.netrc", "~/.npmrc", "~/.pypirc",
+    "~/.git-credentials", "~/.config/git/credentials", "~/.config/gh/hosts.yml",
+    "~/.config/hub", "~/.cargo/credentials", "~/.cargo/credentials.toml", "~/.gem/credentials",
+    "~/.terraform.d/credentials.tfrc.json", "~/.vault-token", "~/.gnupg/private-keys-v1.d/**",
+    "~/.gnupg/secring.gpg", "~/.password-store/**", "~/.local/share/keyrings/**",
+    "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+    "/etc/sudoers.d/**", "/run/secrets/**", "/var/run/secrets/**",
+    "**/.env", "**/.env.*",
+]
+
+
+@register
+class CredentialRead(Detector):
+    """A read, or attempted read, of a credential file. Then, when the same session connects
+    to an internet address (not in `connect_allow`: loopback by default), or sends a
+    datagram to one (DNS queries excepted: `dns_exfil` watches those), within
+    `connect_window` seconds of a *successful* read (or hard link, rename or absolute
+    symlink of the file: new names the globs would miss), a second, critical finding asks
+    for a kill: read-then-send is how a secret leaves. Reads of `sequence_exclude` files (project
+    `.env`, `~/.npmrc`: tools read them on every run right before going to the network)
+    alert but do not arm the sequence. A probe of a missing file (ENOENT/ENOTDIR) is
+    reported at `missing_severity` (tools look for their config on every start); a denied
+    one (EACCES, EPERM) at the full severity."""
+
+    spec = DetectorSpec(
+        id="credential_read",
+        title="Credential File Read",
+        description="read or attempted read of ssh keys, cloud or tool credentials, "
+                    "/etc/shadow, sudoers or .env files; kill when a connect follows",
+        severity="high",
+        action="alert",
+        mitre=("T1552.001", "T1552.004", "T1003.008"),
+        output="{comm} read credential file {path} ({result})",
+        params={
+            "paths": list(CREDENTIAL_PATHS),
+            "exclude_paths": ["**/*.pub", "**/.env.example", "**/.env.sample",
+                              "**/.env.template", "**/.env.dist"],
+            "missing_severity": "low",
+            "connect_window": 60.0,
+            "connect_allow": ["127.0.0.0/8", "::1/128"],
+            "sequence_exclude": ["**/.env", "**/.env.*", "~/.npmrc"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if not by_agent(ev):
+            return
+        p = ctx.params
+        if isinstance(ev, OpenEvent):
+            yield from self._read(ctx, ev)
+        elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS:
+            yield from self._copy(ctx, ev)
+        elif isinstance(ev, ConnectEvent) or (
+                isinstance(ev, SyscallEvent) and ev.syscall in ("sendto", "sendmsg", "sendmmsg")
+                and ev.address):
+            if ev.family not in ("AF_INET", "AF_INET6") or not ev.address:
+                return
+            if isinstance(ev, SyscallEvent) and ev.port == 53:
+                return  # a name lookup precedes every connect; dns_exfil watches DNS
+            if _address_allowed(ev.address, p["connect_allow"]):
+                return
+            reads: deque[tuple[int, str, int]] = ctx.state.setdefault("reads", deque())
+            window = int(p["connect_window"] * 1e9)
+            while reads and ev.ts - reads[0][0] > window:
+                reads.popleft()
+            recent = [r for r in reads if 0 <= ev.ts - r[0] <= window]
+            if not recent:
+                return
+            ts, path, pid = recent[-1]
+            yield Finding(
+                key=f"then_connect:{path}",
+                fields={"path": path, "address": ev.address, "port": ev.port,
+                        "family": ev.family, "syscall": syscall_name(ev),
+                        "result": result_of(ev), "comm": ev.comm,
+                        "seconds_after_read": round((ev.ts - ts) / 1e9, 3), "read_pid": pid,
+                        "credentials_read": len({r[1] for r in recent})},
+                severity="critical", action="kill",
+                note="credential read followed by a network connection")
+
+    def _copy(self, ctx: Context, ev: SyscallEvent) -> Iterator[Finding]:
+        """A hard link, rename or symlink to a credential file gives it a name the globs
+        do not cover: reported like a read (and arms the sequence when it worked)."""
+        p = ctx.params
+        source = ev.path if ev.syscall.startswith(("link", "rename")) else \
+            ev.args.get("target")
+        if not isinstance(source, str) or not source.startswith("/"):
+            return
+        pattern = path_matches(source, p["paths"])
+        if pattern is None or path_matches(source, p["exclude_paths"]):
+            return
+        fields = base_fields(ev, source)
+        fields.update(pattern=pattern, attempt_only=ev.ret < 0,
+                      new_name=ev.path2 if ev.syscall.startswith(("link", "rename"))
+                      else ev.path)
+        if ev.ret >= 0 and not path_matches(source, p["sequence_exclude"]):
+            self._remember(ctx, ev, source)
+        yield Finding(key=source, fields=fields)
+
+    @staticmethod
+    def _remember(ctx: Context, ev: Event, path: str) -> None:
+        reads: deque[tuple[int, str, int]] = ctx.state.setdefault("reads", deque())
+        reads.append((ev.ts, path, ev.pid))
+        while len(reads) > 256:
+            reads.popleft()
+
+    def _read(self, ctx: Context, ev: OpenEvent) -> Iterator[Finding]:
+        p = ctx.params
+        if not is_read_open(ev):
+            return
+        pattern = path_matches(ev.path, p["paths"])
+        if pattern is None or path_matches(ev.path, p["exclude_paths"]):
+            return
+        fields = base_fields(ev, ev.path)
+        fields["pattern"] = pattern
+        fields["attempt_only"] = ev.ret < 0
+        severity = None
+        if ev.ret < 0 and ev.error in ("ENOENT", "ENOTDIR"):
+            sev = p["missing_severity"]
+            severity = sev if sev in ("info", "low", "medium", "high", "critical") else None
+        elif ev.ret >= 0 and not path_matches(ev.path, p["sequence_exclude"]):
+            self._remember(ctx, ev, ev.path)
+        yield Finding(key=ev.path, fields=fields, severity=severity)
+
+
+def _address_allowed(address: str, allow: list[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for entry in allow:
+        try:
+            if ip in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+# ---------------------------------------------------------------------------- canary_touch
+@register
+class CanaryTouch(Detector):
+    """Any access to a decoy: an open (any flags, any result), a file-system syscall
+    naming it as either path, an exec of it, a unix-socket connect to it. No decoys by
+    default; plant some and list them, e.g.
+    `paths = ["/home/agent/.aws/credentials.bak", "/srv/decoy/**"]` (`dir/**` also matches
+    `dir` itself). Nothing legitimate touches a decoy, so the default is kill."""
+
+    spec = DetectorSpec(
+        id="canary_touch",
+        title="Decoy File Touched",
+        description="any access to a configured decoy (canary) file or directory",
+        severity="critical",
+        action="kill",
+        mitre=("T1083", "T1552.001"),
+        output="{comm} touched decoy {path} ({syscall}, {result})",
+        params={"paths": []},
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        patterns = ctx.params["paths"]
+        if not patterns or not by_agent(ev):
+            return
+        patterns = tree_patterns(patterns)
+        for path in touched_paths(ev):
+            pattern = path_matches(path, patterns)
+            if pattern:
+                fields = base_fields(ev, path)
+                fields["pattern"] = pattern
+                yield Finding(key=path, fields=fields)
+                return
+
+
+# ---------------------------------------------------------------------------- protected_read
+@register
+class ProtectedRead(Detector):
+    """A read (or denied attempt) of protected data: answer keys, hidden tests, eval data
+    (`paths`, matched anywhere), and git history of repositories other than the session's
+    own (`outside_workspace_paths`, matched only outside the workspace and outside the repo
+    that contains the workspace: an agent reads its own repo's `.git` all the time; nor
+    in a repository this session has written into, e.g. one it cloned to /tmp). Paths
+    under `exclude_paths` (package managers' git checkouts) are never reported, nor are
+    missing files (`ignore_errors`): tools probe for them."""
+
+    spec = DetectorSpec(
+        id="protected_read",
+        title="Protected Data Read",
+        description="read of configured protected paths: answer keys, hidden tests, eval "
+                    "data, other repositories' .git history",
+        severity="high",
+        action="alert",
+        mitre=("T1005", "T1213"),
+        output="{comm} read protected file {path} ({result})",
+        params={
+            "paths": ["**/answer_key*", "**/answer-key*", "**/answers.json",
+                      "**/answers.jsonl", "**/hidden_tests/**", "**/hidden-tests/**"],
+            "outside_workspace_paths": ["**/.git/**"],
+            "exclude_paths": ["~/.cache/**", "~/.cargo/git/**", "~/go/pkg/mod/**"],
+            "ignore_errors": ["ENOENT", "ENOTDIR"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        ws = workspace(ctx, ev)
+        if not by_agent(ev):
+            return
+        own: set[str] = ctx.state.setdefault("own_repos", set())
+        for path in written_paths(ev):
+            if "/.git/" in path and len(own) < 4096:
+                own.add(path.split("/.git/", 1)[0])
+        if not isinstance(ev, OpenEvent) or not is_read_open(ev):
+            return
+        p = ctx.params
+        if ev.ret < 0 and ev.error in p["ignore_errors"]:
+            return
+        if path_matches(ev.path, p["exclude_paths"]):
+            return
+        pattern = path_matches(ev.path, p["paths"])
+        if pattern is None and ev.path.startswith("/"):
+            pattern = path_matches(ev.path, p["outside_workspace_paths"])
+            if pattern is not None and (under(ev.path, [ws] if ws else [])
+                                        or _own_repo(ev.path, ws)
+                                        or ev.path.split("/.git/", 1)[0] in own):
+                pattern = None
+        if pattern is None:
+            return
+        fields = base_fields(ev, ev.path)
+        fields["pattern"] = pattern
+        yield Finding(key=ev.path, fields=fields)
+
+
+def _own_repo(path: str, ws: str | None) -> bool:
+    """`path` is inside the `.git` of a repository that contains the workspace."""
+    if not ws or "/.git/" not in path:
+        return False
+    repo = path.split("/.git/", 1)[0] or "/"
+    return under(ws, [repo])
+
+
+# ---------------------------------------------------------------------------- write_outside
+WRITE_ALLOW = [
+    "/tmp/**", "/var/tmp/**", "/dev/shm/**", "/dev/null", "/dev/zero", "/dev/full",
+    "/dev/tty", "/dev/ptmx", "/dev/pts/*", "/dev/stdout", "/dev/stderr", "/dev/fd/*",
+    "/dev/urandom", "/dev/random", "~/.cache/**", "~/.npm/**", "~/.cargo/registry/**",
+    "~/.cargo/git/**", "~/go/pkg/**", "~/.local/state/**", "~/.bash_history",
+    "~/.python_history", "~/.lesshst", "~/.wget-hsts", "~/.viminfo",
+]
+
+
+@register
+class WriteOutsideWorkspace(Detector):
+    """A write-intent open (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND, O_TMPFILE) or a
+    file-system change (unlink, rename, mkdir, rmdir, chmod, chown, link, symlink, truncate,
+    setxattr: either path) outside the workspace and the `allow` globs, refused attempts
+    included. The workspace is the session root's working directory (`allow_workspace`);
+    the acting process's own `/proc/<pid>/...` is allowed. A relative path (unknown base)
+    is skipped. Above `kill_rate` such writes in `rate_window` seconds (0: never) the
+    finding asks for a kill: a burst outside the workspace is vandalism, not a stray log.
+    /dev/shm is allowed here; `fileless_exec` watches execs from it."""
+
+    spec = DetectorSpec(
+        id="write_outside_workspace",
+        title="Write Outside The Workspace",
+        description="write-intent open, rename, unlink, chmod, link... outside the workspace "
+                    "and allowed paths, denied attempts included",
+        severity="medium",
+        action="alert",
+        mitre=("T1565.001", "T1485"),
+        output="{comm} wrote outside the workspace: {path} ({syscall}, {result})",
+        params={
+            "allow": list(WRITE_ALLOW),
+            "allow_workspace": True,
+            "kill_rate": 20,
+            "rate_window": 10.0,
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        ws = workspace(ctx, ev)
+        if not by_agent(ev):
+            return
+        outside = [path for path in written_paths(ev) if _outside(ctx, ev, path, ws)]
+        if not outside:
+            return
+        p = ctx.params
+        times: deque[int] = ctx.state.setdefault("times", deque())
+        times.append(ev.ts)
+        window = int(p["rate_window"] * 1e9)
+        while times and ev.ts - times[0] > window:
+            times.popleft()
+        path = outside[0]
+        fields = base_fields(ev, path)
+        fields["workspace"] = ws
+        if p["kill_rate"] and len(times) > p["kill_rate"]:
+            fields["writes_in_window"] = len(times)
+            yield Finding(key="rate", fields=fields, action="kill", severity="high",
+                          note=f"more than {p['kill_rate']} writes outside the workspace "
+                               f"in {p['rate_window']}s")
+            return
+        yield Finding(key=path, fields=fields)
+
+
+def _outside(ctx: Context, ev: Event, path: str, ws: str | None) -> bool:
+    if not path.startswith("/"):
+        return False
+    p = ctx.params
+    if p["allow_workspace"] and ws and under(path, [ws]):
+        return False
+    if path.startswith(f"/proc/{ev.pid}/") or path.startswith(f"/proc/{ev.tid}/"):
+        return False
+    return path_matches(path, tree_patterns(p["allow"])) is None
+
+
+# ---------------------------------------------------------------------------- persistence
+PERSISTENCE_PATHS = [
+    "~/.bashrc", "~/.bash_profile", "~/.bash_login", "~/.bash_logout", "~/.profile",
+    "~/.zshrc", "~/.zshenv", "~/.zprofile", "~/.zlogin", "~/.config/fish/**",
+    "~/.pam_environment", "/etc/profile", "/etc/profile.d/**", "/etc/bash.bashrc",
+    "/etc/bashrc", "/etc/zsh/**", "/etc/environment",
+    "/etc/cron*", "/etc/cron*/**", "/var/spool/cron/**", "/etc/anacrontab",
+    "/etc/systemd/**", "/lib/systemd/system/**", "/usr/lib/systemd/**",
+    "~/.config/systemd/**", "~/.config/autostart/**", "/etc/xdg/autostart/**",
+    "/etc/rc.local", "/etc/init.d/**",
+    "**/.ssh/authorized_keys", "**/.ssh/authorized_keys2", "/etc/ssh/sshd_config",
+    "/etc/ssh/sshd_config.d/**",
+    "**/.git/hooks/**",
+    "/etc/ld.so.preload", "/etc/ld.so.conf", "/etc/ld.so.conf.d/**",
+    "/etc/passwd", "/etc/group", "/etc/sudoers", "/etc/sudoers.d/**",
+]
+
+
+@register
+class PersistenceWrite(Detector):
+    """A write-intent open or file-system change of a file that runs code later or grants
+    access: shell rc and profile files, cron, systemd units and autostart entries,
+    `authorized_keys`, git hooks (any repository, the workspace's included: `git init`'s
+    `*.sample` hooks excepted), `ld.so.preload`, accounts and sudoers. Refused attempts
+    included. Writing one is how a compromise outlives the session: kill."""
+
+    spec = DetectorSpec(
+        id="persistence_write",
+        title="Persistence Location Written",
+        description="write to shell rc files, cron, systemd units, authorized_keys, "
+                    ".git/hooks, ld.so.preload, accounts",
+        severity="critical",
+        action="kill",
+        mitre=("T1546.004", "T1053.003", "T1543.002", "T1098.004", "T1574.006"),
+        output="{comm} wrote persistence location {path} ({syscall}, {result})",
+        params={
+            "paths": list(PERSISTENCE_PATHS),
+            "exclude_paths": ["**/.git/hooks/*.sample"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if not by_agent(ev):
+            return
+        p = ctx.params
+        for path in written_paths(ev):
+            pattern = path_matches(path, p["paths"])
+            if pattern and not path_matches(path, p["exclude_paths"]):
+                fields = base_fields(ev, path)
+                fields["pattern"] = pattern
+                yield Finding(key=path, fields=fields)
+                return

