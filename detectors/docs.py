@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 from detectors.base import REGISTRY
 from detectors.config import defaults
@@ -47,6 +49,30 @@ or would have been done.
 """
 
 
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "detectors"
+# Knobs the recorded positive fixtures need where the defaults do not fire (no decoys are
+# configured by default; the fork fixture is a small burst).
+EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
+    "canary_touch": {"paths": ["/home/agent/.aws/credentials.bak", "/srv/decoy/**"]},
+    "fork_bomb": {"max_forks": 50, "max_live": 40},
+}
+
+
+def example_alert(did: str) -> str | None:
+    """The first alert the detector raises over its recorded positive fixture."""
+    from collector.replay import replay
+    from collector.sinks import alert_line
+
+    fixture = FIXTURES / did / "positive.jsonl"
+    if not fixture.is_file():
+        return None
+    cfg = defaults()
+    cfg.detectors[did].params.update(EXAMPLE_PARAMS.get(did, {}))
+    alerts, _ = replay(fixture, cfg)
+    mine = [a for a in alerts if a.detector == did]
+    return alert_line(mine[0]) if mine else None
+
+
 def markdown() -> str:
     cfg = defaults()
     out = [HEADER]
@@ -70,6 +96,15 @@ def markdown() -> str:
         doc = (REGISTRY[did].__doc__ or "").strip()
         if doc:
             out.append(" ".join(doc.split()))
+            out.append("")
+        example = example_alert(did)
+        if example:
+            out.append("Example alert (replayed from tests/fixtures/detectors/"
+                       f"{did}/positive.jsonl):")
+            out.append("")
+            out.append("```")
+            out.append(example)
+            out.append("```")
             out.append("")
         if d.params:
             out.append("| knob | default |")

@@ -283,3 +283,11 @@ def test_live_losses_raise_an_event_loss_alert() -> None:
     assert found and found[0].severity == "medium" and found[0].kind == "alert"
     assert found[0].fields["lost"] > 0 and "events lost" in found[0].summary
     assert not [e for e in events.events if e.kind == "alert"]  # alerts go to their sink
+
+
+def test_event_loss_fixtures() -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "detectors" / "event_loss"
+    alerts, _ = replay(fixtures / "positive.jsonl", defaults())
+    (a,) = [x for x in alerts if x.detector == "event_loss"]
+    assert a.severity == "medium" and a.fields["lost"] == 2505 and a.session is None
+    assert replay(fixtures / "negative.jsonl", defaults())[0] == []
