@@ -291,3 +291,22 @@ def test_event_loss_fixtures() -> None:
     (a,) = [x for x in alerts if x.detector == "event_loss"]
     assert a.severity == "medium" and a.fields["lost"] == 2505 and a.session is None
     assert replay(fixtures / "negative.jsonl", defaults())[0] == []
+
+
+def test_detectors_do_no_io_and_import_no_kernel_libraries() -> None:
+    """STYLE: a detector is a pure function; its modules import nothing that does I/O."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "detectors"
+    banned = {"bcc", "psutil", "subprocess", "socket", "os", "shutil", "pathlib", "pyroute2"}
+    for module in [root / "base.py", root / "engine.py", *sorted((root / "catalog").glob("*.py"))]:
+        tree = ast.parse(module.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module.split(".")[0]]
+            assert not set(names) & banned, f"{module.name} imports {names}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "open", f"{module.name} calls open()"
