@@ -73,6 +73,9 @@ class Finding:
 
 class Detector:
     spec: ClassVar[DetectorSpec]
+    # The event kinds check() looks at (None: every kind). The engine calls a detector only
+    # for these: most events are opens, and most detectors never look at one.
+    kinds: ClassVar[frozenset[str] | None] = None
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise NotImplementedError
@@ -120,11 +123,21 @@ def _glob_re(pattern: str) -> re.Pattern[str]:
     return re.compile(out + r"\Z")
 
 
+@lru_cache(maxsize=1024)
+def _any_glob_re(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One regex for a whole list of globs: most paths match none, and one search is much
+    cheaper than one per glob (this runs for every open of every watched process)."""
+    return re.compile("|".join(f"(?:{_glob_re(p).pattern})" for p in patterns))
+
+
 def path_matches(path: str | None, patterns: Iterable[str]) -> str | None:
     """The first glob of `patterns` that `path` matches, or None."""
     if not path:
         return None
-    for pattern in patterns:
+    globs = tuple(patterns)
+    if not globs or not _any_glob_re(globs).match(path):
+        return None
+    for pattern in globs:
         if _glob_re(pattern).match(path):
             return pattern
     return None

@@ -58,7 +58,8 @@ class Engine:
             (REGISTRY[did](), dcfg) for did, dcfg in config.detectors.items()
             if dcfg.enabled and did in REGISTRY
         ]
-        self._state: dict[tuple[str, str], dict[str, Any]] = {}
+        self._contexts: dict[str, list[Context]] = {}  # session -> one per detector
+        self._by_kind: dict[str, list[int]] = {}  # event kind -> detectors that look at it
         self._folds: dict[tuple[str, str, str], _Fold] = {}
         self.window_ns = int(config.fold_window * 1e9)
         self.disabled: dict[str, str] = {}  # detector id -> why (it raised)
@@ -67,32 +68,43 @@ class Engine:
     def process(self, ev: Event) -> list[AlertEvent]:
         if isinstance(ev, AlertEvent):
             return []
+        if ev.session is None and not isinstance(ev, LossEvent):
+            return []
         out: list[AlertEvent] = []
         session_name = ev.session or ""
         proc = self._proc(ev.pid) if ev.session is not None else None
         session = self._session(session_name) if ev.session is not None else None
-        for det, dcfg in self.detectors:
-            did = det.spec.id
-            if did in self.disabled:
+        contexts = self._contexts.get(session_name)
+        if contexts is None:
+            # One Context per detector and session, reused: this loop runs for every event.
+            contexts = self._contexts[session_name] = [
+                Context(params=dcfg.params, state={}, proc=None, session=None)
+                for _det, dcfg in self.detectors]
+        wanted = self._by_kind.get(ev.kind)
+        if wanted is None:
+            wanted = self._by_kind[ev.kind] = [
+                i for i, (det, _cfg) in enumerate(self.detectors)
+                if det.kinds is None or ev.kind in det.kinds]
+        for i in wanted:
+            det, dcfg = self.detectors[i]
+            ctx = contexts[i]
+            if det.spec.id in self.disabled:
                 continue
-            if ev.session is None and not isinstance(ev, LossEvent):
-                continue
-            state = self._state.setdefault((did, session_name), {})
-            ctx = Context(params=dcfg.params, state=state, proc=proc, session=session)
+            ctx.proc = proc
+            ctx.session = session
             try:
                 findings = list(det.check(ctx, ev))
             except Exception as e:  # noqa: BLE001 - one broken detector must not stop all
-                self.disabled[did] = f"{type(e).__name__}: {e}"
+                self.disabled[det.spec.id] = f"{type(e).__name__}: {e}"
                 out.append(self._broken(det, ev, e))
                 continue
             for f in findings:
-                if self._excepted(dcfg, proc, ev, f):
+                if dcfg.exceptions and self._excepted(dcfg, proc, ev, f):
                     continue
                 out.extend(self._fold(det, dcfg, ev, f))
         if isinstance(ev, SessionEvent) and ev.phase == "end":
             out.extend(self.flush(session=session_name))
-            for key in [k for k in self._state if k[1] == session_name]:
-                del self._state[key]
+            self._contexts.pop(session_name, None)
         return out
 
     def tick(self, now_ns: int) -> list[AlertEvent]:
