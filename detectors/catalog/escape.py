@@ -15,6 +15,7 @@ Shared rules:
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -37,6 +38,33 @@ _PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2
                  "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "link", "linkat",
                  "symlink", "symlinkat", "truncate", "setxattr", "lsetxattr", "setxattrat",
                  "mkdir", "mkdirat", "rmdir")
+
+
+def unix_path(address: str | None, cwd: str | None = None) -> str | None:
+    """A unix socket's path made absolute (a relative one joins the process's `cwd` when
+    known) and folded lexically as open paths are (`//`, `/./`, `..`): the probe leaves
+    socket addresses as passed, and `/var/run//docker.sock`, or `docker.sock` from /run,
+    is the same socket. Abstract (`@...`) addresses are kept as they are."""
+    if not address or address.startswith("@"):
+        return address
+    if not address.startswith("/"):
+        if not cwd or not cwd.startswith("/"):
+            return address
+        address = cwd.rstrip("/") + "/" + address
+    folded = posixpath.normpath(address)
+    return "/" + folded.lstrip("/") if folded.startswith("//") else folded
+
+
+_PROC_ROOT = re.compile(r"/proc/\d+(?:/task/\d+)?/root(?=/)")
+
+
+def through_proc_root(path: str | None) -> str | None:
+    """`/proc/<pid>/root/X` names X in that process's root: the path the globs are for
+    (`/proc/self/root/proc/sys/kernel/core_pattern` is core_pattern)."""
+    if not path:
+        return path
+    m = _PROC_ROOT.match(path)
+    return path[m.end():] if m else path
 
 
 def after_setup(ev: Event) -> bool:
@@ -290,12 +318,13 @@ class KernelTamper(Detector):
                 yield Finding(key=f"{ev.syscall}:{target}", fields={
                     "syscall": ev.syscall, "target": target, "comm": ev.comm,
                     **outcome(ev)})
-            elif ev.syscall in _PATH_CHANGES and path_matches(ev.path, p["paths"]):
+            elif ev.syscall in _PATH_CHANGES \
+                    and path_matches(through_proc_root(ev.path), p["paths"]):
                 yield Finding(key=f"{ev.syscall}:{ev.path}", fields={
                     "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                     "comm": ev.comm, **outcome(ev)})
         elif isinstance(ev, OpenEvent) and write_intent(ev) \
-                and path_matches(ev.path, p["paths"]):
+                and path_matches(through_proc_root(ev.path), p["paths"]):
             yield Finding(key=f"write:{ev.path}", fields={
                 "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                 "flags": ev.flag_names, "comm": ev.comm, **outcome(ev)})
@@ -469,6 +498,7 @@ class MonitorTamper(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
+        cwd = ctx.proc.cwd if ctx.proc else None
         pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
         pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
         if isinstance(ev, OpenEvent):
@@ -480,7 +510,7 @@ class MonitorTamper(Detector):
                     "comm": ev.comm, **outcome(ev)})
             return
         if isinstance(ev, ConnectEvent):
-            if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
+            if ev.family == "AF_UNIX" and path_matches(unix_path(ev.address, cwd), p["paths"]):
                 yield Finding(key=f"connect:{ev.address}", fields={
                     "syscall": "connect", "target": ev.address, "comm": ev.comm,
                     **outcome(ev)})
@@ -513,7 +543,7 @@ class MonitorTamper(Detector):
                     "syscall": ev.syscall, "target": path, "path": path, "comm": ev.comm,
                     **outcome(ev)})
                 return
-        if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
+        if ev.family == "AF_UNIX" and path_matches(unix_path(ev.address, cwd), p["paths"]):
             yield Finding(key=f"{ev.syscall}:{ev.address}", fields={
                 "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
 
@@ -557,12 +587,13 @@ class RuntimeSocket(Detector):
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         socks = ctx.params["sockets"]
         hit: tuple[str, str] | None = None
+        address = unix_path(getattr(ev, "address", None), ctx.proc.cwd if ctx.proc else None)
         if isinstance(ev, ConnectEvent):
-            if ev.family == "AF_UNIX" and path_matches(ev.address, socks):
-                hit = ("connect", ev.address or "")
+            if ev.family == "AF_UNIX" and path_matches(address, socks):
+                hit = ("connect", address or "")
         elif isinstance(ev, SyscallEvent):
-            if ev.family == "AF_UNIX" and path_matches(ev.address, socks):
-                hit = (ev.syscall, ev.address or "")
+            if ev.family == "AF_UNIX" and path_matches(address, socks):
+                hit = (ev.syscall, address or "")
             elif ev.syscall != "chdir" and path_matches(ev.path, socks):
                 hit = (ev.syscall, ev.path or "")
         elif isinstance(ev, OpenEvent) and path_matches(ev.path, socks):

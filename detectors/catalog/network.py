@@ -107,7 +107,8 @@ class EgressViolation(Detector):
         count = ctx.state["count"] = ctx.state.get("count", 0) + 1
         action = "kill" if p["kill_count"] and count > p["kill_count"] else None
         yield Finding(
-            key=f"[{ev.address}]:{ev.port}" if ip.version == 6 else f"{ev.address}:{ev.port}",
+            key=f"[{ev.address}]:{ev.port}" if ":" in (ev.address or "")  # v6, v4-mapped too
+            else f"{ev.address}:{ev.port}",
             fields={"syscall": syscall, "address": ev.address, "port": ev.port,
                     "comm": ev.comm, "metadata": metadata, "count": count, **outcome(ev)},
             severity="critical" if metadata else None, action=action,

@@ -3,6 +3,7 @@ fileless execution, fork bombs."""
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -170,6 +171,11 @@ class FilelessExec(Detector):
             memfds: dict[int, str] = state.setdefault("memfds", {})
             memfds[ev.pid] = str(ev.args.get("name"))
             return
+        if isinstance(ev, ForkEvent) and ev.ret > 0 and not ev.thread:
+            inherited = state.get("memfds", {}).get(ev.pid)
+            if inherited is not None:  # the child inherits the memfd (fork, then fexecve)
+                state["memfds"][ev.child_pid] = inherited
+            return
         if isinstance(ev, SyscallEvent) and ev.syscall.startswith(("rename", "link")):
             if ev.path in written and ev.path2:
                 written[ev.path2] = ev.ts
@@ -186,7 +192,7 @@ class FilelessExec(Detector):
         how = self._how(ctx, ev, written)
         if how is None:
             return
-        path = ev.exe if ev.exe else ev.filename
+        path = _absolute(ctx, ev, ev.exe) if ev.exe else _absolute(ctx, ev, ev.filename)
         fields: dict[str, Any] = {"path": path, "filename": ev.filename, "how": how,
                                   "argv": " ".join(ev.argv), "result": result_of(ev),
                                   "comm": ev.comm}
@@ -202,14 +208,35 @@ class FilelessExec(Detector):
                 return "fd exec (fexecve)"
             return f"fd exec after memfd_create ({memfd})"
         dirs = tree_patterns(ctx.params["exec_dirs"])
-        for path in touched_paths(ev):
+        paths = _exec_paths(ctx, ev)
+        for path in paths:
             if path_matches(path, dirs):
                 return "exec from " + path.rsplit("/", 1)[0]
         window = int(ctx.params["written_window"] * 1e9)
-        for path in touched_paths(ev):
+        for path in paths:
             if path in written and ev.ts - written[path] <= window:
                 return "exec of a file the session wrote outside the workspace"
         return None
+
+
+def _absolute(ctx: Context, ev: ExecEvent, path: str) -> str:
+    """A relative exec filename (`./x`, and `exe` when /proc/<pid>/exe could not be read:
+    the program had already exited) joined to the process's working directory."""
+    if not path or path.startswith("/") or ev.dfd is not None:
+        return path
+    cwd = ev.cwd or (ctx.proc.cwd if ctx.proc is not None else None)
+    if not cwd or not cwd.startswith("/"):
+        return path
+    return posixpath.normpath(posixpath.join(cwd, path))
+
+
+def _exec_paths(ctx: Context, ev: ExecEvent) -> list[str]:
+    out: list[str] = []
+    for p in touched_paths(ev):
+        full = _absolute(ctx, ev, p)
+        if full not in out:
+            out.append(full)
+    return out
 
 
 def _under(path: str, root: str) -> bool:
