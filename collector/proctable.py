@@ -162,7 +162,9 @@ class ProcessTable:
                 proc.fds = {fd: v for fd, v in proc.fds.items() if not v[1]}
                 proc.argv = ev.argv
                 exe = _readlink(f"/proc/{ev.pid}/exe") if self.read_proc else None
-                proc.exe = exe or ev.filename
+                if exe is None:  # gone already (or a replay): the filename, made absolute
+                    exe = resolve_path(proc, ev.tid, ev.dfd, ev.filename) or ev.filename
+                proc.exe = exe
                 if self.read_proc:
                     proc.cwd = _readlink(f"/proc/{ev.pid}/cwd") or proc.cwd
                     proc.ns = read_ns(ev.pid) or proc.ns

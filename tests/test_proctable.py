@@ -144,3 +144,11 @@ def test_dup_of_a_socket_is_recognised_from_the_fd_table() -> None:
     ev = sys_ev("dup2", ret=0, oldfd=77, newfd=0)  # an fd from before the session
     t.observe(ev)
     assert ev.args["socket"] is None
+
+
+def test_exe_of_a_relative_exec_is_made_absolute_when_proc_is_gone() -> None:
+    t = table()
+    t.get(100).cwd = "/tmp/work"
+    t.observe(ExecEvent(ts=2, session=S, pid=100, ppid=1, ret=0, filename="./dropper",
+                        argv=["./dropper"]))
+    assert t.get(100).exe == "/tmp/work/dropper"

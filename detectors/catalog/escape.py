@@ -423,6 +423,7 @@ class ExploitPrimitive(Detector):
     TIOCLINUX), raw IP and packet sockets. Alert only: a few runtimes use some of them.
     bubblewrap's own setup calls (setup: true, not nested) are skipped."""
 
+    kinds = frozenset({"syscall"})
     spec = DetectorSpec(
         id="exploit_primitive",
         title="Exploit Primitive Used",

@@ -13,6 +13,7 @@ class EventLoss(Detector):
     """Every `loss` event becomes an alert: a gap in what agentwatch saw is a gap in what it
     can vouch for (a flood may be there to hide something)."""
 
+    kinds = frozenset({"loss"})
     spec = DetectorSpec(
         id="event_loss",
         title="Events Lost Between Kernel And Collector",

@@ -68,6 +68,7 @@ class EgressViolation(Detector):
     violations in a session the action becomes kill (0: never). Unix sockets are
     `runtime_socket`'s; sends on a connected socket were checked at its connect."""
 
+    kinds = frozenset({"connect", "syscall"})
     spec = DetectorSpec(
         id="egress_violation",
         title="Network Egress Outside The Allowlist",
@@ -146,6 +147,7 @@ class DnsExfil(Detector):
     the query's last two labels, so a burst to one domain is one alert and a count. Data
     encoded in short labels below the rate limit is not caught."""
 
+    kinds = frozenset({"syscall"})
     spec = DetectorSpec(
         id="dns_exfil",
         title="Possible DNS Exfiltration",
@@ -229,6 +231,7 @@ class ReverseShell(Detector):
     with ENOENT (a shell's PATH search) are skipped. A shell whose stdio is a socket it
     inherited (no dup in the session) is not visible without the fd table at exec."""
 
+    kinds = frozenset({"syscall", "exec"})
     spec = DetectorSpec(
         id="reverse_shell",
         title="Reverse Shell",
