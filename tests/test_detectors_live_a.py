@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from collector.events import AlertEvent
-from tests.conftest import bpf_unavailable
+from tests.conftest import REPO, bpf_unavailable
 
 pytestmark = pytest.mark.bpf
 PY = sys.executable
@@ -94,8 +94,11 @@ def bwrap(*extra: str) -> list[str]:
     path = shutil.which("bwrap")
     if path is None:
         bpf_unavailable("bubblewrap is not installed (make setup installs it)")
+    # The checkout (and its venv's python) may itself live under /tmp, as a CI clone
+    # does: bound back read-only over the private /tmp.
     return [str(path), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-pid", "--tmpfs", "/tmp", "--die-with-parent", *extra]
+            "--unshare-pid", "--tmpfs", "/tmp", "--ro-bind", str(REPO), str(REPO),
+            "--die-with-parent", *extra]
 
 
 def agent_sandbox(workspace: Path, home: Path) -> list[str]:
