@@ -69,6 +69,7 @@ class Finding:
     severity: str | None = None   # override the detector's severity
     action: str | None = None     # override its action (e.g. a sequence escalates to kill)
     note: str = ""                # appended to the summary
+    output: str | None = None     # this finding's own template (default: the spec's)
 
 
 class Detector:

@@ -172,7 +172,7 @@ class Engine:
         severity = f.severity or dcfg.severity
         requested = f.action or dcfg.action
         try:
-            what = spec.output.format(**f.fields)
+            what = (f.output or spec.output).format(**f.fields)
         except (KeyError, IndexError, ValueError):
             what = spec.title
         fields_text = " ".join(f"{k}={_short(v)}" for k, v in f.fields.items())

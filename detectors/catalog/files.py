@@ -209,7 +209,8 @@ class CredentialRead(Detector):
                         "seconds_after_read": round((ev.ts - ts) / 1e9, 3), "read_pid": pid,
                         "credentials_read": len({r[1] for r in recent})},
                 severity="critical", action="kill",
-                note="credential read followed by a network connection")
+                output="{comm} connected to {address} port {port} ({result}) "
+                       "{seconds_after_read}s after a read of credential file {path}")
 
     def _copy(self, ctx: Context, ev: SyscallEvent) -> Iterator[Finding]:
         """A hard link, rename or symlink to a credential file gives it a name the globs
