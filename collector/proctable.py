@@ -162,8 +162,9 @@ class ProcessTable:
                 proc.fds = {fd: v for fd, v in proc.fds.items() if not v[1]}
                 proc.argv = ev.argv
                 exe = _readlink(f"/proc/{ev.pid}/exe") if self.read_proc else None
-                if exe is None:  # gone already (or a replay): the filename, made absolute
-                    exe = resolve_path(proc, ev.tid, ev.dfd, ev.filename) or ev.filename
+                if exe is None:  # gone already, or a replay (which has the recorded exe)
+                    exe = ev.exe or resolve_path(proc, ev.tid, ev.dfd, ev.filename) \
+                        or ev.filename
                 proc.exe = exe
                 if self.read_proc:
                     proc.cwd = _readlink(f"/proc/{ev.pid}/cwd") or proc.cwd
@@ -217,7 +218,9 @@ class ProcessTable:
         elif name in ("dup", "dup2", "dup3", "fcntl"):
             old = args.get("oldfd", args.get("fd"))
             entry = proc.fds.get(old) if isinstance(old, int) else None
-            is_socket = socket_fd(ev.pid, ret)
+            # Live: /proc tells. Replaying a recording: what was recorded (never the /proc
+            # of whatever process has that pid on the replaying host).
+            is_socket = socket_fd(ev.pid, ret) if self.read_proc else args.get("socket")
             if is_socket is None and entry is not None:
                 is_socket = entry[0].startswith("socket:")
             args["socket"] = is_socket  # the duplicated fd is a socket (None: unknown)

@@ -12,24 +12,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from collector.events import EVENT_TYPES, AlertEvent, Event, ExecEvent, ForkEvent
-from detectors.base import ProcView
+from collector.events import AlertEvent, Event
+from collector.replay import Analyzer, read_events
 from detectors.config import Config, defaults, parse
-from detectors.engine import Engine
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "detectors"
 
 
 def load_events(detector: str, name: str) -> list[Event]:
-    path = FIXTURES / detector / f"{name}.jsonl"
-    out = []
-    for line in path.read_bytes().splitlines():
-        if line.strip():
-            obj = orjson.loads(line)
-            out.append(EVENT_TYPES[obj["kind"]](**obj))
-    return out
+    return list(read_events(FIXTURES / detector / f"{name}.jsonl"))
 
 
 def config(overrides: dict[str, Any] | None = None) -> Config:
@@ -41,20 +32,12 @@ def config(overrides: dict[str, Any] | None = None) -> Config:
 
 
 def replay(events: Iterable[Event], cfg: Config) -> list[AlertEvent]:
-    procs: dict[int, ProcView] = {}
-    engine = Engine(cfg, proc=procs.get)
+    """The engine over recorded events, as `agentwatch replay` runs it."""
+    analyzer = Analyzer(cfg)
     alerts: list[AlertEvent] = []
     for ev in events:
-        if isinstance(ev, ExecEvent) and ev.ret == 0:
-            procs[ev.pid] = ProcView(pid=ev.pid, ppid=ev.ppid, exe=ev.exe, argv=ev.argv,
-                                     cwd=ev.cwd, comm=ev.comm)
-        elif isinstance(ev, ForkEvent) and not ev.thread and ev.pid in procs:
-            parent = procs[ev.pid]
-            procs[ev.child_pid] = ProcView(pid=ev.child_pid, ppid=ev.pid, exe=parent.exe,
-                                           argv=list(parent.argv), cwd=parent.cwd,
-                                           comm=parent.comm)
-        alerts.extend(engine.process(ev))
-    alerts.extend(engine.flush())
+        alerts.extend(analyzer.feed(ev))
+    alerts.extend(analyzer.finish())
     return alerts
 
 

@@ -14,10 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from collector.events import EVENT_TYPES, AlertEvent, Event, ExecEvent, SessionEvent
-from detectors.base import ProcView, SessionView
+from collector.events import EVENT_TYPES, AlertEvent, Event, SessionEvent
+from collector.replay import Analyzer, read_events
 from detectors.config import Config, defaults, parse
-from detectors.engine import Engine
 
 FIXTURES = Path(__file__).parent / "fixtures" / "detectors"
 MINE = ("credential_read", "canary_touch", "protected_read", "write_outside_workspace",
@@ -27,29 +26,17 @@ WS = "/home/agent/proj"
 
 
 def load(path: Path) -> list[Event]:
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            obj = orjson.loads(line)
-            out.append(EVENT_TYPES[obj["kind"]](**obj))
-    return out
+    return list(read_events(path))
 
 
 def replay(events: list[Event], config: Config, flush: bool = True) -> list[AlertEvent]:
-    """Feed an Engine, with session and process views built from the events themselves."""
-    sessions: dict[str, SessionView] = {}
-    procs: dict[int, ProcView] = {}
-    engine = Engine(config, proc=procs.get, session=sessions.get)
+    """The engine over recorded events, as `agentwatch replay` runs it."""
+    analyzer = Analyzer(config)
     out: list[AlertEvent] = []
     for ev in events:
-        if isinstance(ev, SessionEvent) and ev.phase == "start" and ev.session:
-            sessions[ev.session] = SessionView(ev.session, ev.session_kind, ev.root_pid,
-                                               ev.cwd)
-        if isinstance(ev, ExecEvent) and ev.ret == 0:
-            procs[ev.pid] = ProcView(ev.pid, ev.ppid, ev.exe, list(ev.argv), ev.cwd, ev.comm)
-        out.extend(engine.process(ev))
+        out.extend(analyzer.feed(ev))
     if flush:
-        out.extend(engine.flush())
+        out.extend(analyzer.finish())
     return out
 
 
