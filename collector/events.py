@@ -50,10 +50,6 @@ class Event:
     def to_json(self) -> bytes:
         return orjson.dumps(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = orjson.loads(orjson.dumps(self))
-        return result
-
 
 @dataclass(slots=True, kw_only=True)
 class ExecEvent(Event):

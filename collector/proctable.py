@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collector.events import (
+    ConnectEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -149,7 +150,9 @@ class ProcessTable:
         proc = self._ensure(ev.pid, ev)
         proc.comm = ev.comm or proc.comm
         proc.uid = ev.uid
-        if isinstance(ev, SyscallEvent):
+        if isinstance(ev, ConnectEvent):
+            self._unix_address(proc, ev)
+        elif isinstance(ev, SyscallEvent):
             self._syscall(proc, ev)
         elif isinstance(ev, OpenEvent):
             resolved = resolve_path(proc, ev.tid, ev.dfd, ev.raw_path)
@@ -188,10 +191,9 @@ class ProcessTable:
 
     def _syscall(self, proc: Process, ev: SyscallEvent) -> None:
         """Paths made absolute; cwd, fd table and socket fds kept from the session's calls."""
-        from probes.sys import PATH_BASES  # probes imports collector.events: import late
-
+        self._unix_address(proc, ev)
         for attr, (arg, dirfd_arg, is_path) in zip(("path", "path2"),
-                                                   PATH_BASES.get(ev.syscall, ()),
+                                                   _path_bases().get(ev.syscall, ()),
                                                    strict=False):
             raw = ev.args.get(arg)
             if not isinstance(raw, str) or not (is_path or raw.startswith("/")):
@@ -228,6 +230,13 @@ class ProcessTable:
             self.set_fd(proc, ret, entry[0] if entry else None, cloexec)
 
     @staticmethod
+    def _unix_address(proc: Process, ev: ConnectEvent | SyscallEvent) -> None:
+        """A unix socket path made absolute and lexically folded like open paths
+        (`docker.sock` from /run, `/var/run//docker.sock`); abstract names (`@...`) stay."""
+        if ev.family == "AF_UNIX" and ev.address and not ev.address.startswith("@"):
+            ev.address = resolve_path(proc, ev.tid, None, ev.address) or ev.address
+
+    @staticmethod
     def set_fd(proc: Process, fd: int, path: str | None, cloexec: bool) -> None:
         if path is None:
             proc.fds.pop(fd, None)  # unknown now: never resolve through a stale entry
@@ -256,8 +265,19 @@ class ProcessTable:
             proc = self.get(proc.ppid)
         return chain
 
-    def session_members(self, session: str) -> list[Process]:
-        return [p for p in self.live.values() if p.session == session]
+
+
+_PATH_BASES: dict[str, tuple[tuple[str, str | None, bool], ...]] = {}
+
+
+def _path_bases() -> dict[str, tuple[tuple[str, str | None, bool], ...]]:
+    """probes.sys's table of path arguments, loaded on first use (probes imports
+    collector.events: a module-level import would be circular)."""
+    if not _PATH_BASES:
+        from probes.sys import PATH_BASES
+
+        _PATH_BASES.update(PATH_BASES)
+    return _PATH_BASES
 
 
 def socket_fd(pid: int, fd: int) -> bool | None:

@@ -152,3 +152,20 @@ def test_exe_of_a_relative_exec_is_made_absolute_when_proc_is_gone() -> None:
     t.observe(ExecEvent(ts=2, session=S, pid=100, ppid=1, ret=0, filename="./dropper",
                         argv=["./dropper"]))
     assert t.get(100).exe == "/tmp/work/dropper"
+
+
+def test_unix_socket_addresses_are_made_absolute_like_paths() -> None:
+    from collector.events import ConnectEvent
+
+    t = table()
+    t.get(100).cwd = "/run"
+    rel = ConnectEvent(ts=2, session=S, pid=100, ppid=1, ret=-2, fd=3, family="AF_UNIX",
+                       address="docker.sock")
+    dbl = ConnectEvent(ts=3, session=S, pid=100, ppid=1, ret=-2, fd=3, family="AF_UNIX",
+                       address="/var/run//docker.sock")
+    abstract = ConnectEvent(ts=4, session=S, pid=100, ppid=1, ret=0, fd=3,
+                            family="AF_UNIX", address="@x/../y")
+    for ev in (rel, dbl, abstract):
+        t.observe(ev)
+    assert (rel.address, dbl.address, abstract.address) == (
+        "/run/docker.sock", "/var/run/docker.sock", "@x/../y")

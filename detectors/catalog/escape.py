@@ -15,7 +15,6 @@ Shared rules:
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -38,21 +37,6 @@ _PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2
                  "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "link", "linkat",
                  "symlink", "symlinkat", "truncate", "setxattr", "lsetxattr", "setxattrat",
                  "mkdir", "mkdirat", "rmdir")
-
-
-def unix_path(address: str | None, cwd: str | None = None) -> str | None:
-    """A unix socket's path made absolute (a relative one joins the process's `cwd` when
-    known) and folded lexically as open paths are (`//`, `/./`, `..`): the probe leaves
-    socket addresses as passed, and `/var/run//docker.sock`, or `docker.sock` from /run,
-    is the same socket. Abstract (`@...`) addresses are kept as they are."""
-    if not address or address.startswith("@"):
-        return address
-    if not address.startswith("/"):
-        if not cwd or not cwd.startswith("/"):
-            return address
-        address = cwd.rstrip("/") + "/" + address
-    folded = posixpath.normpath(address)
-    return "/" + folded.lstrip("/") if folded.startswith("//") else folded
 
 
 _PROC_ROOT = re.compile(r"/proc/\d+(?:/task/\d+)?/root(?=/)")
@@ -499,7 +483,6 @@ class MonitorTamper(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
-        cwd = ctx.proc.cwd if ctx.proc else None
         pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
         pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
         if isinstance(ev, OpenEvent):
@@ -511,7 +494,7 @@ class MonitorTamper(Detector):
                     "comm": ev.comm, **outcome(ev)})
             return
         if isinstance(ev, ConnectEvent):
-            if ev.family == "AF_UNIX" and path_matches(unix_path(ev.address, cwd), p["paths"]):
+            if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
                 yield Finding(key=f"connect:{ev.address}", fields={
                     "syscall": "connect", "target": ev.address, "comm": ev.comm,
                     **outcome(ev)})
@@ -544,7 +527,7 @@ class MonitorTamper(Detector):
                     "syscall": ev.syscall, "target": path, "path": path, "comm": ev.comm,
                     **outcome(ev)})
                 return
-        if ev.family == "AF_UNIX" and path_matches(unix_path(ev.address, cwd), p["paths"]):
+        if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
             yield Finding(key=f"{ev.syscall}:{ev.address}", fields={
                 "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
 
@@ -588,7 +571,7 @@ class RuntimeSocket(Detector):
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         socks = ctx.params["sockets"]
         hit: tuple[str, str] | None = None
-        address = unix_path(getattr(ev, "address", None), ctx.proc.cwd if ctx.proc else None)
+        address = getattr(ev, "address", None)  # unix paths: absolute, folded (collector)
         if isinstance(ev, ConnectEvent):
             if ev.family == "AF_UNIX" and path_matches(address, socks):
                 hit = ("connect", address or "")
