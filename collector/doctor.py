@@ -48,6 +48,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from collector.cgroup import cgroup2_mount, remove_cgroup
 from probes import kernel
 
 Status = Literal["ok", "missing", "unavailable"]
@@ -184,39 +185,6 @@ def _kill_and_reap(pid: int) -> None:
         pass
 
 
-def _decode_mount_field(field: str) -> str:
-    """/proc/self/mounts escapes space, tab, newline and backslash as octal."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def cgroup2_mount(mounts: Path = Path("/proc/self/mounts")) -> Path | None:
-    """Mount point of the cgroup v2 hierarchy, from the mount table (never assumed)."""
-    try:
-        lines = mounts.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2":
-            return Path(_decode_mount_field(fields[1]))
-    return None
-
-
-def _remove_cgroup(path: Path, timeout: float = 2.0) -> str:
-    """rmdir a cgroup, retrying while it is still busy; returns an error or ''."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            path.rmdir()
-            return ""
-        except FileNotFoundError:
-            return ""
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() >= deadline:
-                return f"could not remove {path}: {e.strerror}"
-            time.sleep(0.02)
-
-
 @contextmanager
 def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
     """A new empty child cgroup of `root`, removed afterwards (a failure goes to `errors`)."""
@@ -225,7 +193,7 @@ def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
     try:
         yield path
     finally:
-        err = _remove_cgroup(path)
+        err = remove_cgroup(path)
         if err:
             errors.append(err)
 

@@ -95,6 +95,7 @@ class Analyzer:
     def __init__(self, config: Config, table: ProcessTable | None = None,
                  live: bool = False) -> None:
         self.own_table = table is None
+        self.live = live
         self.table = table if table is not None else ProcessTable(read_proc=False)
         self.sessions: dict[str, SessionView] = {}
         if live and "monitor_tamper" in config.detectors:
@@ -128,6 +129,11 @@ class Analyzer:
         elif self.own_table and not isinstance(ev, AlertEvent):
             self.table.observe(ev)
         alerts = self.engine.process(ev)
+        if not self.live:
+            for a in alerts:
+                if a.action.get("taken") == "pending":
+                    a.action = {**a.action, "taken": "none",
+                                "result": f"replay: would {a.action['requested']} the session"}
         if isinstance(ev, SessionEvent) and ev.phase == "end" and ev.session:
             self.sessions.pop(ev.session, None)
         return alerts

@@ -12,6 +12,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
+from collector.cgroup import CgroupError, SessionCgroup
 from collector.runtime import Collector, Sink
 from collector.sinks import HumanAlertSink, JsonlSink
 from detectors.config import Config as DetectionConfig
@@ -68,7 +69,8 @@ def _spawn_parked(path: str, argv: list[str]) -> tuple[int, int]:
 
 def run(argv: list[str], events: str | None = None, config: ProbeConfig | None = None,
         collector: Collector | None = None, poll_ms: int = 50,
-        detection: DetectionConfig | None = None, alerts: str | None = None) -> RunResult:
+        detection: DetectionConfig | None = None, alerts: str | None = None,
+        cgroup: bool = True) -> RunResult:
     """Run argv as a session. With `collector` given (already started), it is used and
     left open, so that several runs can share one loaded BPF object (tests, benchmarks)."""
     if not argv:
@@ -84,13 +86,32 @@ def run(argv: list[str], events: str | None = None, config: ProbeConfig | None =
     try:
         if own:
             collector.start()
-        return _run_session(collector, path, argv, poll_ms)
+        return _run_session(collector, path, argv, poll_ms, cgroup)
     finally:
         if own:
             collector.close()
 
 
-def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int) -> RunResult:
+def _session_cgroup(name: str, pid: int) -> SessionCgroup | None:
+    """CMD's own cgroup v2 (kill and freeze whole, egress programs), where one can be made."""
+    try:
+        cg = SessionCgroup.create(name)
+    except CgroupError as e:
+        print(f"agentwatch: no cgroup for the session ({e}); kill and freeze use signals",
+              file=sys.stderr)
+        return None
+    try:
+        cg.add(pid)
+    except CgroupError as e:
+        print(f"agentwatch: no cgroup for the session ({e}); kill and freeze use signals",
+              file=sys.stderr)
+        cg.remove(timeout=0)
+        return None
+    return cg
+
+
+def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int,
+                 cgroup: bool = True) -> RunResult:
     pid, release = _spawn_parked(path, argv)
 
     def forward(signum: int, _frame: object) -> None:
@@ -111,6 +132,8 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int)
             os.close(release)  # the parked child reads EOF and exits without exec'ing
             os.waitpid(pid, 0)
             raise
+        if cgroup:
+            session.cgroup = _session_cgroup(session.name, pid)
         os.write(release, b"g")
         os.close(release)
         status = None
@@ -122,6 +145,12 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int)
         collector.drain()
         exit_status = wait_status_to_exit(status)
         end = collector.end_session(session, exit_status)
+        if session.cgroup is not None:
+            err = session.cgroup.remove(timeout=0.5)
+            if err:
+                left = len(session.cgroup.procs())
+                print(f"agentwatch: {err} ({left} processes of the session still in it)",
+                      file=sys.stderr)
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from collector.cgroup import SessionCgroup, prune_stale
 from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent
 from collector.proctable import ProcessTable, proc_argv, proc_ppid
 from collector.replay import Analyzer
+from collector.response import KillReport, Responder
 from detectors.config import Config as DetectionConfig
 from probes import loader
 from probes.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
@@ -51,6 +53,9 @@ class Session:
     events: int = 0
     lost_at_start: int = 0
     ended: bool = False
+    cgroup: SessionCgroup | None = None
+    state: str = "running"            # running | frozen | killed
+    kill: KillReport | None = None     # the kill that ended it
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Collector:
         self.sessions: dict[str, Session] = {}
         self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
         self.bpf: Any = None
+        self.responder: Responder | None = None
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
 
@@ -103,6 +109,8 @@ class Collector:
             key.name = raw
             table[key] = ctypes.c_uint32(1)
         self.set_adopt_launchers(adopt_launchers)
+        self.responder = Responder(self.session_members, self.is_member)
+        prune_stale()
 
     def set_adopt_launchers(self, adopt: bool) -> None:
         """Turn launcher adoption (a new session per launcher exec) on or off."""
@@ -223,8 +231,70 @@ class Collector:
         if self.analyzer is not None:
             self._alerts(self.analyzer.feed(event))
 
+    # ------------------------------------------------------------------ response
+    def session_members(self, sid: int) -> list[int]:
+        """Thread groups of session `sid` alive now, from the kernel's `watched` map."""
+        return [int(k.value) for k, v in self.bpf[b"watched"].items()
+                if int(v.session) == sid]
+
+    def is_member(self, pid: int, sid: int) -> bool:
+        try:
+            return int(self.bpf[b"watched"][ctypes.c_uint32(pid)].session) == sid
+        except KeyError:
+            return False
+
+    def kill_session(self, session: Session) -> str:
+        if session.state == "killed" and session.kill is not None:
+            if not self.session_members(session.id):
+                return f"already killed: {session.kill.text()}"
+        assert self.responder is not None
+        report = self.responder.kill(session.id, session.cgroup)
+        session.state, session.kill = "killed", report
+        return report.text()
+
+    def freeze_session(self, session: Session) -> str:
+        if session.state == "killed":
+            return "not frozen: the session was killed"
+        if session.state == "frozen":
+            return "already frozen"
+        assert self.responder is not None
+        result = self.responder.freeze(session.id, session.cgroup)
+        session.state = "frozen"
+        return result + f"; `agentwatch session thaw {session.name}` or " \
+                        f"`agentwatch session kill {session.name}` ends it"
+
+    def thaw_session(self, session: Session) -> str:
+        assert self.responder is not None
+        result = self.responder.thaw(session.id, session.cgroup)
+        if session.state == "frozen":
+            session.state = "running"
+        return result
+
+    def _respond(self, alert: AlertEvent) -> None:
+        """Carry out a pending freeze or kill (enforce mode) and say how it went."""
+        action = alert.action
+        if action.get("taken") != "pending":
+            return
+        requested = action.get("requested", "")
+        session = self.sessions.get(alert.session or "")
+        if session is None or self.responder is None:
+            alert.action = {**action, "taken": "none",
+                            "result": "not done: the session is not known to this collector"}
+            return
+        try:
+            if requested == "kill":
+                result = self.kill_session(session)
+            else:
+                result = self.freeze_session(session)
+        except Exception as e:  # noqa: BLE001 - the alert is written whatever happens
+            alert.action = {**action, "taken": "none",
+                            "result": f"FAILED: {type(e).__name__}: {e}"}
+            return
+        alert.action = {**action, "taken": requested, "by": "user space", "result": result}
+
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
+            self._respond(alert)
             self.stats.events["alert"] += 1
             if self.on_event is not None:
                 self.on_event(alert)

@@ -6,9 +6,10 @@ the process ancestry up to the session root. Repeats (same detector, session and
 within `fold_window` seconds of event time are folded: the first is alerted at once, and
 when the window closes one `folded` alert carries the count of the others.
 
-Actions are not carried out here (the response engine does that, issue 5): in `monitor`
-mode an alert says what would have been done; in `enforce` mode a freeze or kill that no
-responder carried out is reported as not done. Nothing here does I/O: the caller passes
+Actions are not carried out here: in `monitor` mode an alert says what would have been
+done; in `enforce` mode a freeze or kill is left `pending` for the response engine
+(collector/response.py) to carry out and report; a replay reports it as not carried out.
+Nothing here does I/O: the caller passes
 process and session views (from the collector's process table, or from a recording).
 """
 
@@ -149,8 +150,7 @@ class Engine:
         if self.config.mode == "monitor":
             return {"requested": requested, "taken": "none",
                     "result": f"monitor mode: would {requested} the session"}
-        return {"requested": requested, "taken": "none",
-                "result": f"not done: no response engine to {requested} the session yet"}
+        return {"requested": requested, "taken": "pending", "result": "pending"}
 
     def _fold(self, det: Detector, dcfg: DetectorConfig, ev: Event,
               f: Finding) -> list[AlertEvent]:
