@@ -46,6 +46,10 @@ class Event:
     cgroup: int = 0
     setup: bool = False            # the process was building a sandbox (launcher setup)
     nested_launcher: bool = False  # a launcher started by a sandboxed payload (untrusted)
+    # the detector whose in-kernel rule killed the process at this call's entry (enforce
+    # mode): the call was not waited for, so `ret` is 0 and says nothing
+    kernel_kill: str | None = None
+    kernel_deny: bool = False      # a cgroup egress program refused this call (EPERM)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)

@@ -226,6 +226,13 @@ class ProcessTable:
             if is_socket is None and entry is not None:
                 is_socket = entry[0].startswith("socket:")
             args["socket"] = is_socket  # the duplicated fd is a socket (None: unknown)
+            if is_socket and isinstance(ret, int) and 0 <= ret <= 2:
+                # stdio onto a socket: unix (a socketpair, as Node's child stdio) or not
+                unix = unix_socket_fd(ev.pid, ret) if self.read_proc \
+                    else args.get("unix_socket")
+                if unix is None and entry is not None:
+                    unix = entry[0] == "socket:AF_UNIX"
+                args["unix_socket"] = unix
             cloexec = name == "fcntl" and args.get("cmd") == "F_DUPFD_CLOEXEC"
             self.set_fd(proc, ret, entry[0] if entry else None, cloexec)
 
@@ -284,6 +291,25 @@ def socket_fd(pid: int, fd: int) -> bool | None:
     """Whether a live process's fd is a socket, from /proc (None when it cannot tell)."""
     link = _readlink(f"/proc/{pid}/fd/{fd}")
     return None if link is None else link.startswith("socket:")
+
+
+def unix_socket_fd(pid: int, fd: int) -> bool | None:
+    """Whether a live process's fd is a unix socket (its inode is in the process's
+    network namespace's /proc/<pid>/net/unix); None when it cannot tell."""
+    link = _readlink(f"/proc/{pid}/fd/{fd}")
+    if link is None or not link.startswith("socket:["):
+        return None
+    inode = link[8:-1].encode()
+    try:
+        with open(f"/proc/{pid}/net/unix", "rb") as f:
+            next(f, None)  # header
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 7 and fields[6] == inode:
+                    return True
+    except OSError:
+        return None
+    return False
 
 
 def resolve_path(proc: Process, tid: int, dfd: int | None, raw: str) -> str | None:

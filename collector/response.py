@@ -68,6 +68,9 @@ class KillReport:
     refused: list[int] = field(default_factory=list)  # protected pids found in the session
 
     def text(self) -> str:
+        if not self.died and not self.signalled and not self.survivors:
+            return f"no process of the session was left alive ({self.method}, " \
+                   f"{self.seconds * 1000:.0f} ms)"
         s = f"killed {self.died} process{'es' if self.died != 1 else ''} ({self.method}, " \
             f"{self.seconds * 1000:.0f} ms)"
         if self.survivors:

@@ -134,6 +134,9 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int,
             raise
         if cgroup:
             session.cgroup = _session_cgroup(session.name, pid)
+            problem = collector.session_cgroup_ready(session)
+            if problem:
+                print(f"agentwatch: {problem}", file=sys.stderr)
         os.write(release, b"g")
         os.close(release)
         status = None

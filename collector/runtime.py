@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
+from collector import enforce
 from collector.cgroup import SessionCgroup, prune_stale
 from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent
 from collector.proctable import ProcessTable, proc_argv, proc_ppid
@@ -56,6 +59,8 @@ class Session:
     cgroup: SessionCgroup | None = None
     state: str = "running"            # running | frozen | killed
     kill: KillReport | None = None     # the kill that ended it
+    kernel_kills: int = 0              # processes the kernel killed at a call's entry
+    egress: bool = False               # cgroup egress programs attached
 
 
 @dataclass
@@ -90,6 +95,10 @@ class Collector:
         self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
         self.bpf: Any = None
         self.responder: Responder | None = None
+        self.policy = enforce.Policy()
+        self.egress = enforce.Egress()
+        self._egress_attacher: enforce.EgressAttacher | None = None
+        self._alerted: set[tuple[str, str]] = set()  # (session, detector) alerted so far
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
 
@@ -99,6 +108,7 @@ class Collector:
         (default: bwrap) starts a new session in the kernel (the daemon's mode)."""
         self.bpf = loader.load(self.config)
         self.bpf[b"events"].open_ring_buffer(self._on_record)
+        self.bpf[b"enforced"].open_ring_buffer(self._on_record)
         table = self.bpf[b"launchers"]
         for name in self.launchers:
             raw = name.encode()
@@ -111,6 +121,36 @@ class Collector:
         self.set_adopt_launchers(adopt_launchers)
         self.responder = Responder(self.session_members, self.is_member)
         prune_stale()
+        self.apply_policy()
+
+    def apply_policy(self) -> enforce.Policy:
+        """Write the detection config's in-kernel enforcement into the probes' maps."""
+        detection = self.analyzer.engine.config if self.analyzer is not None else None
+        self.policy = enforce.policy_for(detection) if detection else enforce.Policy()
+        enforce.apply(self.bpf, self.policy)
+        self.egress = enforce.egress_for(detection) if detection else enforce.Egress()
+        enforce.apply_egress(self.bpf, self.egress)
+        return self.policy
+
+    def session_cgroup_ready(self, session: Session) -> str | None:
+        """A session got a cgroup of its own: attach the egress programs (enforce mode).
+        Returns why they could not be attached, or None."""
+        if session.cgroup is None or not self.egress.enabled:
+            return None
+        if self._egress_attacher is None:
+            self._egress_attacher = enforce.EgressAttacher(self.bpf)
+        try:
+            fd = session.cgroup.open_fd()
+        except OSError as e:
+            return f"cannot open {session.cgroup.path}: {e.strerror}"
+        try:
+            self._egress_attacher.attach(fd)
+        except Exception as e:  # noqa: BLE001 - BCC raises bare Exception
+            return f"egress programs not attached: {e}"
+        finally:
+            os.close(fd)
+        session.egress = True
+        return None
 
     def set_adopt_launchers(self, adopt: bool) -> None:
         """Turn launcher adoption (a new session per launcher exec) on or off."""
@@ -229,7 +269,45 @@ class Collector:
         for sink in self.sinks:
             sink.write(event)
         if self.analyzer is not None:
-            self._alerts(self.analyzer.feed(event))
+            alerts = self.analyzer.feed(event)
+            if event.kernel_kill is not None and event.session is not None and \
+                    (event.session, event.kernel_kill) not in self._alerted and \
+                    not any(a.detector == event.kernel_kill for a in alerts):
+                alerts.append(self._kernel_kill_alert(event))
+            self._alerts(alerts)
+
+    def _kernel_kill_alert(self, event: Event) -> AlertEvent:
+        """The kernel killed, and no detector said why (their views differ, e.g. an exe
+        allowance only user space checks): the kill is still reported."""
+        from detectors.base import REGISTRY
+
+        did = event.kernel_kill or "unknown"
+        spec = REGISTRY.get(did)
+        what = getattr(event, "syscall", None) or event.kind
+        path = getattr(event, "path", None) or getattr(event, "address", None)
+        summary = f"Killed in the kernel at the entry of {what} by {event.comm}" + \
+            (f" | path={path}" if path else "") + " (the user-space detector did not " \
+            "flag this event)"
+        return AlertEvent(
+            ts=event.ts, session=event.session, pid=event.pid, tid=event.tid,
+            ppid=event.ppid, uid=event.uid, gid=event.gid, comm=event.comm,
+            cgroup=event.cgroup, detector=did, title=spec.spec.title if spec else did,
+            severity="critical",
+            action={"requested": "kill", "taken": "pending", "result": "pending"},
+            summary="".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                            for c in summary),
+            key=f"kernel:{what}", event=orjson.loads(event.to_json()),
+            ancestry=[p.brief() for p in self.table.ancestry(event.pid)])
+
+    def _kernel_killed(self, event: Event) -> None:
+        """The kernel killed a process at a call's entry: kill the rest of its session
+        now, before the event goes through the detectors."""
+        session = self.sessions.get(event.session or "")
+        if session is None:
+            return
+        session.kernel_kills += 1
+        if session.state != "killed" or self.session_members(session.id):
+            self.kill_session(session)
 
     # ------------------------------------------------------------------ response
     def session_members(self, sid: int) -> list[int]:
@@ -273,13 +351,26 @@ class Collector:
     def _respond(self, alert: AlertEvent) -> None:
         """Carry out a pending freeze or kill (enforce mode) and say how it went."""
         action = alert.action
+        requested = action.get("requested", "")
+        trigger = alert.event or {}
+        if trigger.get("kernel_deny") and requested != "kill" and not alert.folded:
+            alert.action = {**action, "taken": "deny", "by": "kernel",
+                            "result": "refused (EPERM) by the session's cgroup egress "
+                                      "program before any packet left"}
+            return
         if action.get("taken") != "pending":
             return
-        requested = action.get("requested", "")
         session = self.sessions.get(alert.session or "")
         if session is None or self.responder is None:
             alert.action = {**action, "taken": "none",
                             "result": "not done: the session is not known to this collector"}
+            return
+        if trigger.get("kernel_kill") and requested == "kill":
+            what = trigger.get("syscall") or trigger.get("kind")
+            rest = session.kill.text() if session.kill else "nothing left to kill"
+            alert.action = {**action, "taken": "kill", "by": "kernel",
+                            "result": f"kernel: SIGKILL at the entry of {what} (pid "
+                                      f"{trigger.get('pid')}); then user space: {rest}"}
             return
         try:
             if requested == "kill":
@@ -295,6 +386,8 @@ class Collector:
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
             self._respond(alert)
+            if alert.session is not None:
+                self._alerted.add((alert.session, alert.detector))
             self.stats.events["alert"] += 1
             if self.on_event is not None:
                 self.on_event(alert)
@@ -326,6 +419,8 @@ class Collector:
         # and drop it); it is kept and re-raised by poll() in the caller's frame.
         try:
             event = self.decoder.decode(ctypes.string_at(data, size))
+            if event.kernel_kill is not None:
+                self._kernel_killed(event)
             if isinstance(event, SessionEvent):
                 self._kernel_session(event)
                 return 0

@@ -2,6 +2,8 @@
 
     mode = "monitor"                 # or "enforce"
     fold_window = 60.0               # seconds: repeats of one alert within it are folded
+    kernel_enforcement = true        # enforce mode: the kernel kills at syscall entry
+    egress_enforcement = true        # enforce mode: cgroup programs refuse connects/sends
 
     [detectors.credential_read]
     enabled = true
@@ -50,6 +52,8 @@ class DetectorConfig:
 class Config:
     mode: str = "monitor"
     fold_window: float = 60.0
+    kernel_enforcement: bool = True
+    egress_enforcement: bool = True
     detectors: dict[str, DetectorConfig] = field(default_factory=dict)
     source: str = "<built-in defaults>"
 
@@ -117,6 +121,8 @@ def parse(data: dict[str, Any], where: str) -> Config:
             cfg.mode = value
         elif key == "fold_window":
             cfg.fold_window = _check_value(where, key, 60.0, value)
+        elif key in ("kernel_enforcement", "egress_enforcement"):
+            setattr(cfg, key, _check_value(where, key, True, value))
         elif key == "detectors":
             if not isinstance(value, dict):
                 raise ConfigError(where, key, "expected a table of detectors")
@@ -210,7 +216,13 @@ def defaults_toml() -> str:
              f"mode = {_toml_value(cfg.mode)}",
              "# seconds: repeats of an alert (same detector, session, key) within it are "
              "folded",
-             f"fold_window = {_toml_value(cfg.fold_window)}", ""]
+             f"fold_window = {_toml_value(cfg.fold_window)}",
+             "# enforce mode: the kernel kills at the entry of calls it can judge alone "
+             "(docs/response.md)",
+             f"kernel_enforcement = {_toml_value(cfg.kernel_enforcement)}",
+             "# enforce mode: sessions with their own cgroup may only connect/send to "
+             "egress_violation's allow list",
+             f"egress_enforcement = {_toml_value(cfg.egress_enforcement)}", ""]
     for did, d in cfg.detectors.items():
         spec = REGISTRY[did].spec
         lines.append(f"# {spec.title}: {spec.description}")

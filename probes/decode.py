@@ -23,7 +23,11 @@ DECODERS: dict[int, tuple[Layout, Decoder]] = {**proc.DECODERS, **file.DECODERS,
 TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect", 6: "syscall",
               7: "session"}
 # Slots of the kernel's `lost` array (enum aw_lost in include/agentwatch.h).
-LOST_NAMES = {**TYPE_NAMES, 14: "inflight_full", 15: "untracked_child"}
+LOST_NAMES = {**TYPE_NAMES, 13: "enforced_ring_full", 14: "inflight_full",
+              15: "untracked_child"}
+# AW_WHY_*: why the kernel killed a process at a call's entry, as a detector id
+KILL_REASONS = {1: "kernel_tamper", 2: "namespace_escape", 3: "mount_escape",
+                4: "process_injection", 5: "canary_touch", 6: "runtime_socket"}
 
 _HDR = Layout("aw_hdr", tuple(HDR_FIELDS), None).struct
 # Hot path: the minimum size of each type computed once, not per record.
@@ -74,4 +78,8 @@ class RecordDecoder:
         hdr = {"ts": ts + self.boot_to_epoch, "session": name, "pid": pid, "tid": tid,
                "ppid": ppid, "uid": uid, "gid": gid, "comm": comm_text, "cgroup": cgroup,
                "setup": bool(hf & 1), "nested_launcher": bool(hf & 2)}
+        if hf & 8:
+            hdr["kernel_deny"] = True
+        if hf & 4:
+            hdr["kernel_kill"] = KILL_REASONS.get((hf >> 8) & 0xFF, "unknown")
         return fn(hdr, data)

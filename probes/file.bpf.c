@@ -62,6 +62,15 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
         rec->open_flags |= AW_OF_PATH_FAULT;
     }
     rec->path_len = n;
+    if (aw_enforce_mask(p) & AW_EN_PATHS) {
+        u32 why = aw_path_denied(rec->path, sizeof(rec->path));
+        if (why) {
+            aw_kill_current((struct aw_hdr *)rec, why);
+            aw_submit_enforced(rec, offsetof(struct aw_open, path) + rec->path_len,
+                               sizeof(*rec));
+            return 0;
+        }
+    }
     u32 tid = id;
     if (open_inflight.update(&tid, rec) != 0)
         aw_count_lost(AW_LOST_INFLIGHT);

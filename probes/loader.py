@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PROBE_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = PROBE_DIR / "include"
-CONCERNS = ("proc", "file", "net", "sys")
+CONCERNS = ("proc", "file", "net", "sys", "egress")
 
 
 @dataclass

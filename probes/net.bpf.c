@@ -11,6 +11,7 @@
  * Cost: unwatched, one hash lookup at entry and one at exit.
  */
 #include "agentwatch.h"
+#define AW_HAVE_NET 1
 
 struct aw_connect {
     AW_HDR_FIELDS
@@ -46,6 +47,15 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     __builtin_memset(rec->addr, 0, sizeof(rec->addr));
     if (len > 0 && len <= AW_SOCKADDR_MAX)
         bpf_probe_read_user(rec->addr, len, (void *)args->uservaddr);
+    /* a unix socket by path (AF_UNIX = 1): the runtime sockets of `deny_paths` */
+    if (rec->addr[0] == 1 && rec->addr[1] == 0 && (aw_enforce_mask(p) & AW_EN_PATHS)) {
+        u32 why = aw_path_denied((const char *)&rec->addr[2], AW_SOCKADDR_MAX - 2);
+        if (why) {
+            aw_kill_current((struct aw_hdr *)rec, why);
+            aw_submit_enforced(rec, sizeof(*rec), sizeof(*rec));
+            return 0;
+        }
+    }
     u32 tid = id;
     if (connect_inflight.update(&tid, rec) != 0)
         aw_count_lost(AW_LOST_INFLIGHT);

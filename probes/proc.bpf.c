@@ -102,7 +102,12 @@ BPF_PERCPU_ARRAY(exec_scratch, struct aw_exec, 1);
 
 /* ---------------------------------------------------------------- fork / clone */
 
-static __always_inline int aw_fork_enter(u64 clone_flags)
+/* CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}; clone3 and unshare add CLONE_NEWTIME (0x80,
+ * which in clone() is part of the exit signal) */
+#define AW_CLONE_NEW 0x7E020000ULL
+#define AW_CLONE_NEWTIME 0x80ULL
+
+static __always_inline int aw_fork_enter(u64 clone_flags, u64 new_ns)
 {
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
@@ -111,6 +116,13 @@ static __always_inline int aw_fork_enter(u64 clone_flags)
     struct aw_fork rec = {};
     aw_fill_hdr((struct aw_hdr *)&rec, AW_EV_FORK, p, id);
     rec.clone_flags = clone_flags;
+    if ((clone_flags & new_ns) && !(p->flags & AW_PF_EXEMPT) &&
+        (aw_enforce_mask(p) & AW_EN_NS)) {
+        /* the child is still made (in `watched`, for user space to kill) */
+        aw_kill_current((struct aw_hdr *)&rec, AW_WHY_NS);
+        aw_submit_enforced(&rec, sizeof(rec), sizeof(rec));
+        return 0;
+    }
     u32 tid = id;
     if (fork_inflight.update(&tid, &rec) != 0)
         aw_count_lost(AW_LOST_INFLIGHT);
@@ -129,17 +141,23 @@ static __always_inline int aw_fork_exit(long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone) { return aw_fork_enter(args->clone_flags); }
+TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+{
+    return aw_fork_enter(args->clone_flags, AW_CLONE_NEW);
+}
 TRACEPOINT_PROBE(syscalls, sys_exit_clone) { return aw_fork_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fork) { return aw_fork_enter(0); }
+TRACEPOINT_PROBE(syscalls, sys_enter_fork) { return aw_fork_enter(0, 0); }
 TRACEPOINT_PROBE(syscalls, sys_exit_fork) { return aw_fork_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_vfork) { return aw_fork_enter(CLONE_VFORK | CLONE_VM); }
+TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
+{
+    return aw_fork_enter(CLONE_VFORK | CLONE_VM, 0);
+}
 TRACEPOINT_PROBE(syscalls, sys_exit_vfork) { return aw_fork_exit(args->ret); }
 TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
 {
     u64 flags = 0;  /* struct clone_args starts with u64 flags */
     bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
-    return aw_fork_enter(flags);
+    return aw_fork_enter(flags, AW_CLONE_NEW | AW_CLONE_NEWTIME);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return aw_fork_exit(args->ret); }
 
@@ -166,7 +184,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     /* Without clone flags (a kernel-made thread such as an io_uring worker) the task is
      * added under its own id; sched_process_exit removes such entries. */
     /* the phase is inherited */
-    c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED);
+    c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED | AW_PF_EXEMPT);
     if (watched.update(&child, &c) != 0)
         aw_count_lost(AW_LOST_UNTRACKED);
     else
@@ -187,6 +205,11 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 *is_launcher = launchers.lookup(&comm);
     struct aw_proc *p = aw_current(id);
     if (p) {
+        /* sandbox-runtime's helper (by name: user space still checks its path) */
+        if (exempt_comms.lookup(&comm))
+            p->flags |= AW_PF_EXEMPT;
+        else
+            p->flags &= ~AW_PF_EXEMPT;
         if (is_launcher) {
             if (p->flags & AW_PF_SANDBOXED)
                 p->flags |= AW_PF_NESTED;

@@ -27,6 +27,7 @@
  * ring-buffer copy of the bytes used.
  */
 #include "agentwatch.h"
+#define AW_HAVE_SYS 1
 
 #define AW_SYS_NARGS 6
 #define AW_SYS_SPECS 512            /* syscall numbers below this can be traced */
@@ -65,11 +66,23 @@ struct aw_sys_spec {
     u8 blob_b;
     u16 blob_size;  /* AW_BLOB_RAW: bytes to copy (at most AW_SOCKADDR_MAX) */
     u8 filter_arg;  /* AW_NOARG: always; else only if (arg & filter_mask) is v1 or v2 */
-    u8 _pad[5];
+    u8 enforce;     /* AW_SE_*: the kernel may kill for this call (0: never) */
+    u8 _pad[4];
     u64 filter_mask;
     u64 filter_v1;
     u64 filter_v2;
 };
+
+/* Enforcement classes (aw_sys_spec.enforce), each under an AW_EN_* bit. */
+#define AW_SE_TAMPER 1       /* any call */
+#define AW_SE_NS_JOIN 2      /* setns */
+#define AW_SE_NS_NEW 3       /* unshare with new-namespace flags in arg 0, not exempt */
+#define AW_SE_MOUNT 4        /* any call */
+#define AW_SE_MOUNT_EXEMPT 5 /* mount, umount2: not by an exempt process */
+#define AW_SE_PTRACE 6       /* ptrace: request in arg 0 (attach, seize, poke, set regs) */
+#define AW_SE_PROCESS_VM 7   /* process_vm_readv/writev: target pid in arg 0 */
+
+#define AW_UNSHARE_NEW 0x7E020080ULL  /* CLONE_NEW* including CLONE_NEWTIME */
 
 /* The record: data[] holds the strings, packed (str0, str1, str2), then the blob. For
  * socket blobs the sockaddr area is AW_SOCKADDR_MAX bytes when a payload follows it. */
@@ -264,6 +277,68 @@ static __always_inline int aw_sys_blob_enter(struct aw_sys *rec, const struct aw
     return 1;
 }
 
+/* ptrace or process_vm_* of `target`: a violation when the caller is in the host's pid
+ * namespace (so `target` is a host pid) and `target` is not a process of its session.
+ * From inside a sandbox's own pid namespace only its own processes can be named: left to
+ * user space. */
+static __always_inline u32 aw_target_outside(const struct aw_proc *p, u64 id, u64 target)
+{
+    u32 t = target;
+    if (t == 0 || t == (u32)id || t == (u32)(id >> 32))
+        return 0;
+    u32 dkey = AW_CFG_PIDNS_DEV, ikey = AW_CFG_PIDNS_INO;
+    u64 *dev = config.lookup(&dkey);
+    u64 *ino = config.lookup(&ikey);
+    if (!dev || !ino || !*ino)
+        return 0;
+    struct bpf_pidns_info ns = {};
+    if (bpf_get_ns_current_pid_tgid(*dev, *ino, &ns, sizeof(ns)) != 0)
+        return 0;
+    struct aw_proc *tp = watched.lookup(&t);
+    if (tp && tp->session == p->session)
+        return 0;
+    return AW_WHY_PTRACE;
+}
+
+/* Does this call get the process killed at entry? The why code, or 0. */
+static __always_inline u32 aw_sys_violation(const struct aw_sys *rec,
+                                            const struct aw_sys_spec *spec,
+                                            const struct aw_proc *p, u64 id)
+{
+    u32 cls = spec->enforce;
+    if (!cls)
+        return 0;
+    u64 mask = aw_enforce_mask(p);
+    if (!mask)
+        return 0;
+    int exempt = (p->flags & AW_PF_EXEMPT) != 0;
+    switch (cls) {
+    case AW_SE_TAMPER:
+        return (mask & AW_EN_TAMPER) ? AW_WHY_TAMPER : 0;
+    case AW_SE_NS_JOIN:
+        return (mask & AW_EN_NS) ? AW_WHY_NS : 0;
+    case AW_SE_NS_NEW:
+        return ((mask & AW_EN_NS) && (rec->arg0 & AW_UNSHARE_NEW) && !exempt) ? AW_WHY_NS : 0;
+    case AW_SE_MOUNT:
+        return (mask & AW_EN_MOUNT) ? AW_WHY_MOUNT : 0;
+    case AW_SE_MOUNT_EXEMPT:
+        return ((mask & AW_EN_MOUNT) && !exempt) ? AW_WHY_MOUNT : 0;
+    case AW_SE_PTRACE: {
+        if (!(mask & AW_EN_PTRACE))
+            return 0;
+        u64 req = rec->arg0;
+        /* POKETEXT POKEDATA POKEUSER SETREGS SETFPREGS ATTACH, SETREGSET, SEIZE */
+        if (!(req == 4 || req == 5 || req == 6 || req == 13 || req == 15 || req == 16 ||
+              req == 0x4205 || req == 0x4206))
+            return 0;
+        return aw_target_outside(p, id, rec->arg1);
+    }
+    case AW_SE_PROCESS_VM:
+        return (mask & AW_EN_PTRACE) ? aw_target_outside(p, id, rec->arg0) : 0;
+    }
+    return 0;
+}
+
 int aw_sys_enter(void *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -295,6 +370,9 @@ int aw_sys_enter(void *ctx)
             return 0;
     }
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
+    u32 why = aw_sys_violation(rec, spec, p, id);
+    if (why)
+        aw_kill_current((struct aw_hdr *)rec, why);  /* first; the record follows */
     rec->ret = 0;
     rec->nr = nr;
     rec->sys_flags = 0;
@@ -322,8 +400,13 @@ int aw_sys_enter(void *ctx)
     u64 off2 = n0 + n1;
     rec->str2_len = aw_sys_str(rec, off2, spec->str2, AW_SYS_STR2_MAX);
 
-    if (spec->blob != AW_BLOB_NONE && !aw_sys_blob_enter(rec, spec))
+    if (spec->blob != AW_BLOB_NONE && !aw_sys_blob_enter(rec, spec) && !why)
         return 0;
+    if (why) {
+        u64 used = (u64)aw_sys_blob_off(rec) + rec->blob_len;
+        aw_submit_enforced(rec, offsetof(struct aw_sys, data) + used, sizeof(*rec));
+        return 0;
+    }
     u32 tid = id;
     if (sys_inflight.update(&tid, rec) != 0)
         aw_count_lost(AW_LOST_INFLIGHT);

@@ -784,7 +784,8 @@ def tracepoint_exists(tp: str) -> bool:
     return (base / f"sys_enter_{tp}").is_dir() and (base / f"sys_exit_{tp}").is_dir()
 
 
-def write_specs(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS) -> None:
+def write_specs(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS,
+                enforce: dict[str, int] | None = None) -> None:
     """Fill the kernel's `sys_spec` array from the table."""
     specs = bpf[b"sys_spec"]
     for s in table:
@@ -799,7 +800,20 @@ def write_specs(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS) -> None:
             leaf.filter_arg, leaf.filter_mask, leaf.filter_v1, leaf.filter_v2 = s.filter
         else:
             leaf.filter_arg = NOARG
+        leaf.enforce = enforce.get(s.name, 0) if enforce else 0
         specs[ctypes.c_int(s.nr)] = leaf
+
+
+def set_enforce(bpf: Any, classes: dict[str, int],
+                table: tuple[Syscall, ...] = SYSCALLS) -> None:
+    """Which syscalls the kernel may kill for (name -> AW_SE_* class; others: never)."""
+    specs = bpf[b"sys_spec"]
+    for s in table:
+        key = ctypes.c_int(s.nr)
+        leaf = specs[key]
+        if leaf.on and leaf.enforce != classes.get(s.name, 0):
+            leaf.enforce = classes.get(s.name, 0)
+            specs[key] = leaf
 
 
 def install(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS) -> AttachResult:

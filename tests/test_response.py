@@ -46,7 +46,8 @@ def responder(decoy: Path) -> Iterator[tuple[Any, Any]]:
     from collector.sinks import MemorySink
     from detectors.config import parse
 
-    config = parse({"mode": "enforce",
+    # the user-space path alone (tests/test_enforce.py covers the kernel's own kills)
+    config = parse({"mode": "enforce", "kernel_enforcement": False,
                     "detectors": {"canary_touch": {"paths": [str(decoy)]}}}, "<test>")
     alerts = MemorySink()
     c = Collector([], detection=config, alert_sinks=[alerts])
@@ -112,7 +113,6 @@ def test_kill_takes_the_whole_tree(responder: tuple[Any, Any], decoy: Path,
     assert kills and kills[0].detector in ("canary_touch", "fork_bomb"), got
     action = kills[0].action
     assert action["requested"] == "kill" and action["taken"] == "kill", action
-    print(shape, cgroup, action["result"])
     assert "STILL ALIVE" not in action["result"] and "killed" in action["result"], action
     method = "cgroup.kill" if cgroup else "pidfd"
     assert action["result"].split("(")[1].startswith(method), action

@@ -222,8 +222,10 @@ def _base(s: str) -> str:
 @register
 class ReverseShell(Detector):
     """A socket dup'ed onto fd 0, 1 or 2 (dup2/dup3 `newfd`, dup/fcntl F_DUPFD's return,
-    with `args.socket` true); an exec of a shell (`shells`) whose arguments redirect to or
-    from `/dev/tcp/` or `/dev/udp/` (`grep /dev/tcp/` is not flagged), or pipe `sh -i`
+    with `args.socket` true; with `ignore_unix_sockets`, not when the socket is a unix one,
+    `args.unix_socket`: Node gives its children socketpair stdio); an exec of a shell
+    (`shells`) whose arguments redirect to or from `/dev/tcp/` or `/dev/udp/` (`grep
+    /dev/tcp/` is not flagged), or pipe `sh -i`
     into netcat/telnet/openssl (the mkfifo shell); an interpreter (`interpreters`) with
     `-c`/`-e`/`-r` code that names a socket (`socket_markers`) and a shell or process
     spawn (`shell_markers`), case-insensitively; netcat with `-e`/`-c` (`ncat --exec`,
@@ -250,20 +252,25 @@ class ReverseShell(Detector):
             "shell_markers": ["pty", "dup2", "/bin/sh", "/bin/bash", "sh -i", "bash -i",
                               "subprocess", "child_process", "exec(", "system(", "popen",
                               "spawn"],
+            # true: a unix socket dup'ed onto stdio is not flagged (Node, and others, give
+            # children socketpair stdio); a network socket always is
+            "ignore_unix_sockets": True,
         },
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if isinstance(ev, SyscallEvent):
-            yield from self._dup(ev)
+            yield from self._dup(ev, ctx.params["ignore_unix_sockets"])
         elif isinstance(ev, ExecEvent) and ev.error != "ENOENT":
             yield from self._exec(ctx, ev)
 
     @staticmethod
-    def _dup(ev: SyscallEvent) -> Iterable[Finding]:
+    def _dup(ev: SyscallEvent, ignore_unix: bool) -> Iterable[Finding]:
         if ev.syscall not in ("dup", "dup2", "dup3", "fcntl") \
                 or ev.args.get("socket") is not True:
             return
+        if ignore_unix and ev.args.get("unix_socket") is True:
+            return  # a unix socket (Node and others give children socketpair stdio)
         newfd = ev.args.get("newfd") if ev.syscall in ("dup2", "dup3") else ev.ret
         if isinstance(newfd, int) and 0 <= newfd <= 2:
             yield Finding(key=f"dup:{newfd}", fields={

@@ -53,6 +53,7 @@ enum aw_type {
 
 /* Loss counter slots: the event type that was lost, plus these causes. */
 enum aw_lost {
+    AW_LOST_ENFORCED = 13,  /* a kernel kill's record found the `enforced` ring full */
     AW_LOST_INFLIGHT = 14,  /* entry state could not be stored: the event is lost */
     AW_LOST_UNTRACKED = 15, /* a watched process forked but `watched` was full */
     AW_LOST_SLOTS = 16,
@@ -89,10 +90,14 @@ struct aw_proc {
 #define AW_PF_SETUP       0x20  /* a sandbox launcher (or its child) building the sandbox */
 #define AW_PF_NESTED      0x40  /* a launcher exec'd by a sandboxed payload, not by setup */
 #define AW_PF_SANDBOXED   0x80  /* exec'd by a setup-phase process: a sandbox's payload */
+#define AW_PF_EXEMPT      0x100 /* its comm is in `exempt_comms` (sandbox-runtime's helper):
+                                   may create namespaces and mount, see aw_violation_ok */
 
 /* Event header flags (hdr_flags). */
 #define AW_HF_SETUP  0x1
 #define AW_HF_NESTED 0x2
+#define AW_HF_KILLED 0x4  /* the kernel sent SIGKILL at this call's entry; bits 8-15: why */
+#define AW_HF_DENIED 0x8  /* a cgroup egress program refused this connect or send */
 
 /* Session kinds (sessions map, session records). */
 #define AW_SK_RUN 1
@@ -109,7 +114,33 @@ struct aw_session {
 
 /* Configuration written by user space (array map `config`). */
 #define AW_CFG_ADOPT_LAUNCHERS 0  /* 1: every exec of a launcher starts a session */
+#define AW_CFG_ENFORCE 1          /* AW_EN_*: what the kernel kills for (enforce mode) */
+#define AW_CFG_PIDNS_DEV 2        /* the host pid namespace (dev, inode) for ptrace checks; */
+#define AW_CFG_PIDNS_INO 3        /* inode 0: no ptrace enforcement */
 #define AW_CFG_SLOTS 4
+
+/* In-kernel enforcement: a watched process past its sandbox's setup that makes one of
+ * these calls gets SIGKILL from bpf_send_signal at the syscall's entry. The call itself
+ * still runs (a tracepoint cannot stop it) but the process never returns to user space;
+ * the record goes to the `enforced` ring, which ordinary events cannot fill. */
+#define AW_EN_TAMPER 0x1   /* bpf, perf_event_open, module calls */
+#define AW_EN_NS     0x2   /* setns; unshare/clone of new namespaces (not by exempt comms) */
+#define AW_EN_MOUNT  0x4   /* mount family, pivot_root, chroot (mount/umount2: not exempt) */
+#define AW_EN_PTRACE 0x8   /* ptrace attach/poke, process_vm_*: of a process outside */
+#define AW_EN_PATHS  0x10  /* opens and unix connects of `deny_paths` (literal, absolute) */
+
+/* Why the kernel killed (AW_HF_KILLED's reason; user space maps it to a detector id). */
+#define AW_WHY_TAMPER 1
+#define AW_WHY_NS 2
+#define AW_WHY_MOUNT 3
+#define AW_WHY_PTRACE 4
+#define AW_WHY_CANARY 5
+#define AW_WHY_RUNTIME_SOCKET 6
+
+#define AW_DENY_DIR 0x100  /* deny_paths value flag: the entry covers everything below it */
+#define AW_HASH_MAX 256    /* deny_paths: longer paths are left to user space */
+#define AW_FNV_OFFSET 0xcbf29ce484222325ULL
+#define AW_FNV_PRIME 0x100000001b3ULL
 
 struct aw_comm { char name[16]; };
 
@@ -119,6 +150,9 @@ BPF_PERCPU_ARRAY(lost, u64, AW_LOST_SLOTS);
 BPF_HASH(sessions, u64, struct aw_session, 8192);
 BPF_HASH(launchers, struct aw_comm, u32, 64);  /* comm -> 1, set by user space */
 BPF_ARRAY(config, u64, AW_CFG_SLOTS);
+BPF_RINGBUF_OUTPUT(enforced, 64);                  /* 256 KiB: kernel kills only */
+BPF_HASH(deny_paths, u64, u32, 4096);               /* FNV-1a 64 of a path -> AW_WHY_* */
+BPF_HASH(exempt_comms, struct aw_comm, u32, 16);    /* comm -> 1 */
 
 static __always_inline void aw_count_lost(u32 slot)
 {
@@ -178,6 +212,63 @@ static __always_inline void aw_submit(void *rec, u32 size, u32 max)
     h->size = sz;
     if (events.ringbuf_output(rec, sz, 0) != 0)
         aw_count_lost(h->type);
+}
+
+/* The enforcement bits that apply to this process now (0 during its sandbox's own setup,
+ * as for the detectors: a nested launcher's setup is not exempt). */
+static __always_inline u64 aw_enforce_mask(const struct aw_proc *p)
+{
+    if ((p->flags & AW_PF_SETUP) && !(p->flags & AW_PF_NESTED))
+        return 0;
+    u32 key = AW_CFG_ENFORCE;
+    u64 *mask = config.lookup(&key);
+    return mask ? *mask : 0;
+}
+
+/* SIGKILL to the current process, and the record marked with why. */
+static __always_inline void aw_kill_current(struct aw_hdr *h, u32 why)
+{
+    bpf_send_signal(9);
+    h->hdr_flags |= AW_HF_KILLED | (why << 8);
+}
+
+/* Like aw_submit, to the `enforced` ring (its own loss slot). */
+static __always_inline void aw_submit_enforced(void *rec, u32 size, u32 max)
+{
+    struct aw_hdr *h = rec;
+    u64 sz = size;
+    if (sz > max)
+        sz = max;
+    asm volatile("" : "+r"(sz));
+    if (sz > max)
+        return;
+    h->size = sz;
+    if (enforced.ringbuf_output(rec, sz, 0) != 0)
+        aw_count_lost(AW_LOST_ENFORCED);
+}
+
+/* Is the absolute path in s (NUL-terminated within max bytes) or one of its directories
+ * in `deny_paths`? The why code, or 0. FNV-1a 64 of each prefix ending before a '/' is
+ * looked up (entries with AW_DENY_DIR cover what is below them), then of the whole path.
+ * Literal comparison only: relative paths, "..", "//" and symlinks are user space's. */
+static __always_inline u32 aw_path_denied(const char *s, u32 max)
+{
+    if (s[0] != '/')
+        return 0;
+    u64 h = AW_FNV_OFFSET;
+    for (u32 i = 0; i < AW_HASH_MAX && i < max; i++) {
+        u8 c = s[i];
+        if (c == 0 || (c == '/' && i > 0)) {
+            u32 *v = deny_paths.lookup(&h);
+            if (v && (c == 0 || (*v & AW_DENY_DIR)))
+                return *v & 0xff;
+            if (c == 0)
+                return 0;
+        }
+        h ^= c;
+        h *= AW_FNV_PRIME;
+    }
+    return 0;
 }
 
 #endif /* AGENTWATCH_H */

@@ -1,0 +1,286 @@
+"""In-kernel enforcement: which detectors' conditions the probes decide by themselves.
+
+In `enforce` mode (and with `kernel_enforcement = true`), a detector whose action is
+`kill`, that is enabled and has no configured exceptions (the kernel cannot evaluate exe,
+argv or path globs), has its condition checked by the probes at the syscall's entry; a
+match gets SIGKILL from `bpf_send_signal` before the process returns to user space:
+
+| detector | in the kernel |
+| --- | --- |
+| kernel_tamper | bpf, perf_event_open, init/finit/delete_module (of its `syscalls`) |
+| namespace_escape | setns; unshare, clone, clone3 with new-namespace flags |
+| mount_escape | its `syscalls` (mount family, pivot_root, chroot) |
+| process_injection | ptrace attach/seize/poke/set-regs, process_vm_*: of a process |
+|                   | outside the session, by a caller in the host pid namespace |
+| canary_touch | opens of a decoy path or anything below it (literal absolute paths) |
+| runtime_socket | connects to a runtime socket path (literal absolute paths) |
+
+Everything else (relative paths, globs, `..`, abstract sockets, calls from inside a
+sandbox's pid namespace for ptrace) stays with the user-space detectors, which kill the
+tree a few milliseconds later. Processes of a sandbox's own setup are never killed by the
+kernel; the `allowed_exes` of namespace_escape and mount_escape are matched in the kernel
+by command name only (user space still checks their full path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.config import Config
+from probes.decode import KILL_REASONS
+
+EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS = 0x1, 0x2, 0x4, 0x8, 0x10
+CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO = 1, 2, 3
+WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
+DENY_DIR = 0x100
+HASH_MAX = 256  # AW_HASH_MAX: longer paths are left to user space
+
+# aw_sys_spec.enforce classes (AW_SE_* in sys.bpf.c)
+SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = 1, 2, 3, 4, 5
+SE_PTRACE, SE_PROCESS_VM = 6, 7
+TAMPER_CALLS = ("bpf", "perf_event_open", "init_module", "finit_module", "delete_module")
+MOUNT_CALLS = ("move_mount", "fsopen", "fsmount", "open_tree", "open_tree_attr",
+               "mount_setattr", "pivot_root", "chroot")
+KERNEL_PTRACE_REQUESTS = {"PTRACE_ATTACH", "PTRACE_SEIZE", "PTRACE_POKETEXT",
+                          "PTRACE_POKEDATA", "PTRACE_POKEUSER", "PTRACE_SETREGS",
+                          "PTRACE_SETFPREGS", "PTRACE_SETREGSET"}
+_GLOB = re.compile(r"[*?\[]")
+
+
+def fnv1a64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+@dataclass
+class Policy:
+    mask: int = 0
+    syscalls: dict[str, int] = field(default_factory=dict)   # name -> AW_SE_* class
+    deny_paths: dict[str, int] = field(default_factory=dict)  # path -> why | DENY_DIR
+    exempt_comms: list[str] = field(default_factory=list)
+    detectors: list[str] = field(default_factory=list)       # enforced in the kernel
+    left_to_user_space: list[str] = field(default_factory=list)  # and why
+
+    def describe(self) -> str:
+        if not self.mask:
+            return "kernel enforcement off"
+        text = "kernel enforcement: " + ", ".join(self.detectors)
+        if self.deny_paths:
+            text += f" ({len(self.deny_paths)} literal paths)"
+        return text
+
+
+def _homes() -> list[str]:
+    out = []
+    for entry in pwd.getpwall():
+        home = entry.pw_dir
+        if home and home != "/" and os.path.isdir(home) and home not in out:
+            out.append(home.rstrip("/"))
+    return out
+
+
+def literal_paths(patterns: list[str], why: str, policy: Policy) -> list[str]:
+    """The patterns the kernel can compare literally: absolute (or ~/ expanded over the
+    homes on this host), no glob, shorter than HASH_MAX. `dir/**` stands for the dir."""
+    out: list[str] = []
+    for pat in patterns:
+        if pat.endswith("/**"):
+            pat = pat[:-3]
+        pats = [h + pat[1:] for h in _homes()] if pat.startswith("~/") else [pat]
+        for p in pats:
+            p = p.rstrip("/") or "/"
+            if not p.startswith("/") or _GLOB.search(p) or len(p.encode()) >= HASH_MAX \
+                    or "/./" in p or "/../" in p or "//" in p:
+                policy.left_to_user_space.append(f"{why}: {pat}")
+                continue
+            out.append(p)
+    return out
+
+
+def policy_for(config: Config) -> Policy:
+    pol = Policy()
+    if config.mode != "enforce" or not config.kernel_enforcement:
+        return pol
+
+    def kills(did: str) -> dict[str, Any] | None:
+        d = config.detectors.get(did)
+        if d is None or not d.enabled or d.action != "kill":
+            return None
+        if d.exceptions:
+            pol.left_to_user_space.append(f"{did}: has exceptions")
+            return None
+        return d.params
+
+    p = kills("kernel_tamper")
+    if p is not None:
+        calls = [c for c in TAMPER_CALLS if c in p.get("syscalls", [])]
+        if calls:
+            pol.mask |= EN_TAMPER
+            pol.syscalls.update(dict.fromkeys(calls, SE_TAMPER))
+            pol.detectors.append("kernel_tamper")
+    exempt: set[str] = set()
+    p = kills("namespace_escape")
+    if p is not None:
+        pol.mask |= EN_NS
+        pol.syscalls.update({"setns": SE_NS_JOIN, "unshare": SE_NS_NEW})
+        exempt.update(_comms(p.get("allowed_exes", [])))
+        pol.detectors.append("namespace_escape")
+    p = kills("mount_escape")
+    if p is not None:
+        calls = p.get("syscalls", [])
+        pol.mask |= EN_MOUNT
+        for c in calls:
+            if c in ("mount", "umount2"):
+                pol.syscalls[c] = SE_MOUNT_EXEMPT
+            elif c in MOUNT_CALLS:
+                pol.syscalls[c] = SE_MOUNT
+        exempt.update(_comms(p.get("allowed_exes", [])))
+        pol.detectors.append("mount_escape")
+    p = kills("process_injection")
+    if p is not None and _host_pid_ns() is not None:
+        requests = set(p.get("ptrace_requests", []))
+        if KERNEL_PTRACE_REQUESTS <= requests:
+            pol.syscalls["ptrace"] = SE_PTRACE
+        for c in ("process_vm_readv", "process_vm_writev"):
+            if c in p.get("syscalls", []):
+                pol.syscalls[c] = SE_PROCESS_VM
+        pol.mask |= EN_PTRACE
+        pol.detectors.append("process_injection")
+    p = kills("canary_touch")
+    if p is not None and p.get("paths"):
+        for path in literal_paths(list(p["paths"]), "canary_touch", pol):
+            pol.deny_paths[path] = WHY_CODE["canary_touch"] | DENY_DIR
+        pol.detectors.append("canary_touch")
+    p = kills("runtime_socket")
+    if p is not None:
+        for path in literal_paths(list(p.get("sockets", [])), "runtime_socket", pol):
+            pol.deny_paths.setdefault(path, WHY_CODE["runtime_socket"])
+        pol.detectors.append("runtime_socket")
+    if pol.deny_paths:
+        pol.mask |= EN_PATHS
+    pol.exempt_comms = sorted(exempt)
+    return pol
+
+
+def _comms(globs: list[str]) -> list[str]:
+    """Command names (comm, 15 bytes) of `allowed_exes` globs whose last part is literal."""
+    out = []
+    for g in globs:
+        base = g.rsplit("/", 1)[-1]
+        if base and not _GLOB.search(base):
+            out.append(base.encode()[:15].decode(errors="ignore"))
+    return out
+
+
+def _host_pid_ns() -> tuple[int, int] | None:
+    """(dev, inode) of our pid namespace when it is the host's (one NSpid entry)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("NSpid:") and len(line.split()) != 2:
+                    return None
+        st = os.stat("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def apply(bpf: Any, pol: Policy) -> None:
+    """Write the policy into the kernel's maps (a previous one is replaced)."""
+    from probes import sys as sysprobe
+
+    cfg = bpf[b"config"]
+    cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(0)  # off while the maps change
+    ns = _host_pid_ns() if pol.mask & EN_PTRACE else None
+    cfg[ctypes.c_int(CFG_PIDNS_DEV)] = ctypes.c_uint64(ns[0] if ns else 0)
+    cfg[ctypes.c_int(CFG_PIDNS_INO)] = ctypes.c_uint64(ns[1] if ns else 0)
+    sysprobe.set_enforce(bpf, pol.syscalls)
+    deny = bpf[b"deny_paths"]
+    deny.clear()
+    for path, value in pol.deny_paths.items():
+        deny[ctypes.c_uint64(fnv1a64(path.encode()))] = ctypes.c_uint32(value)
+    comms = bpf[b"exempt_comms"]
+    comms.clear()
+    for name in pol.exempt_comms:
+        key = comms.Key()
+        key.name = name.encode()[:15]
+        comms[key] = ctypes.c_uint32(1)
+    cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(pol.mask)
+
+
+# ------------------------------------------------------------------------------ egress
+
+EGRESS_HOOKS = (("aw_egress_connect4", "CGROUP_INET4_CONNECT"),
+                ("aw_egress_connect6", "CGROUP_INET6_CONNECT"),
+                ("aw_egress_sendmsg4", "CGROUP_UDP4_SENDMSG"),
+                ("aw_egress_sendmsg6", "CGROUP_UDP6_SENDMSG"))
+
+
+@dataclass
+class Egress:
+    """What the cgroup programs let through: allow tries, and deny tries checked first."""
+
+    enabled: bool = False
+    allow: list[str] = field(default_factory=list)
+    deny: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if not self.enabled:
+            return "egress enforcement off"
+        return f"egress: only {', '.join(self.allow)}; never {', '.join(self.deny)}"
+
+
+def egress_for(config: Config) -> Egress:
+    d = config.detectors.get("egress_violation")
+    if config.mode != "enforce" or not config.egress_enforcement or d is None \
+            or not d.enabled:
+        return Egress()
+    p = d.params
+    allow = ["0.0.0.0/0", "::/0"] if p.get("allow_all_other") else list(p.get("allow", []))
+    return Egress(True, allow, list(p.get("metadata", [])))
+
+
+def apply_egress(bpf: Any, eg: Egress) -> None:
+    import ipaddress
+
+    tries = {name: bpf[name.encode()] for name in
+             ("egress_allow4", "egress_allow6", "egress_deny4", "egress_deny6")}
+    for t in tries.values():
+        t.clear()
+    for kind, cidrs in (("allow", eg.allow), ("deny", eg.deny)):
+        for cidr in cidrs:
+            net = ipaddress.ip_network(cidr, strict=False)
+            table = tries[f"egress_{kind}{net.version}"]
+            key = table.Key()
+            key.prefixlen = net.prefixlen
+            for i, b in enumerate(net.network_address.packed):
+                key.addr[i] = b
+            table[key] = ctypes.c_uint32(1)
+
+
+class EgressAttacher:
+    """Loads the four cgroup programs once, attaches them to session cgroups."""
+
+    def __init__(self, bpf: Any) -> None:
+        self.bpf = bpf
+        self._fns: list[tuple[Any, Any]] | None = None
+
+    def attach(self, cgroup_fd: int) -> None:
+        from bcc import BPF, BPFAttachType
+
+        if self._fns is None:
+            self._fns = []
+            for name, attach in EGRESS_HOOKS:
+                kind = getattr(BPFAttachType, attach)
+                fn = self.bpf.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR,
+                                        attach_type=kind)
+                self._fns.append((fn, kind))
+        for fn, kind in self._fns:
+            self.bpf.attach_func(fn, cgroup_fd, kind)
