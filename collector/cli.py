@@ -18,6 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Runtime monitor for sandboxed AI agents (eBPF).")
 config_app = typer.Typer(no_args_is_help=True, help="Check or print the configuration.")
 app.add_typer(config_app, name="config")
+session_app = typer.Typer(no_args_is_help=True,
+                          help="List running sessions; freeze, thaw or kill one.")
+app.add_typer(session_app, name="session")
 
 
 class Mode(StrEnum):
@@ -60,6 +63,10 @@ def run(
     alerts: AlertsOpt = None,
     config: ConfigOpt = None,
     mode: ModeOpt = None,
+    cgroup: Annotated[bool, typer.Option(
+        "--cgroup/--no-cgroup",
+        help="Put CMD in a cgroup v2 of its own (kill and freeze whole, egress programs) "
+             "where the host allows it.")] = True,
     ebpf: Annotated[bool, typer.Option("--ebpf", hidden=True,
                                        help="Print the BPF C program and exit.")] = False,
 ) -> None:
@@ -73,7 +80,7 @@ def run(
 
     detection = _detection(config, mode)
     try:
-        code = runmod.main(list(command or []), events, detection, alerts)
+        code = runmod.main(list(command or []), events, detection, alerts, cgroup)
     except runmod.RunError as e:
         raise _fail(str(e), e.code) from None
     except (SetupError, SinkError) as e:
@@ -200,6 +207,60 @@ def config_defaults() -> None:
     from detectors.config import defaults_toml
 
     typer.echo(defaults_toml(), nl=False)
+
+
+SessionArg = Annotated[str, typer.Argument(metavar="ID", help="Session id (16 hex digits).")]
+
+
+@session_app.command("list")
+def session_list(
+    json_output: Annotated[bool, typer.Option("--json", help="JSON Lines.")] = False,
+) -> None:
+    """Sessions watched by the agentwatch processes running on this host."""
+    import orjson
+
+    from collector.control import ControlError, list_sessions
+
+    try:
+        sessions = list_sessions()
+    except ControlError as e:
+        raise _fail(str(e), 1) from None
+    for s in sessions:
+        if json_output:
+            typer.echo(orjson.dumps(s).decode())
+        else:
+            cmd = " ".join(s.get("argv") or [])[:60].encode("unicode_escape").decode()
+            typer.echo(f"{s['session']}  {s['kind']:8} {s['state']:8} root {s['root_pid']:<7} "
+                       f"{s['members']:>4} procs  {cmd}")
+    if not sessions and not json_output:
+        typer.echo("agentwatch: no running sessions", err=True)
+
+
+def _session_op(op: str, session: str) -> None:
+    from collector.control import ControlError, act
+
+    try:
+        typer.echo(f"session {session}: {act(op, session)}")
+    except ControlError as e:
+        raise _fail(str(e), 1) from None
+
+
+@session_app.command("freeze")
+def session_freeze(session: SessionArg) -> None:
+    """Stop every process of a session (cgroup freeze, else SIGSTOP)."""
+    _session_op("freeze", session)
+
+
+@session_app.command("thaw")
+def session_thaw(session: SessionArg) -> None:
+    """Let a frozen session run again."""
+    _session_op("thaw", session)
+
+
+@session_app.command("kill")
+def session_kill(session: SessionArg) -> None:
+    """Kill every process of a session."""
+    _session_op("kill", session)
 
 
 @app.command()

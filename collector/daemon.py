@@ -31,6 +31,12 @@ def _announce(event: Event) -> None:
                   f"{event.events} events, {event.lost} lost", file=sys.stderr, flush=True)
 
 
+def _enforcement(collector: Collector) -> str:
+    config = collector.analyzer.engine.config if collector.analyzer else None
+    mode = config.mode if config else "monitor"
+    return f"mode {mode}; {collector.policy.describe()}; {collector.egress.describe()}"
+
+
 class _Stop:
     def __init__(self) -> None:
         self.requested = False
@@ -64,8 +70,12 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
     with _Stop() as stop:
         try:
             collector.start(adopt_launchers=True)
+            problem = collector.serve_control()
+            if problem:
+                print(f"agentwatch: {problem}", file=sys.stderr, flush=True)
             print(f"agentwatch: daemon ready, adopting launchers: "
-                  f"{', '.join(collector.launchers)}", file=sys.stderr, flush=True)
+                  f"{', '.join(collector.launchers)}; {_enforcement(collector)}",
+                  file=sys.stderr, flush=True)
             while not stop.requested:
                 collector.poll(100)
             collector.drain()
@@ -87,6 +97,9 @@ def attach(pid: int, events: str | None, detection: DetectionConfig | None = Non
     with _Stop() as stop:
         try:
             collector.start()
+            problem = collector.serve_control()
+            if problem:
+                print(f"agentwatch: {problem}", file=sys.stderr, flush=True)
             session = collector.attach(pid)
             while not stop.requested and not session.ended:
                 collector.poll(100)

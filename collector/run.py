@@ -86,6 +86,10 @@ def run(argv: list[str], events: str | None = None, config: ProbeConfig | None =
     try:
         if own:
             collector.start()
+            problem = collector.serve_control()
+            if problem:
+                print(f"agentwatch: {problem}; `agentwatch session` cannot reach this run",
+                      file=sys.stderr)
         return _run_session(collector, path, argv, poll_ms, cgroup)
     finally:
         if own:
@@ -162,8 +166,8 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int,
 
 
 def main(argv: list[str], events: str | None, detection: DetectionConfig | None = None,
-         alerts: str | None = None) -> int:
-    result = run(argv, events, detection=detection, alerts=alerts)
+         alerts: str | None = None, cgroup: bool = True) -> int:
+    result = run(argv, events, detection=detection, alerts=alerts, cgroup=cgroup)
     lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
     unwritten = f", {result.unwritten} NOT WRITTEN" if result.unwritten else ""
     print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "

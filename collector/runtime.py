@@ -98,6 +98,7 @@ class Collector:
         self.policy = enforce.Policy()
         self.egress = enforce.Egress()
         self._egress_attacher: enforce.EgressAttacher | None = None
+        self.control: Any = None  # collector.control.ControlServer, when serving
         self._alerted: set[tuple[str, str]] = set()  # (session, detector) alerted so far
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
@@ -157,7 +158,20 @@ class Collector:
         self.bpf[b"config"][ctypes.c_int(ADOPT_LAUNCHERS_SLOT)] = ctypes.c_uint64(
             1 if adopt else 0)
 
+    def serve_control(self) -> str | None:
+        """Serve the control socket (`agentwatch session ...`); why not, or None."""
+        from collector.control import ControlError, ControlServer
+
+        try:
+            self.control = ControlServer(self)
+        except ControlError as e:
+            return str(e)
+        return None
+
     def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self.analyzer is not None:
             self._alerts(self.analyzer.finish())
         for sink in self.sinks + self.alert_sinks:
@@ -393,6 +407,7 @@ class Collector:
                 self.on_event(alert)
             for sink in self.alert_sinks:
                 sink.write(alert)
+                sink.flush()  # alerts are rare: each is on disk before anything else
 
     def _kernel_session(self, ev: SessionEvent) -> None:
         """Session records from the kernel: a launcher adopted, or a session's end."""
@@ -443,6 +458,8 @@ class Collector:
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
             raise err
+        if self.control is not None:
+            self.control.serve()
         now = time.monotonic()
         if now - self._last_tick >= 1.0:  # once a second: losses, attached sessions' end
             self._last_tick = now

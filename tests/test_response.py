@@ -9,11 +9,13 @@ kills nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -156,3 +158,80 @@ def test_monitor_mode_kills_nothing(responder: tuple[Any, Any], decoy: Path,
                 pass
         cg = c.sessions[result.session].cgroup
         assert cg is not None and cg.remove() == ""
+
+
+def _wait_for(pred: Any, timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _ticks(path: Path) -> int:
+    try:
+        return len(path.read_text())
+    except OSError:
+        return 0
+
+
+@pytest.mark.parametrize("cgroup", [True, False], ids=["cgroup", "sigstop"])
+def test_freeze_then_thaw_then_kill_from_the_command_line(tmp_path: Path,
+                                                          cgroup: bool) -> None:
+    """`agentwatch run` (the real CLI) freezes a session on a freeze alert; `agentwatch
+    session list/thaw/kill` (another process) see it, thaw it, then kill it."""
+    if os.geteuid() != 0:
+        bpf_unavailable("needs root")
+    aw = str(Path(sys.executable).parent / "agentwatch")
+    decoy = tmp_path / "decoy"
+    decoy.write_text("bait\n")
+    ticks = tmp_path / "ticks"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'mode = "enforce"\n[detectors.canary_touch]\npaths = ["{decoy}"]\n'
+                   'action = "freeze"\n')
+    env = {**os.environ, "AGENTWATCH_RUN_DIR": str(tmp_path / "run")}
+    # the workload forks, the child opens the decoy, then both tick every 20 ms
+    work = textwrap.dedent(f"""
+        import os, time
+        if os.fork() == 0:
+            open({str(decoy)!r}).read()
+        while True:
+            with open({str(ticks)!r}, "a") as f:
+                f.write(".")
+            time.sleep(0.02)
+    """)
+    args = [aw, "run", "--config", str(cfg), "--alerts", str(tmp_path / "alerts.jsonl")]
+    if not cgroup:
+        args.append("--no-cgroup")
+    proc = subprocess.Popen([*args, "--", sys.executable, "-c", work], env=env,
+                            stderr=subprocess.PIPE)
+    try:
+        def listed() -> list[dict[str, Any]]:
+            out = subprocess.run([aw, "session", "list", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=30).stdout
+            return [json.loads(line) for line in out.splitlines()]
+
+        _wait_for(lambda: any(s["state"] == "frozen" for s in listed()), what="the freeze")
+        (s,) = listed()
+        assert s["members"] == 2 and (s["cgroup"] is not None) == cgroup
+        alert = json.loads((tmp_path / "alerts.jsonl").read_text().splitlines()[0])
+        assert alert["detector"] == "canary_touch" and alert["action"]["taken"] == "freeze"
+        assert "thaw" in alert["action"]["result"], alert["action"]
+        before = _ticks(ticks)
+        time.sleep(0.5)
+        assert _ticks(ticks) == before, "the frozen session kept running"
+        out = subprocess.run([aw, "session", "thaw", s["session"]], env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        _wait_for(lambda: _ticks(ticks) > before + 5, what="the thawed session to run")
+        out = subprocess.run([aw, "session", "kill", s["session"]], env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "killed 2 processes" in out.stdout, out
+        assert proc.wait(timeout=30) == 128 + 9
+        out = subprocess.run([aw, "session", "kill", "0123456789abcdef"], env=env,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and "no running agentwatch watches" in out.stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
