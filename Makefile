@@ -41,6 +41,7 @@ bench:
 	@VENV=$(VENV) APT_LISTS="packaging/apt-packages.txt packaging/apt-bench-packages.txt" \
 		bash packaging/setup-host.sh
 	$(PY) bench/open_close.py
+	$(PY) bench/kill_latency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,6 +33,7 @@ SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 DEFAULT_LAUNCHERS = ("bwrap",)
 MAX_ENDED_SESSIONS = 1024
 ADOPT_LAUNCHERS_SLOT = 0  # AW_CFG_ADOPT_LAUNCHERS
+POLL_BUDGET = 4096  # records handled per poll before the loop gets control back
 
 
 class SessionError(RuntimeError):
@@ -102,6 +103,7 @@ class Collector:
         self._alerted: set[tuple[str, str]] = set()  # (session, detector) alerted so far
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
+        self._budget = POLL_BUDGET
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, adopt_launchers: bool = False) -> None:
@@ -430,15 +432,23 @@ class Collector:
         self.end_session(session, root.exit_status() if root else None)
 
     def _on_record(self, _ctx: Any, data: Any, size: int) -> int:
-        # Called by BCC through ctypes: an exception must not escape (ctypes would print
-        # and drop it); it is kept and re-raised by poll() in the caller's frame.
+        """One ring-buffer record (BCC calls this through ctypes). Returns -1 when this
+        poll's budget is spent: libbpf then stops (the record is consumed) and control
+        comes back to the loop, which a steady flood would otherwise never give back."""
+        self._handle_record(data, size)
+        self._budget -= 1
+        return -1 if self._budget <= 0 else 0
+
+    def _handle_record(self, data: Any, size: int) -> None:
+        # An exception must not escape into ctypes (it would print and drop it): it is
+        # kept and re-raised by poll() in the caller's frame.
         try:
             event = self.decoder.decode(ctypes.string_at(data, size))
             if event.kernel_kill is not None:
                 self._kernel_killed(event)
             if isinstance(event, SessionEvent):
                 self._kernel_session(event)
-                return 0
+                return
             proc = self.table.observe(event)
             if proc is not None:
                 if event.ppid == 0:  # an adopted launcher's first records: the kernel
@@ -451,9 +461,9 @@ class Collector:
         except BaseException as e:  # noqa: BLE001
             if self._callback_error is None:
                 self._callback_error = e
-        return 0
 
     def poll(self, timeout_ms: int = 100) -> None:
+        self._budget = POLL_BUDGET
         self.bpf.ring_buffer_poll(timeout_ms)
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
@@ -481,9 +491,16 @@ class Collector:
                 root = self.table.get(session.root_pid)
                 self.end_session(session, root.exit_status() if root else None)
 
-    def drain(self) -> None:
-        """Consume every record already in the ring buffer."""
-        self.bpf.ring_buffer_consume()
+    def drain(self, max_seconds: float = 2.0) -> None:
+        """Consume the records in the ring buffers, until they are empty or, under a
+        flood that keeps them full, for at most `max_seconds`."""
+        deadline = time.monotonic() + max_seconds
+        while True:
+            self._budget = POLL_BUDGET
+            self.bpf.ring_buffer_consume()
+            if self._budget > 0 or time.monotonic() > deadline \
+                    or self._callback_error is not None:
+                break
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
             raise err

@@ -65,7 +65,7 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
     if (aw_enforce_mask(p) & AW_EN_PATHS) {
         u32 why = aw_path_denied(rec->path, sizeof(rec->path));
         if (why) {
-            aw_kill_current((struct aw_hdr *)rec, why);
+            aw_kill_current((struct aw_hdr *)rec, why, p);
             aw_submit_enforced(rec, offsetof(struct aw_open, path) + rec->path_len,
                                sizeof(*rec));
             return 0;

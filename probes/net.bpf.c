@@ -51,7 +51,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     if (rec->addr[0] == 1 && rec->addr[1] == 0 && (aw_enforce_mask(p) & AW_EN_PATHS)) {
         u32 why = aw_path_denied((const char *)&rec->addr[2], AW_SOCKADDR_MAX - 2);
         if (why) {
-            aw_kill_current((struct aw_hdr *)rec, why);
+            aw_kill_current((struct aw_hdr *)rec, why, p);
             aw_submit_enforced(rec, sizeof(*rec), sizeof(*rec));
             return 0;
         }

@@ -119,7 +119,7 @@ static __always_inline int aw_fork_enter(u64 clone_flags, u64 new_ns)
     if ((clone_flags & new_ns) && !(p->flags & AW_PF_EXEMPT) &&
         (aw_enforce_mask(p) & AW_EN_NS)) {
         /* the child is still made (in `watched`, for user space to kill) */
-        aw_kill_current((struct aw_hdr *)&rec, AW_WHY_NS);
+        aw_kill_current((struct aw_hdr *)&rec, AW_WHY_NS, p);
         aw_submit_enforced(&rec, sizeof(rec), sizeof(rec));
         return 0;
     }
@@ -417,7 +417,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     rec.exit_code = p->exit_code;
     rec.exit_signal = p->exit_signal;
     rec.exit_flags = p->flags & (AW_PF_EXIT_CODE | AW_PF_EXIT_SIGNAL | AW_EF_CORE);
-    aw_submit(&rec, sizeof(rec), sizeof(rec));
+    if (p->flags & AW_PF_KILLED)
+        aw_submit_enforced(&rec, sizeof(rec), sizeof(rec));  /* the kill's end, not lost */
+    else
+        aw_submit(&rec, sizeof(rec), sizeof(rec));
     aw_session_leave(p, id);
     watched.delete(&tgid);
     return 0;

@@ -372,7 +372,7 @@ int aw_sys_enter(void *ctx)
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
     u32 why = aw_sys_violation(rec, spec, p, id);
     if (why)
-        aw_kill_current((struct aw_hdr *)rec, why);  /* first; the record follows */
+        aw_kill_current((struct aw_hdr *)rec, why, p);  /* first; the record follows */
     rec->ret = 0;
     rec->nr = nr;
     rec->sys_flags = 0;

@@ -91,7 +91,8 @@ struct aw_proc {
 #define AW_PF_NESTED      0x40  /* a launcher exec'd by a sandboxed payload, not by setup */
 #define AW_PF_SANDBOXED   0x80  /* exec'd by a setup-phase process: a sandbox's payload */
 #define AW_PF_EXEMPT      0x100 /* its comm is in `exempt_comms` (sandbox-runtime's helper):
-                                   may create namespaces and mount, see aw_violation_ok */
+                                   may create namespaces and mount */
+#define AW_PF_KILLED      0x200 /* killed by aw_kill_current: its exit goes to `enforced` */
 
 /* Event header flags (hdr_flags). */
 #define AW_HF_SETUP  0x1
@@ -225,11 +226,13 @@ static __always_inline u64 aw_enforce_mask(const struct aw_proc *p)
     return mask ? *mask : 0;
 }
 
-/* SIGKILL to the current process, and the record marked with why. */
-static __always_inline void aw_kill_current(struct aw_hdr *h, u32 why)
+/* SIGKILL to the current process, and the record marked with why; the process's exit
+ * record will go to the `enforced` ring too (AW_PF_KILLED). */
+static __always_inline void aw_kill_current(struct aw_hdr *h, u32 why, struct aw_proc *p)
 {
     bpf_send_signal(9);
     h->hdr_flags |= AW_HF_KILLED | (why << 8);
+    p->flags |= AW_PF_KILLED;
 }
 
 /* Like aw_submit, to the `enforced` ring (its own loss slot). */
