@@ -14,6 +14,8 @@ match gets SIGKILL from `bpf_send_signal` before the process returns to user spa
 |                   | outside the session, by a caller in the host pid namespace |
 | canary_touch | opens of a decoy path or anything below it (literal absolute paths) |
 | runtime_socket | connects to a runtime socket path (literal absolute paths) |
+| reverse_shell | an AF_INET/AF_INET6 socket dup'ed (dup, dup2, dup3, fcntl F_DUPFD) |
+|               | onto fd 0, 1 or 2: killed at the dup's exit, before it returns |
 
 Everything else (relative paths, globs, `..`, abstract sockets, calls from inside a
 sandbox's pid namespace for ptrace) stays with the user-space detectors, which kill the
@@ -34,7 +36,8 @@ from typing import Any
 from detectors.config import Config
 from probes.decode import KILL_REASONS
 
-EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS = 0x1, 0x2, 0x4, 0x8, 0x10
+EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+FD_PROBES = (("aw_fd_close", "close"), ("aw_fd_close_range", "close_range"))
 CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO = 1, 2, 3
 WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
 DENY_DIR = 0x100
@@ -163,6 +166,9 @@ def policy_for(config: Config) -> Policy:
         for path in literal_paths(list(p.get("sockets", [])), "runtime_socket", pol):
             pol.deny_paths.setdefault(path, WHY_CODE["runtime_socket"])
         pol.detectors.append("runtime_socket")
+    if kills("reverse_shell") is not None:
+        pol.mask |= EN_REVSHELL
+        pol.detectors.append("reverse_shell")
     if pol.deny_paths:
         pol.mask |= EN_PATHS
     pol.exempt_comms = sorted(exempt)
@@ -212,7 +218,29 @@ def apply(bpf: Any, pol: Policy) -> None:
         key = comms.Key()
         key.name = name.encode()[:15]
         comms[key] = ctypes.c_uint32(1)
+    _fd_probes(bpf, bool(pol.mask & EN_REVSHELL))
     cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(pol.mask)
+
+
+def _fd_probes(bpf: Any, on: bool) -> None:
+    """close()/close_range() probes (inet socket fds tracking): attached only while the
+    reverse-shell rule is on, so that no one else pays for them."""
+    from probes import sys as sysprobe
+
+    attached = getattr(bpf, "_aw_fd_probes", False)
+    if on == attached:
+        return
+    for fn, call in FD_PROBES:
+        if not sysprobe.tracepoint_exists(call):
+            continue
+        tp = f"syscalls:sys_enter_{call}".encode()
+        if on:
+            bpf.attach_tracepoint(tp=tp, fn_name=fn.encode())
+        else:
+            bpf.detach_tracepoint(tp=tp)
+    if not on:
+        bpf[b"inet_fds"].clear()
+    bpf._aw_fd_probes = on
 
 
 # ------------------------------------------------------------------------------ egress

@@ -185,10 +185,17 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
      * added under its own id; sched_process_exit removes such entries. */
     /* the phase is inherited */
     c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED | AW_PF_EXEMPT);
-    if (watched.update(&child, &c) != 0)
+    if (watched.update(&child, &c) != 0) {
         aw_count_lost(AW_LOST_UNTRACKED);
-    else
+    } else {
         aw_session_join(p->session);
+        u32 tgid = id >> 32;
+        struct aw_fdset *set = inet_fds.lookup(&tgid);
+        if (set && (flags & CLONE_FILES))
+            inet_fds.delete(&tgid);  /* one fd table, two processes: no longer tracked */
+        else if (set)
+            inet_fds.update(&child, set);  /* the child's fd table is a copy */
+    }
     return 0;
 }
 
@@ -205,6 +212,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 *is_launcher = launchers.lookup(&comm);
     struct aw_proc *p = aw_current(id);
     if (p) {
+        u32 self = id >> 32;
+        inet_fds.delete(&self);  /* close-on-exec fds are gone; inherited ones forgotten */
         /* sandbox-runtime's helper (by name: user space still checks its path) */
         if (exempt_comms.lookup(&comm))
             p->flags |= AW_PF_EXEMPT;
@@ -423,5 +432,6 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
         aw_submit(&rec, sizeof(rec), sizeof(rec));
     aw_session_leave(p, id);
     watched.delete(&tgid);
+    inet_fds.delete(&tgid);
     return 0;
 }

@@ -339,6 +339,46 @@ static __always_inline u32 aw_sys_violation(const struct aw_sys *rec,
     return 0;
 }
 
+/* At a successful exit: keep `inet_fds` up to date; 1 when an inet socket was just
+ * dup'ed onto fd 0, 1 or 2 (a reverse shell's stdio). */
+static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long ret)
+{
+    u32 tgid = rec->pid;
+    struct aw_fdset *set = inet_fds.lookup(&tgid);
+    if (nr == 41 /* socket */) {
+        u64 family = rec->arg0;
+        if (family != 2 /* AF_INET */ && family != 10 /* AF_INET6 */) {
+            aw_fd_mark(set, ret, 0);
+            return 0;
+        }
+        if (!set) {
+            struct aw_fdset empty = {};
+            inet_fds.update(&tgid, &empty);
+            set = inet_fds.lookup(&tgid);
+        }
+        aw_fd_mark(set, ret, 1);
+        return 0;
+    }
+    if (!set)
+        return 0;
+    u64 old, newfd;
+    if (nr == 43 || nr == 288) {  /* accept, accept4: inet if the listener is */
+        aw_fd_mark(set, ret, aw_fd_is_inet(set, rec->arg0));
+        return 0;
+    } else if (nr == 32 || nr == 72) {  /* dup, fcntl(F_DUPFD*) (the only ones traced) */
+        old = rec->arg0;
+        newfd = ret;
+    } else if (nr == 33 || nr == 292) {  /* dup2, dup3 */
+        old = rec->arg0;
+        newfd = rec->arg1;
+    } else {
+        return 0;
+    }
+    int inet = aw_fd_is_inet(set, old);
+    aw_fd_mark(set, newfd, inet);
+    return inet && newfd <= 2 && old != newfd;
+}
+
 int aw_sys_enter(void *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -429,6 +469,14 @@ int aw_sys_exit(void *ctx)
     }
     long ret = *(long *)(ctx + 16);
     rec->ret = ret;
+    u32 why = 0;
+    if (ret >= 0) {
+        struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
+        if (p && (aw_enforce_mask(p) & AW_EN_REVSHELL) && aw_inet_fds(rec, nr, ret)) {
+            aw_kill_current((struct aw_hdr *)rec, AW_WHY_REVSHELL, p);
+            why = AW_WHY_REVSHELL;
+        }
+    }
     struct aw_sys_spec *spec = sys_spec.lookup(&nr);
     if (spec && ret >= 0) {
         u64 boff = aw_sys_blob_off(rec);
@@ -450,7 +498,43 @@ int aw_sys_exit(void *ctx)
         }
     }
     u64 used = (u64)aw_sys_blob_off(rec) + rec->blob_len;
-    aw_submit(rec, offsetof(struct aw_sys, data) + used, sizeof(*rec));
+    if (why)
+        aw_submit_enforced(rec, offsetof(struct aw_sys, data) + used, sizeof(*rec));
+    else
+        aw_submit(rec, offsetof(struct aw_sys, data) + used, sizeof(*rec));
     sys_inflight.delete(&tid);
+    return 0;
+}
+
+/* close() and close_range(): attached only with AW_EN_REVSHELL (collector/enforce.py). */
+int aw_fd_close(void *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct aw_fdset *set = inet_fds.lookup(&tgid);
+    if (set)
+        aw_fd_mark(set, *(u64 *)(ctx + 16), 0);
+    return 0;
+}
+
+int aw_fd_close_range(void *ctx)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct aw_fdset *set = inet_fds.lookup(&tgid);
+    if (!set)
+        return 0;
+    u64 first = *(u64 *)(ctx + 16), last = *(u64 *)(ctx + 24), flags = *(u64 *)(ctx + 32);
+    if (flags & 4 /* CLOSE_RANGE_CLOEXEC: closed at exec, where the set is emptied */)
+        return 0;
+    for (u32 i = 0; i < AW_FDSET_MAX / 64; i++) {
+        u64 lo = (u64)i * 64, hi = lo + 63;
+        if (hi < first || lo > last)
+            continue;
+        u64 mask = ~0ULL;
+        if (first > lo)
+            mask &= ~0ULL << (first - lo);
+        if (last < hi)
+            mask &= ~0ULL >> (hi - last);
+        set->w[i] &= ~mask;
+    }
     return 0;
 }

@@ -92,7 +92,10 @@ def _run(c: Any, code: str, marker: Path) -> Any:
     marker.unlink(missing_ok=True)
     prog = "import ctypes, os, socket, sys, time\nL = ctypes.CDLL(None, use_errno=True)\n" \
         + textwrap.dedent(code) + f"\nopen({str(marker)!r}, 'w').write('after')\n"
-    return run([PY, "-c", prog], collector=c)
+    # a script file, not `-c`: reverse_shell flags one-liners that name sockets and dup2
+    script = marker.with_suffix(".py")
+    script.write_text(prog)
+    return run([PY, str(script)], collector=c)
 
 
 def _alerts(alerts: Any, session: str) -> list[Any]:
@@ -101,7 +104,7 @@ def _alerts(alerts: Any, session: str) -> list[Any]:
 
 CASES = {
     "unshare": ("L.unshare(0x10000000)", "namespace_escape", "unshare"),
-    "setns": ("L.setns(os.open('/proc/self/ns/net', os.O_RDONLY), 0)", "namespace_escape",
+    "setns": ("L.setns(99, 0)", "namespace_escape",  # a bad fd: killed at entry anyway
               "setns"),
     "mount": ("L.mount(b'none', b'/nonexistent-aw', b'tmpfs', 0, None)", "mount_escape",
               "mount"),
@@ -284,3 +287,73 @@ def test_egress_is_refused_in_the_kernel(enforcing: tuple[Any, Any, Any], tmp: P
         "10.0.0.1", "169.254.169.254", "2001:db8::1", "::ffff:a00:3", "10.0.0.2"}
     for a in denied:
         assert a.action["taken"] == "deny" and a.action["by"] == "kernel", a.action
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[int]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    yield srv.getsockname()[1]
+    srv.close()
+
+
+def test_reverse_shell_dup_is_killed_in_the_kernel(enforcing: tuple[Any, Any, Any],
+                                                  tmp: Path, listener: int) -> None:
+    c, alerts, events = enforcing
+    marker = tmp / "marker-revshell"
+    r = _run(c, f"""
+        s = socket.create_connection(("127.0.0.1", {listener}))
+        os.dup2(s.fileno(), 1)
+    """, marker)
+    assert r.exit_status == 128 + 9 and not marker.exists()
+    (ev,) = [e for e in events.session(r.session) if e.kernel_kill]
+    assert ev.kernel_kill == "reverse_shell" and ev.syscall == "dup2"
+    (a,) = [a for a in _alerts(alerts, r.session) if a.detector == "reverse_shell"]
+    assert a.action["by"] == "kernel", a.action
+
+
+def test_bash_dev_tcp_is_killed_in_the_kernel(enforcing: tuple[Any, Any, Any],
+                                              tmp: Path, listener: int) -> None:
+    from collector.run import run
+
+    c, alerts, events = enforcing
+    # a script, so that no command line names /dev/tcp: only the dup is there to see
+    script = tmp / "revshell.sh"
+    script.write_text(f"echo hi >& /dev/tcp/127.0.0.1/{listener}\necho after\n")
+    r = run(["bash", str(script)], collector=c)
+    assert r.exit_status == 128 + 9
+    assert [e.kernel_kill for e in events.session(r.session) if e.kernel_kill] == \
+        ["reverse_shell"]
+
+
+def test_fds_that_are_not_inet_sockets_are_not_killed(enforcing: tuple[Any, Any, Any],
+                                                      tmp: Path, listener: int) -> None:
+    """A closed socket's fd number reused by a file, a unix socketpair, a pipe, a socket
+    dup'ed above 2, and a forked child's copy closed: none is a reverse shell."""
+    c, alerts, events = enforcing
+    marker = tmp / "marker-benign-dup"
+    r = _run(c, f"""
+        s = socket.create_connection(("127.0.0.1", {listener}))
+        n = s.fileno()
+        s.close()
+        f = os.open("/dev/null", os.O_WRONLY)
+        assert f == n
+        os.dup2(f, 1)
+        a, b = socket.socketpair()
+        os.dup2(a.fileno(), 0)
+        r_, w_ = os.pipe()
+        os.dup2(w_, 2)
+        t = socket.create_connection(("127.0.0.1", {listener}))
+        os.dup2(t.fileno(), 9)
+        os.closerange(3, 64)
+        g = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(g, 0)
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(g, 1)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    """, marker)
+    assert r.exit_status == 0 and marker.exists(), r
+    assert not [e for e in events.session(r.session) if e.kernel_kill]

@@ -129,6 +129,7 @@ struct aw_session {
 #define AW_EN_MOUNT  0x4   /* mount family, pivot_root, chroot (mount/umount2: not exempt) */
 #define AW_EN_PTRACE 0x8   /* ptrace attach/poke, process_vm_*: of a process outside */
 #define AW_EN_PATHS  0x10  /* opens and unix connects of `deny_paths` (literal, absolute) */
+#define AW_EN_REVSHELL 0x20 /* an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`) */
 
 /* Why the kernel killed (AW_HF_KILLED's reason; user space maps it to a detector id). */
 #define AW_WHY_TAMPER 1
@@ -137,6 +138,7 @@ struct aw_session {
 #define AW_WHY_PTRACE 4
 #define AW_WHY_CANARY 5
 #define AW_WHY_RUNTIME_SOCKET 6
+#define AW_WHY_REVSHELL 7
 
 #define AW_DENY_DIR 0x100  /* deny_paths value flag: the entry covers everything below it */
 #define AW_HASH_MAX 256    /* deny_paths: longer paths are left to user space */
@@ -154,6 +156,13 @@ BPF_ARRAY(config, u64, AW_CFG_SLOTS);
 BPF_RINGBUF_OUTPUT(enforced, 64);                  /* 256 KiB: kernel kills only */
 BPF_HASH(deny_paths, u64, u32, 4096);               /* FNV-1a 64 of a path -> AW_WHY_* */
 BPF_HASH(exempt_comms, struct aw_comm, u32, 16);    /* comm -> 1 */
+
+/* With AW_EN_REVSHELL: which fds (below AW_FDSET_MAX) of a watched thread group are
+ * AF_INET/AF_INET6 sockets. Set at socket()/accept() exit, copied by dup*, cleared at
+ * close()/close_range() (probes attached only then), emptied at exec, copied at fork. */
+#define AW_FDSET_MAX 1024
+struct aw_fdset { u64 w[AW_FDSET_MAX / 64]; };
+BPF_F_TABLE("hash", u32, struct aw_fdset, inet_fds, AW_MAX_PROCS, BPF_F_NO_PREALLOC);
 
 static __always_inline void aw_count_lost(u32 slot)
 {
@@ -272,6 +281,25 @@ static __always_inline u32 aw_path_denied(const char *s, u32 max)
         h *= AW_FNV_PRIME;
     }
     return 0;
+}
+
+static __always_inline int aw_fd_is_inet(const struct aw_fdset *set, u64 fd)
+{
+    if (!set || fd >= AW_FDSET_MAX)
+        return 0;
+    return (set->w[(fd / 64) & (AW_FDSET_MAX / 64 - 1)] >> (fd % 64)) & 1;
+}
+
+static __always_inline void aw_fd_mark(struct aw_fdset *set, u64 fd, int on)
+{
+    if (!set || fd >= AW_FDSET_MAX)
+        return;
+    u64 bit = 1ULL << (fd % 64);
+    u64 *w = &set->w[(fd / 64) & (AW_FDSET_MAX / 64 - 1)];
+    if (on)
+        *w |= bit;
+    else
+        *w &= ~bit;
 }
 
 #endif /* AGENTWATCH_H */
