@@ -104,6 +104,8 @@ class Collector:
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
         self._budget = POLL_BUDGET
+        self._enforced_mgr: Any = None
+        self._lib: Any = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, adopt_launchers: bool = False) -> None:
@@ -111,7 +113,8 @@ class Collector:
         (default: bwrap) starts a new session in the kernel (the daemon's mode)."""
         self.bpf = loader.load(self.config)
         self.bpf[b"events"].open_ring_buffer(self._on_record)
-        self.bpf[b"enforced"].open_ring_buffer(self._on_record)
+        self.bpf[b"enforced"].open_ring_buffer(self._on_record)  # wakes poll() up
+        self._open_enforced_first()
         table = self.bpf[b"launchers"]
         for name in self.launchers:
             raw = name.encode()
@@ -155,6 +158,25 @@ class Collector:
         session.egress = True
         return None
 
+    def _open_enforced_first(self) -> None:
+        """A second consumer of the `enforced` ring, drained before every poll: BCC's one
+        manager serves its rings in a fixed order and stops at the events ring's budget,
+        so under a flood the kernel's kill records could otherwise wait behind it."""
+        from bcc.libbcc import _RINGBUF_CB_TYPE, lib
+
+        def on_enforced(_ctx: Any, data: Any, size: int) -> int:
+            self._handle_record(data, size)
+            return 0
+
+        self._enforced_cb = _RINGBUF_CB_TYPE(on_enforced)  # kept: ctypes must not free it
+        self._enforced_mgr = lib.bpf_new_ringbuf(self.bpf[b"enforced"].map_fd,
+                                                 self._enforced_cb, None)
+        self._lib = lib
+
+    def _consume_enforced(self) -> None:
+        if self._enforced_mgr:
+            self._lib.bpf_consume_ringbuf(self._enforced_mgr)
+
     def set_adopt_launchers(self, adopt: bool) -> None:
         """Turn launcher adoption (a new session per launcher exec) on or off."""
         self.bpf[b"config"][ctypes.c_int(ADOPT_LAUNCHERS_SLOT)] = ctypes.c_uint64(
@@ -178,6 +200,9 @@ class Collector:
             self._alerts(self.analyzer.finish())
         for sink in self.sinks + self.alert_sinks:
             sink.close()
+        if self._enforced_mgr:
+            self._lib.bpf_free_ringbuf(self._enforced_mgr)
+            self._enforced_mgr = None
         if self.bpf is not None:
             self.bpf.cleanup()
             self.bpf = None
@@ -464,7 +489,9 @@ class Collector:
 
     def poll(self, timeout_ms: int = 100) -> None:
         self._budget = POLL_BUDGET
+        self._consume_enforced()
         self.bpf.ring_buffer_poll(timeout_ms)
+        self._consume_enforced()
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
             raise err
@@ -497,6 +524,7 @@ class Collector:
         deadline = time.monotonic() + max_seconds
         while True:
             self._budget = POLL_BUDGET
+            self._consume_enforced()
             self.bpf.ring_buffer_consume()
             if self._budget > 0 or time.monotonic() > deadline \
                     or self._callback_error is not None:

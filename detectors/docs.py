@@ -22,6 +22,8 @@ built-in default shown, so no configuration file is needed; tune them in TOML:
 ```toml
 mode = "monitor"        # "enforce" carries out freeze/kill actions
 fold_window = 60.0      # seconds: repeats of one alert are folded into a count
+kernel_enforcement = true   # enforce mode: the kernel kills at the entry of calls it can judge
+egress_enforcement = true   # enforce mode: cgroup programs refuse egress outside the allowlist
 
 [detectors.event_loss]
 enabled = true
@@ -43,9 +45,12 @@ shows which alerts a change makes appear or disappear on a recording.
 Path globs: `*` stays within a directory, `**` crosses directories, a leading `~/` means
 any home directory (`/root` or `/home/<user>`).
 
-Actions are requested, not yet carried out: the response engine (freeze, kill, in-kernel
-deny) is the next piece of work; until then every alert's `action.result` says what was
-or would have been done.
+In `monitor` mode (the default) nothing is acted on and each alert's `action.result` says
+what would have been done. In `enforce` mode each detector's action is carried out: `kill`
+takes the whole session tree, `freeze` stops it until `agentwatch session thaw|kill ID`;
+the kill detectors whose condition the kernel can decide alone (and that have no
+exceptions) are enforced at the syscall's entry by the probes themselves. See
+[response.md](response.md).
 """
 
 
