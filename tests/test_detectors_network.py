@@ -98,3 +98,27 @@ def test_reverse_shell_exception_by_exe_suppresses() -> None:
 def test_dns_exception_by_argv_suppresses() -> None:
     cfg = {"dns_exfil": {"exceptions": [{"argv": "*bash -c npm test"}]}}
     assert alerts_of("dns_exfil", "positive", cfg) == []
+
+
+def test_reverse_shell_ignores_unix_socket_stdio_unless_told() -> None:
+    """Node gives children socketpair stdio: a unix socket dup'ed onto fd 0-2 is not a
+    reverse shell by default; `ignore_unix_sockets = false` flags it like a TCP one."""
+    events = load_events("reverse_shell", "positive")
+    dups = [e for e in events if getattr(e, "syscall", None) in ("dup2", "dup3")
+            and e.args.get("socket")]  # type: ignore[attr-defined]
+    assert dups
+    for e in dups:
+        e.args["unix_socket"] = True  # type: ignore[attr-defined]
+    from collector.replay import Analyzer
+    from tests.detector_fixtures import config
+
+    def dup_keys(cfg: dict[str, dict[str, object]] | None) -> list[str]:
+        analyzer = Analyzer(config(cfg))
+        out = []
+        for ev in events:
+            out.extend(a.key for a in analyzer.feed(ev)
+                       if a.detector == "reverse_shell" and a.key.startswith("dup:"))
+        return out
+
+    assert dup_keys(None) == []
+    assert dup_keys({"reverse_shell": {"ignore_unix_sockets": False}}) != []

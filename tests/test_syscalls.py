@@ -583,7 +583,9 @@ def test_socket_syscalls(run_session, tmp_path: Path) -> None:
         ("F_DUPFD", 70, out["f3"])]
     assert all(e.args["socket"] is True for e in fcntls)
     e = one(r, "dup2")
-    assert e.args == {"oldfd": out["cli"], "newfd": 1, "socket": True} and e.ret == 1
+    # a TCP socket onto stdout: told apart from a unix one (Node's socketpair stdio)
+    assert e.args == {"oldfd": out["cli"], "newfd": 1, "socket": True,
+                      "unix_socket": False} and e.ret == 1
     assert e.pid == out["kid"] != r.root_pid
 
 
