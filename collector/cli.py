@@ -97,6 +97,14 @@ def daemon(
     launcher: Annotated[list[str] | None, typer.Option(
         "--launcher", metavar="COMM",
         help="Sandbox launcher command name to adopt (repeatable; default: bwrap).")] = None,
+    log_dir: Annotated[str | None, typer.Option(
+        "--log-dir", metavar="DIR",
+        help="Write DIR/events.jsonl and DIR/alerts.jsonl (rotated) and one line per "
+             "alert on stdout: the service's set-up (/var/log/agentwatch).")] = None,
+    log_max_mb: Annotated[int, typer.Option(
+        "--log-max-mb", min=1, help="Rotate a log file when it reaches this size.")] = 100,
+    log_keep: Annotated[int, typer.Option(
+        "--log-keep", min=1, help="Rotated files kept per log.")] = 5,
 ) -> None:
     """Watch every sandbox on the host: each exec of a launcher starts a session."""
     from collector import daemon as d
@@ -104,7 +112,8 @@ def daemon(
 
     detection = _detection(config, mode)
     try:
-        code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS), detection, alerts)
+        code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS), detection, alerts,
+                        log_dir, log_max_mb << 20, log_keep)
     except (SetupError, SinkError, SessionError) as e:
         raise _fail(str(e), 1) from None
     raise typer.Exit(code)

@@ -9,6 +9,7 @@ the ring buffer and flush every sink before exiting.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from types import FrameType
 
 from collector.events import Event, SessionEvent
 from collector.runtime import DEFAULT_LAUNCHERS, Collector, Sink
-from collector.sinks import HumanAlertSink, JsonlSink
+from collector.sinks import HumanAlertSink, JsonlSink, SinkError
 from detectors.config import Config as DetectionConfig
 
 
@@ -63,10 +64,52 @@ def _alert_sinks(alerts: str | None) -> list[Sink]:
     return [JsonlSink(alerts) if alerts else HumanAlertSink()]
 
 
+class StdoutSummarySink:
+    """One line per alert on stdout (journald's view of the service), flushed at once."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+
+    def write(self, event: Event) -> None:
+        from collector.sinks import alert_line
+
+        try:
+            print(alert_line(event), flush=True)
+        except OSError:
+            self.dropped += 1
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
-           detection: DetectionConfig | None = None, alerts: str | None = None) -> int:
-    collector = Collector(_sinks(events), launchers=launchers, on_event=_announce,
-                          detection=detection, alert_sinks=_alert_sinks(alerts))
+           detection: DetectionConfig | None = None, alerts: str | None = None,
+           log_dir: str | None = None, log_max_bytes: int = 100 << 20,
+           log_keep: int = 5) -> int:
+    """With `log_dir`: events and alerts to DIR/events.jsonl and DIR/alerts.jsonl, rotated
+    at `log_max_bytes` keeping `log_keep` old files, and a one-line summary of each alert
+    on stdout (for journald)."""
+    sinks = _sinks(events)
+    alert_sinks: list[Sink] = []
+    if log_dir is not None:
+        try:
+            os.makedirs(log_dir, mode=0o750, exist_ok=True)
+        except OSError as e:
+            raise SinkError(f"cannot make log directory {log_dir}: {e.strerror}") from None
+        sinks.append(JsonlSink(os.path.join(log_dir, "events.jsonl"), log_max_bytes,
+                               log_keep))
+        alert_sinks.append(JsonlSink(os.path.join(log_dir, "alerts.jsonl"), log_max_bytes,
+                                     log_keep))
+        alert_sinks.append(StdoutSummarySink())
+        if alerts is not None:
+            alert_sinks.append(JsonlSink(alerts))
+    else:
+        alert_sinks = _alert_sinks(alerts)
+    collector = Collector(sinks, launchers=launchers, on_event=_announce,
+                          detection=detection, alert_sinks=alert_sinks)
     with _Stop() as stop:
         try:
             collector.start(adopt_launchers=True)

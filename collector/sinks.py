@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import BinaryIO, TextIO
 
@@ -13,10 +14,16 @@ class SinkError(OSError):
 
 
 class JsonlSink:
-    """Writes events to a file (appending) or to stdout for `-`."""
+    """Writes events to a file (appending) or to stdout for `-`. With `max_bytes`, a file
+    that would grow past it is rotated first (`path` -> `path.1` -> ... -> `path.KEEP`,
+    the oldest removed): a line is never split across two files."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_bytes: int = 0, keep: int = 5) -> None:
         self.path = path
+        self.max_bytes = max_bytes
+        self.keep = max(1, keep)
+        self.rotations = 0
+        self._size = 0
         self.written = 0
         self.dropped = 0
         self._pending = 0  # written into the buffer, not yet flushed
@@ -28,16 +35,35 @@ class JsonlSink:
         else:
             try:
                 self._f = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+                self._size = self._f.tell()
             except OSError as e:
                 raise SinkError(f"cannot open events file {path}: {e.strerror}") from e
             self._own = True
+
+    def _rotate(self) -> None:
+        self._f.flush()
+        self._pending = 0
+        self._f.close()
+        for i in range(self.keep - 1, 0, -1):
+            src = f"{self.path}.{i}"
+            if os.path.exists(src):
+                os.replace(src, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self._f = open(self.path, "ab", buffering=1 << 16)  # noqa: SIM115
+        self._size = 0
+        self.rotations += 1
 
     def write(self, event: Event) -> None:
         if self.broken:
             self.dropped += 1
             return
         try:
-            self._f.write(event.to_json() + b"\n")
+            line = event.to_json() + b"\n"
+            if self.max_bytes and self._own and self._size and \
+                    self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._f.write(line)
+            self._size += len(line)
             self.written += 1
             self._pending += 1
         except OSError as e:
