@@ -43,5 +43,10 @@ bench:
 	$(PY) bench/open_close.py
 	$(PY) bench/kill_latency.py
 
+# build/agentwatch_<version>_<arch>.deb (docs/packaging.md); writes only under build/.
+.PHONY: deb
+deb:
+	@VENV=$(VENV) bash packaging/build-deb.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info
