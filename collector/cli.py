@@ -105,17 +105,175 @@ def daemon(
         "--log-max-mb", min=1, help="Rotate a log file when it reaches this size.")] = 100,
     log_keep: Annotated[int, typer.Option(
         "--log-keep", min=1, help="Rotated files kept per log.")] = 5,
+    metrics: Annotated[str | None, typer.Option(
+        "--metrics", metavar="HOST:PORT",
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. "
+             "127.0.0.1:9464).")] = None,
 ) -> None:
-    """Watch every sandbox on the host: each exec of a launcher starts a session."""
+    """Watch every sandbox on the host: each exec of a launcher starts a session.
+    SIGHUP (or `agentwatch reload`) re-reads --config; SIGTERM drains and stops."""
     from collector import daemon as d
+    from collector.metrics import MetricsError, parse_address
     from collector.runtime import DEFAULT_LAUNCHERS, SessionError
 
     detection = _detection(config, mode)
+    if metrics is not None:
+        try:
+            parse_address(metrics)
+        except MetricsError as e:
+            raise _fail(str(e), 2) from None
     try:
         code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS), detection, alerts,
-                        log_dir, log_max_mb << 20, log_keep)
-    except (SetupError, SinkError, SessionError) as e:
+                        log_dir, log_max_mb << 20, log_keep, config,
+                        mode.value if mode else None, metrics)
+    except (SetupError, SinkError, SessionError, MetricsError) as e:
         raise _fail(str(e), 1) from None
+    raise typer.Exit(code)
+
+
+class Severity(StrEnum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+FollowOpt = Annotated[bool, typer.Option("--follow", "-f",
+                                         help="Keep printing new ones as they come.")]
+SinceOpt = Annotated[str | None, typer.Option(
+    "--since", metavar="T", help="Only from T on: 10m, 2h, 1d, an ISO time or Unix seconds.")]
+SessionOpt = Annotated[str | None, typer.Option("--session", metavar="ID")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON Lines, for pipes.")]
+LogDirOpt = Annotated[str | None, typer.Option(
+    "--log-dir", metavar="DIR", help="The daemon's log directory (default "
+                                     "/var/log/agentwatch or $AGENTWATCH_LOG_DIR).")]
+
+
+def _stream(name: str, follow_: bool, json_output: bool, since: str | None,
+            flt_kwargs: dict[str, str | None], log_dir: str | None) -> None:
+    import os
+    from pathlib import Path
+
+    from collector import stream as st
+    from collector.sinks import alert_line
+
+    try:
+        since_ns = st.parse_since(since) if since else None
+    except st.StreamError as e:
+        raise _fail(str(e), 2) from None
+    flt = st.Filter(since_ns=since_ns, **flt_kwargs)
+    logs = Path(log_dir) if log_dir else st.log_dir()
+    colour = sys.stdout.isatty()
+
+    def emit(ev: object) -> None:
+        if json_output:
+            sys.stdout.buffer.write(ev.to_json() + b"\n")  # type: ignore[attr-defined]
+        elif name == "alerts":
+            sys.stdout.write(alert_line(ev, colour) + "\n")  # type: ignore[arg-type]
+        else:
+            sys.stdout.write(st.event_line(ev) + "\n")  # type: ignore[arg-type]
+        sys.stdout.flush()
+
+    if not follow_ and not logs.is_dir():
+        raise _fail(f"no log directory {logs} (is the daemon running with --log-dir?)", 1)
+    try:
+        bad = st.follow(name, flt, emit, logs, follow_live=follow_)
+    except BrokenPipeError:
+        os._exit(0)  # `| head`: the reader is gone
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
+    if bad:
+        typer.echo(f"agentwatch: {bad} lines of {logs} could not be read", err=True)
+
+
+@app.command()
+def alerts(
+    follow_: FollowOpt = False, json_output: JsonOpt = False, since: SinceOpt = None,
+    severity: Annotated[Severity | None, typer.Option(
+        "--severity", help="This severity and above.")] = None,
+    session: SessionOpt = None,
+    detector: Annotated[str | None, typer.Option("--detector", metavar="ID")] = None,
+    log_dir: LogDirOpt = None,
+) -> None:
+    """The daemon's alerts: from its logs, then live with --follow (its stream socket,
+    or the log file when it is down)."""
+    _stream("alerts", follow_, json_output, since,
+            {"severity": severity.value if severity else None, "session": session,
+             "detector": detector}, log_dir)
+
+
+@app.command()
+def events(
+    follow_: FollowOpt = False, json_output: JsonOpt = False, since: SinceOpt = None,
+    session: SessionOpt = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="exec, open, connect, ...")]
+    = None,
+    log_dir: LogDirOpt = None,
+) -> None:
+    """The daemon's events: from its logs, then live with --follow."""
+    _stream("events", follow_, json_output, since, {"session": session, "kind": kind},
+            log_dir)
+
+
+@app.command()
+def status(json_output: JsonOpt = False) -> None:
+    """Running agentwatch processes: sessions, counters, losses, uptime."""
+    import orjson
+
+    from collector.control import ControlError, collectors
+
+    try:
+        replies = [r for r in collectors(op="status") if r.get("ok")]
+    except ControlError as e:
+        raise _fail(str(e), 1) from None
+    if json_output:
+        for r in replies:
+            typer.echo(orjson.dumps(r).decode())
+        return
+    if not replies:
+        raise _fail("no agentwatch is running (no control socket answers)", 1)
+    for r in replies:
+        lost = sum(r["lost"].values())
+        alerts_n = sum(a["count"] for a in r["alerts"])
+        fill = r["ring_fill"]
+        typer.echo(f"agentwatch {r['role']} pid {r['pid']}: up {r['uptime_s']:.0f} s, mode "
+                   f"{r['mode']}, config {r['config']}")
+        typer.echo(f"  {r['enforcement']}; {r['egress']}")
+        typer.echo(f"  events {sum(r['events'].values())}, alerts {alerts_n}, lost {lost}"
+                   + (f" ({', '.join(f'{k} {v}' for k, v in r['lost'].items())})"
+                      if lost else "")
+                   + f", kills {r['kills']}, ring buffer "
+                   + (f"{fill:.0%} full" if fill is not None else "fill unknown")
+                   + (f", {r['unwritten']} NOT WRITTEN" if r["unwritten"] else ""))
+        typer.echo(f"  sessions: {len(r['sessions'])} now, {r['sessions_started']} started")
+        for s in r["sessions"]:
+            cmd = " ".join(s.get("argv") or [])[:60].encode("unicode_escape").decode()
+            typer.echo(f"    {s['session']} {s['kind']:8} {s['state']:8} root {s['root_pid']}"
+                       f" {s['members']} procs {s['events']} events  {cmd}")
+
+
+@app.command()
+def reload() -> None:
+    """Make the running daemon re-read its configuration (like SIGHUP), and say how it
+    went: a bad file is refused and the configuration in force stays."""
+    from collector.control import ControlError, collectors
+
+    try:
+        replies = [r for r in collectors(op="reload")]
+    except ControlError as e:
+        raise _fail(str(e), 1) from None
+    daemons = [r for r in replies if r.get("ok") or "no configuration file" not in
+               str(r.get("error"))]
+    if not daemons:
+        raise _fail("no agentwatch daemon is running", 1)
+    code = 0
+    for r in daemons:
+        if r.get("ok"):
+            typer.echo(f"agentwatch: {r['result']}")
+        else:
+            typer.echo(f"agentwatch: {r['error']}", err=True)
+            code = 1
     raise typer.Exit(code)
 
 

@@ -3,7 +3,8 @@
 Each running `agentwatch run`, `daemon` or `attach` serves a unix socket in the run
 directory (`/run/agentwatch`, or `$AGENTWATCH_RUN_DIR`), named `control-<pid>.sock`, mode
 0600 in a 0700 directory, and answers only peers with uid 0 (SO_PEERCRED). A request is one
-JSON line, `{"op": "sessions"}` or `{"op": "freeze"|"thaw"|"kill", "session": ID}`; the
+JSON line, `{"op": "sessions"|"status"|"reload"}` or `{"op": "freeze"|"thaw"|"kill",
+"session": ID}`; the
 answer is one JSON line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. The
 collector serves it from its poll loop (about every 100 ms), never blocking on a client
 for more than half a second.
@@ -19,7 +20,7 @@ import contextlib
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 RUN_DIR_ENV = "AGENTWATCH_RUN_DIR"
 MAX_REQUEST = 4096
-OPS = ("sessions", "freeze", "thaw", "kill")
+OPS = ("sessions", "freeze", "thaw", "kill", "status", "reload")
 
 
 class ControlError(RuntimeError):
@@ -44,8 +45,12 @@ def run_dir() -> Path:
 
 
 class ControlServer:
-    def __init__(self, collector: Collector, directory: Path | None = None) -> None:
+    def __init__(self, collector: Collector, directory: Path | None = None,
+                 reload: Callable[[], tuple[bool, str]] | None = None,
+                 role: str = "run") -> None:
         self.collector = collector
+        self.reload = reload
+        self.role = role
         self.dir = directory or run_dir()
         self.path = self.dir / f"control-{os.getpid()}.sock"
         try:
@@ -106,11 +111,15 @@ class ControlServer:
             return {"ok": False, "error": f"op must be one of {', '.join(OPS)}"}
         c = self.collector
         if req["op"] == "sessions":
-            return {"ok": True, "pid": os.getpid(), "sessions": [
-                {"session": s.name, "kind": s.kind, "root_pid": s.root_pid,
-                 "state": s.state, "argv": s.argv[:8], "cgroup": str(s.cgroup.path)
-                 if s.cgroup else None, "members": len(c.session_members(s.id))}
-                for s in c.sessions.values() if not s.ended]}
+            return {"ok": True, "pid": os.getpid(), "sessions": self._sessions()}
+        if req["op"] == "status":
+            return {"ok": True, **status(c, self.role), "sessions": self._sessions()}
+        if req["op"] == "reload":
+            if self.reload is None:
+                return {"ok": False, "error": f"this agentwatch ({self.role}) has no "
+                                              "configuration file to reload"}
+            ok, text = self.reload()
+            return {"ok": ok, "result": text} if ok else {"ok": False, "error": text}
         name = req.get("session")
         session = c.sessions.get(name) if isinstance(name, str) else None
         if session is None or session.ended:
@@ -122,6 +131,33 @@ class ControlServer:
         else:
             result = c.thaw_session(session)
         return {"ok": True, "session": session.name, "result": result}
+
+
+    def _sessions(self) -> list[dict[str, Any]]:
+        c = self.collector
+        return [{"session": s.name, "kind": s.kind, "root_pid": s.root_pid,
+                 "state": s.state, "argv": s.argv[:8], "cgroup": str(s.cgroup.path)
+                 if s.cgroup else None, "members": len(c.session_members(s.id)),
+                 "events": s.events, "started_ns": s.started_ns}
+                for s in c.sessions.values() if not s.ended]
+
+
+def status(c: Collector, role: str) -> dict[str, Any]:
+    """What `agentwatch status` and the metrics show: counters since start."""
+    import time
+
+    config = c.analyzer.engine.config if c.analyzer is not None else None
+    return {
+        "pid": os.getpid(), "role": role, "uptime_s": round(time.time() - c.started, 1),
+        "mode": config.mode if config else "monitor",
+        "config": config.source if config else None,
+        "enforcement": c.policy.describe(), "egress": c.egress.describe(),
+        "events": dict(c.stats.events), "lost": dict(c.stats.lost_total),
+        "alerts": [{"detector": d, "severity": sev, "count": n}
+                   for (d, sev), n in sorted(c.alert_counts.items())],
+        "kills": dict(c.kills), "sessions_started": c.sessions_started,
+        "ring_fill": c.ring_fill(), "unwritten": c.sink_dropped(),
+    }
 
 
 # ------------------------------------------------------------------------------ client
@@ -173,6 +209,16 @@ def list_sessions(directory: Path | None = None) -> list[dict[str, Any]]:
         if reply and reply.get("ok"):
             for s in reply.get("sessions", []):
                 out.append({**s, "collector_pid": reply.get("pid")})
+    return out
+
+
+def collectors(directory: Path | None = None, op: str = "status") -> list[dict[str, Any]]:
+    """Ask every running collector (`status` or `reload`); their answers."""
+    out = []
+    for path in _sockets(directory or run_dir()):
+        reply = request(path, {"op": op}, timeout=60.0)
+        if reply is not None:
+            out.append(reply)
     return out
 
 

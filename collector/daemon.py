@@ -12,13 +12,18 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterable
+from pathlib import Path
 from types import FrameType
 
 from collector.events import Event, SessionEvent
+from collector.metrics import MetricsServer
 from collector.runtime import DEFAULT_LAUNCHERS, Collector, Sink
 from collector.sinks import HumanAlertSink, JsonlSink, SinkError
+from collector.stream import StreamError, StreamServer, daemon_lock
 from detectors.config import Config as DetectionConfig
+from probes import kernel
 
 
 def _announce(event: Event) -> None:
@@ -39,8 +44,13 @@ def _enforcement(collector: Collector) -> str:
 
 
 class _Stop:
-    def __init__(self) -> None:
+    """SIGTERM/SIGINT: stop (drain, flush, exit). SIGHUP: reload, when a handler is given,
+    else stop."""
+
+    def __init__(self, hup_reloads: bool = False) -> None:
         self.requested = False
+        self.reload = False
+        self.hup_reloads = hup_reloads
         self._old: dict[int, object] = {}
 
     def __enter__(self) -> _Stop:
@@ -48,8 +58,11 @@ class _Stop:
             self._old[sig] = signal.signal(sig, self._handler)
         return self
 
-    def _handler(self, _signum: int, _frame: FrameType | None) -> None:
-        self.requested = True
+    def _handler(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP and self.hup_reloads:
+            self.reload = True
+        else:
+            self.requested = True
 
     def __exit__(self, *_exc: object) -> None:
         for sig, old in self._old.items():
@@ -88,7 +101,8 @@ class StdoutSummarySink:
 def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
            detection: DetectionConfig | None = None, alerts: str | None = None,
            log_dir: str | None = None, log_max_bytes: int = 100 << 20,
-           log_keep: int = 5) -> int:
+           log_keep: int = 5, config_path: str | None = None,
+           mode_override: str | None = None, metrics: str | None = None) -> int:
     """With `log_dir`: events and alerts to DIR/events.jsonl and DIR/alerts.jsonl, rotated
     at `log_max_bytes` keeping `log_keep` old files, and a one-line summary of each alert
     on stdout (for journald)."""
@@ -108,29 +122,95 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
             alert_sinks.append(JsonlSink(alerts))
     else:
         alert_sinks = _alert_sinks(alerts)
+    streams: list[StreamServer] = []
+    try:
+        lock_fd = daemon_lock()
+    except StreamError as e:
+        raise SinkError(str(e)) from None
+    try:
+        streams = [StreamServer("alerts"), StreamServer("events")]
+    except StreamError as e:
+        for st in streams:
+            st.close()
+        raise SinkError(str(e)) from None
+    sinks.append(streams[1])
+    alert_sinks.append(streams[0])
     collector = Collector(sinks, launchers=launchers, on_event=_announce,
                           detection=detection, alert_sinks=alert_sinks)
-    with _Stop() as stop:
+    collector.servers.extend(streams)
+    alive = kernel.state_dir() / "daemon.alive"
+    gap_from = _read_alive(alive)
+
+    def reload() -> tuple[bool, str]:
+        from detectors.config import ConfigError, load
+
+        if config_path is None:
+            return False, "the daemon runs on built-in defaults (no --config): nothing to reload"
         try:
+            new = load(config_path)
+        except ConfigError as e:
+            return False, f"refused, the configuration in force is unchanged: {e}"
+        if mode_override is not None:
+            new.mode = mode_override
+        return True, f"reloaded {config_path}: {collector.reload(new)}"
+
+    with _Stop(hup_reloads=True) as stop:
+        try:
+            t0 = time.monotonic()
             collector.start(adopt_launchers=True)
-            problem = collector.serve_control()
+            adopted = collector.readopt(gap_from)
+            problem = collector.serve_control(reload=reload, role="daemon")
             if problem:
                 print(f"agentwatch: {problem}", file=sys.stderr, flush=True)
-            print(f"agentwatch: daemon ready, adopting launchers: "
-                  f"{', '.join(collector.launchers)}; {_enforcement(collector)}",
+            if metrics is not None:
+                server = MetricsServer(collector, metrics)
+                collector.servers.append(server)
+                print(f"agentwatch: metrics on http://{server.address[0]}:"
+                      f"{server.address[1]}/metrics", file=sys.stderr, flush=True)
+            print(f"agentwatch: daemon ready in {time.monotonic() - t0:.1f} s, adopting "
+                  f"launchers: {', '.join(collector.launchers)}; {_enforcement(collector)}"
+                  + (f"; re-adopted {len(adopted)} running sandboxes" if adopted else ""),
                   file=sys.stderr, flush=True)
+            last_alive = 0.0
             while not stop.requested:
                 collector.poll(100)
+                if stop.reload:
+                    stop.reload = False
+                    ok, text = reload()
+                    print(f"agentwatch: SIGHUP: {text}", file=sys.stderr, flush=True)
+                if time.monotonic() - last_alive >= 1.0:
+                    last_alive = time.monotonic()
+                    _write_alive(alive)
             collector.drain()
             collector.check_losses()
         finally:
             collector.close()
+            _write_alive(alive)
+            os.close(lock_fd)
     lost = collector.stats.lost
     unwritten = collector.sink_dropped()
     print(f"agentwatch: daemon stopped: {sum(collector.stats.events.values())} events, "
           f"{lost} lost" + (f", {unwritten} NOT WRITTEN" if unwritten else ""),
           file=sys.stderr)
     return 0
+
+
+def _read_alive(path: Path) -> int | None:
+    """When the previous daemon was last seen alive (ns since the epoch), if known."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_alive(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(time.time_ns()))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def attach(pid: int, events: str | None, detection: DetectionConfig | None = None,

@@ -62,6 +62,7 @@ class Session:
     kill: KillReport | None = None     # the kill that ended it
     kernel_kills: int = 0              # processes the kernel killed at a call's entry
     egress: bool = False               # cgroup egress programs attached
+    kernel_live: bool = True           # the kernel counts its processes and ends it
 
 
 @dataclass
@@ -100,6 +101,11 @@ class Collector:
         self.egress = enforce.Egress()
         self._egress_attacher: enforce.EgressAttacher | None = None
         self.control: Any = None  # collector.control.ControlServer, when serving
+        self.servers: list[Any] = []  # more things served from the poll loop (.serve())
+        self.started = time.time()
+        self.alert_counts: Counter[tuple[str, str]] = Counter()  # (detector, severity)
+        self.kills: Counter[str] = Counter()  # by: "kernel" (processes), "user space"
+        self.sessions_started = 0
         self._alerted: set[tuple[str, str]] = set()  # (session, detector) alerted so far
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
@@ -128,6 +134,36 @@ class Collector:
         self.responder = Responder(self.session_members, self.is_member)
         prune_stale()
         self.apply_policy()
+
+    def reload(self, detection: DetectionConfig) -> str:
+        """Apply a new configuration (already validated) without losing sessions: a new
+        detector engine over the same process table and sessions (detectors' per-session
+        counters start again), and the kernel's rules rewritten."""
+        old = self.analyzer
+        self.analyzer = Analyzer(detection, table=self.table, live=True)
+        if old is not None:
+            self._alerts(old.finish())  # close the old engine's fold windows
+            self.analyzer.sessions.update(old.sessions)
+        self.apply_policy()
+        return f"mode {detection.mode}; {self.policy.describe()}; {self.egress.describe()}"
+
+    def ring_fill(self) -> float | None:
+        """How full the events ring buffer is now (0..1), from its producer and consumer
+        positions (the pages BPF_RINGBUF maps share with user space)."""
+        import mmap
+
+        try:
+            table = self.bpf[b"events"]
+            fd = table.map_fd
+            size = self.config.ringbuf_pages * mmap.PAGESIZE
+            with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=0) as c, \
+                    mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ,
+                              offset=mmap.PAGESIZE) as p:
+                cons = int.from_bytes(c[:8], "little")
+                prod = int.from_bytes(p[:8], "little")
+        except (OSError, ValueError, KeyError):
+            return None
+        return max(0.0, min(1.0, (prod - cons) / size)) if size else None
 
     def apply_policy(self) -> enforce.Policy:
         """Write the detection config's in-kernel enforcement into the probes' maps."""
@@ -182,12 +218,13 @@ class Collector:
         self.bpf[b"config"][ctypes.c_int(ADOPT_LAUNCHERS_SLOT)] = ctypes.c_uint64(
             1 if adopt else 0)
 
-    def serve_control(self) -> str | None:
+    def serve_control(self, reload: Callable[[], tuple[bool, str]] | None = None,
+                      role: str = "run") -> str | None:
         """Serve the control socket (`agentwatch session ...`); why not, or None."""
         from collector.control import ControlError, ControlServer
 
         try:
-            self.control = ControlServer(self)
+            self.control = ControlServer(self, reload=reload, role=role)
         except ControlError as e:
             return str(e)
         return None
@@ -232,6 +269,7 @@ class Collector:
                   argv: list[str], ts: int, uid: int, cwd: str | None) -> Session:
         session = Session(id=sid, name=name, kind=kind, root_pid=root_pid, argv=list(argv),
                           started_ns=ts, lost_at_start=self.stats.lost)
+        self.sessions_started += 1
         self.sessions[name] = session
         root = self.table.add_root(root_pid, ppid, name, argv, ts, uid=uid, cwd=cwd)
         self._emit(SessionEvent(ts=ts, session=name, pid=root_pid, ppid=ppid, uid=uid,
@@ -246,7 +284,7 @@ class Collector:
         return self._register(sid, name, kind, root_pid, ppid, argv, time.time_ns(),
                               os.getuid(), os.getcwd())
 
-    def attach(self, pid: int) -> Session:
+    def attach(self, pid: int, kind: str = "attach") -> Session:
         """Adopt a running process and all its descendants as a session.
 
         The root goes in first; from then on the kernel adds its new children at fork.
@@ -263,7 +301,7 @@ class Collector:
         # No kernel live count: user space cannot update it atomically against forks and
         # exits happening during the scan. poll() ends the session when `watched` holds
         # none of its processes any more.
-        sid, name = self._new_session("attach", pid, live=None)
+        sid, name = self._new_session(kind, pid, live=None)
         watched: set[int] = set()
         for _ in range(100):
             todo = [p for p in descendants(pid) if p not in watched]
@@ -275,13 +313,68 @@ class Collector:
                     continue
                 self._watch(p, parent, sid)
                 watched.add(p)
-        session = self._register(sid, name, "attach", pid, ppid, argv, time.time_ns(),
+        session = self._register(sid, name, kind, pid, ppid, argv, time.time_ns(),
                                  _proc_uid(pid), _readlink(f"/proc/{pid}/cwd"))
+        session.kernel_live = False
         for p in watched - {pid}:
             parent = proc_ppid(p)
             self.table.add_member(p, parent if parent is not None else pid, name,
                                   proc_argv(p), time.time_ns())
         return session
+
+    def readopt(self, gap_from_ns: int | None = None) -> list[Session]:
+        """After a restart: adopt the sandboxes still running (the outermost process of
+        each launcher tree found in /proc) as launcher sessions, each with an alert that
+        its events between the two runs were not seen."""
+        comms: dict[int, str] = {}
+        parents: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            pid = int(entry)
+            comms[pid] = stat[stat.index(b"(") + 1: stat.rindex(b")")].decode(
+                "utf-8", "replace")
+            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
+        launchers = set(self.launchers)
+        found = []
+        for pid, comm in comms.items():
+            if comm not in launchers or pid == os.getpid():
+                continue
+            p, outermost = parents.get(pid, 0), True
+            while p > 1:  # inside another launcher's tree: adopted with it
+                if comms.get(p) in launchers:
+                    outermost = False
+                    break
+                p = parents.get(p, 0)
+            if outermost:
+                found.append(pid)
+        adopted = []
+        now = time.time_ns()
+        for pid in sorted(found):
+            try:
+                session = self.attach(pid, kind="launcher")
+            except SessionError:
+                continue  # gone, or adopted by the kernel meanwhile
+            adopted.append(session)
+            since = "the previous agentwatch stopped" if gap_from_ns is None else \
+                time.strftime("%H:%M:%S", time.localtime(gap_from_ns / 1e9))
+            self._alerts([AlertEvent(
+                ts=now, session=session.name, pid=pid, comm=comms.get(pid, ""),
+                detector="event_loss", title="Events Lost Between Kernel And Collector",
+                severity="high",
+                action={"requested": "alert", "taken": "alert", "result": "alerted"},
+                summary=f"Sandbox re-adopted after agentwatch restarted: its events since "
+                        f"{since} were not seen | pid={pid} "
+                        f"processes={len(self.session_members(session.id))}",
+                key="restart_gap",
+                fields={"gap_from_ns": gap_from_ns, "gap_to_ns": now, "root_pid": pid,
+                        "processes": len(self.session_members(session.id))})])
+        return adopted
 
     def end_session(self, session: Session, exit_status: int | None) -> SessionEvent:
         self.check_losses()
@@ -347,6 +440,7 @@ class Collector:
         if session is None:
             return
         session.kernel_kills += 1
+        self.kills["kernel"] += 1
         if session.state != "killed" or self.session_members(session.id):
             self.kill_session(session)
 
@@ -369,6 +463,7 @@ class Collector:
         assert self.responder is not None
         report = self.responder.kill(session.id, session.cgroup)
         session.state, session.kill = "killed", report
+        self.kills["user space"] += report.died
         return report.text()
 
     def freeze_session(self, session: Session) -> str:
@@ -427,6 +522,7 @@ class Collector:
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
             self._respond(alert)
+            self.alert_counts[(alert.detector, alert.severity)] += 1
             if alert.session is not None:
                 self._alerted.add((alert.session, alert.detector))
             self.stats.events["alert"] += 1
@@ -451,7 +547,8 @@ class Collector:
                            _readlink(f"/proc/{ev.root_pid}/cwd"))
             return
         session = self.sessions.get(name)
-        if session is None or session.ended or session.kind == "run":
+        if session is None or session.ended or session.kind == "run" \
+                or not session.kernel_live:
             return  # `agentwatch run` ends its sessions itself, with CMD's status
         root = self.table.get(session.root_pid)
         self.end_session(session, root.exit_status() if root else None)
@@ -497,6 +594,8 @@ class Collector:
             raise err
         if self.control is not None:
             self.control.serve()
+        for server in self.servers:
+            server.serve()
         now = time.monotonic()
         if now - self._last_tick >= 1.0:  # once a second: losses, attached sessions' end
             self._last_tick = now
@@ -508,7 +607,8 @@ class Collector:
     def _end_attached_sessions(self) -> None:
         """Attached sessions end when the kernel's `watched` map has none of their
         processes left (the map is the truth: exit events can be lost)."""
-        active = {s.id: s for s in self.sessions.values() if s.kind == "attach" and not s.ended}
+        active = {s.id: s for s in self.sessions.values()
+                  if not s.kernel_live and not s.ended}
         if not active:
             return
         alive = {int(v.session) for v in self.bpf[b"watched"].values()}
