@@ -220,18 +220,28 @@ class ProcessTable:
         elif name in ("dup", "dup2", "dup3", "fcntl"):
             old = args.get("oldfd", args.get("fd"))
             entry = proc.fds.get(old) if isinstance(old, int) else None
-            # Live: /proc tells. Replaying a recording: what was recorded (never the /proc
-            # of whatever process has that pid on the replaying host).
-            is_socket = socket_fd(ev.pid, ret) if self.read_proc else args.get("socket")
-            if is_socket is None and entry is not None:
+            # What the session's own calls made of the old fd comes first (it is what the
+            # fd was at the dup: /proc is read later, when the process may have changed
+            # it or be gone); then, live, /proc. Replaying a recording: what was recorded
+            # (never the /proc of whatever process has that pid on the replaying host).
+            if not self.read_proc and args.get("socket") is not None:
+                is_socket = args.get("socket")
+            elif entry is not None:
                 is_socket = entry[0].startswith("socket:")
+            elif self.read_proc:
+                is_socket = socket_fd(ev.pid, ret)
+            else:
+                is_socket = None
             args["socket"] = is_socket  # the duplicated fd is a socket (None: unknown)
             if is_socket and isinstance(ret, int) and 0 <= ret <= 2:
                 # stdio onto a socket: unix (a socketpair, as Node's child stdio) or not
-                unix = unix_socket_fd(ev.pid, ret) if self.read_proc \
-                    else args.get("unix_socket")
-                if unix is None and entry is not None:
-                    unix = entry[0] == "socket:AF_UNIX"
+                family = entry[0][len("socket:"):] if entry is not None else ""
+                if not self.read_proc and args.get("unix_socket") is not None:
+                    unix = args.get("unix_socket")
+                elif family:
+                    unix = family == "AF_UNIX"
+                else:
+                    unix = unix_socket_fd(ev.pid, ret) if self.read_proc else None
                 args["unix_socket"] = unix
             cloexec = name == "fcntl" and args.get("cmd") == "F_DUPFD_CLOEXEC"
             self.set_fd(proc, ret, entry[0] if entry else None, cloexec)

@@ -32,6 +32,9 @@ class DetectorSpec:
     mitre: tuple[str, ...]        # ATT&CK technique ids
     output: str                   # "what happened | key={key} ..." (str.format over fields)
     params: dict[str, Any] = field(default_factory=dict)  # knobs with built-in defaults
+    # built-in exceptions (exe/argv/path globs, as in the config); a configured
+    # `exceptions` list replaces them
+    exceptions: tuple[dict[str, str], ...] = ()
 
 
 @dataclass

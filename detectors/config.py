@@ -62,7 +62,8 @@ def defaults() -> Config:
     _load_catalogue()
     return Config(detectors={
         did: DetectorConfig(True, cls.spec.action, cls.spec.severity,
-                            {k: _copy(v) for k, v in cls.spec.params.items()})
+                            {k: _copy(v) for k, v in cls.spec.params.items()},
+                            [dict(e) for e in cls.spec.exceptions])
         for did, cls in sorted(REGISTRY.items())
     })
 
@@ -233,4 +234,10 @@ def defaults_toml() -> str:
         for k, v in d.params.items():
             lines.append(f"{k} = {_toml_value(v)}")
         lines.append("")
+        for exc in d.exceptions:
+            lines.append(f"[[detectors.{did}.exceptions]]  # built in; a configured list "
+                         "replaces it")
+            for k, v in exc.items():
+                lines.append(f"{k} = {_toml_value(v)}")
+            lines.append("")
     return "\n".join(lines)

@@ -121,6 +121,12 @@ def markdown() -> str:
                     shown = f"`{v}`"
                 out.append(f"| `{k}` | {shown} |")
             out.append("")
+        if d.exceptions:
+            out.append("Built-in exceptions (a configured `exceptions` list replaces them):")
+            out.append("")
+            for exc in d.exceptions:
+                out.append("- " + ", ".join(f"{k} `{v}`" for k, v in exc.items()))
+            out.append("")
     return "\n".join(out)
 
 
