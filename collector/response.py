@@ -58,6 +58,31 @@ def protected_pids() -> set[int]:
     return {0, 1} | _ancestors(os.getpid())
 
 
+class Pidfds:
+    """The operations the responder signals through: pidfds of the running kernel.
+    (Tests substitute a model of processes with pid reuse to check that nothing outside
+    a session is ever signalled.)"""
+
+    def open(self, pid: int) -> int | None:
+        try:
+            return os.pidfd_open(pid)
+        except OSError:
+            return None  # gone already
+
+    def send(self, handle: int, sig: int) -> bool:
+        try:
+            signal.pidfd_send_signal(handle, sig)
+        except OSError:
+            return False  # exited meanwhile (ESRCH)
+        return True
+
+    def close(self, handle: int) -> None:
+        os.close(handle)
+
+    def wait_dead(self, handles: dict[int, int], timeout: float) -> set[int]:
+        return _wait_dead(handles, timeout)
+
+
 @dataclass
 class KillReport:
     method: str                      # "cgroup.kill", "pidfd" or "cgroup.kill+pidfd"
@@ -82,9 +107,10 @@ class KillReport:
 
 class Responder:
     def __init__(self, members: Members, is_member: IsMember,
-                 protected: set[int] | None = None) -> None:
+                 protected: set[int] | None = None, ops: Pidfds | None = None) -> None:
         self.members = members
         self.is_member = is_member
+        self.ops = ops or Pidfds()
         self.protected = protected if protected is not None else protected_pids()
         self.signals_sent: list[tuple[int, int]] = []   # (pid, signal): an audit trail
         self._stopped: dict[int, dict[int, int]] = {}   # session -> pid -> pidfd
@@ -94,20 +120,17 @@ class Responder:
         """A pidfd for `pid` if, once opened, it is a member of session `sid`."""
         if pid in self.protected:
             return None
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:
-            return None  # gone already
+        fd = self.ops.open(pid)
+        if fd is None:
+            return None
         if not self.is_member(pid, sid):
-            os.close(fd)
+            self.ops.close(fd)
             return None
         return fd
 
     def _signal(self, fd: int, pid: int, sig: int) -> bool:
-        try:
-            signal.pidfd_send_signal(fd, sig)
-        except OSError:
-            return False  # exited meanwhile (ESRCH)
+        if not self.ops.send(fd, sig):
+            return False
         self.signals_sent.append((pid, sig))
         return True
 
@@ -162,16 +185,19 @@ class Responder:
             if killed and report.method == "cgroup.kill":
                 report.method = "cgroup.kill+pidfd"
             report.signalled = len(killed)
-            died = _wait_dead(killed, max(0.0, deadline - time.monotonic()))
+            died = self.ops.wait_dead(killed, max(0.0, deadline - time.monotonic()))
             report.survivors = sorted(set(killed) - died)
-            still = [p for p in self.members(sid) if p not in self.protected]
+            now = list(self.members(sid))
+            still = [p for p in now if p not in self.protected]
             report.survivors = sorted(set(report.survivors) | set(still))
+            report.refused = sorted(set(report.refused) |
+                                    {p for p in now if p in self.protected})
             report.died = len(died) + len(before - set(killed))
             if cgroup is not None:
                 report.survivors = sorted(set(report.survivors) | set(cgroup.procs()))
         finally:
             for fd in fds.values():
-                os.close(fd)
+                self.ops.close(fd)
         report.seconds = time.monotonic() - t0
         return report
 
@@ -202,12 +228,12 @@ class Responder:
                     fds[pid] = fd
         n = sum(1 for pid, fd in fds.items() if self._signal(fd, pid, signal.SIGCONT))
         for fd in fds.values():
-            os.close(fd)
+            self.ops.close(fd)
         return f"continued {n} processes with SIGCONT"
 
     def forget(self, sid: int) -> None:
         for fd in self._stopped.pop(sid, {}).values():
-            os.close(fd)
+            self.ops.close(fd)
 
 
 def _wait_dead(fds: dict[int, int], timeout: float) -> set[int]:
