@@ -66,6 +66,8 @@ class RecordDecoder:
         if len(data) < fixed_size:
             raise DecodeError(f"{TYPE_NAMES.get(typ, typ)} record of {len(data)} bytes, "
                               f"expected at least {fixed_size}")
+        if ts >= 1 << 62:  # boot-clock ns: centuries; only a corrupt record gets here
+            raise DecodeError(f"{TYPE_NAMES.get(typ, typ)} record with timestamp {ts}")
         name = self._sessions.get(session)
         if name is None:
             if len(self._sessions) > 4096:  # a cache, bounded for a long-running daemon
