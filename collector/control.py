@@ -44,6 +44,32 @@ def run_dir() -> Path:
     return Path(os.environ.get(RUN_DIR_ENV, "/run/agentwatch"))
 
 
+def listen_unix(path: Path, backlog: int) -> socket.socket:
+    """A non-blocking listening unix socket at `path` (replacing a stale one), mode 0600
+    in a directory made 0700: only root reaches it. OSError when it cannot be made."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old)
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def peer_is_root(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid == 0
+
+
 class ControlServer:
     def __init__(self, collector: Collector, directory: Path | None = None,
                  reload: Callable[[], tuple[bool, str]] | None = None,
@@ -54,17 +80,7 @@ class ControlServer:
         self.dir = directory or run_dir()
         self.path = self.dir / f"control-{os.getpid()}.sock"
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.dir, 0o700)
-            self.path.unlink(missing_ok=True)
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            old = os.umask(0o177)
-            try:
-                self.sock.bind(str(self.path))
-            finally:
-                os.umask(old)
-            self.sock.listen(8)
-            self.sock.setblocking(False)
+            self.sock = listen_unix(self.path, 8)
         except OSError as e:
             raise ControlError(f"control socket {self.path}: {e.strerror}") from None
 
@@ -92,10 +108,7 @@ class ControlServer:
                     conn.sendall(orjson.dumps(reply) + b"\n")
 
     def _handle(self, conn: socket.socket) -> dict[str, Any]:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        if uid != 0:
+        if not peer_is_root(conn):
             return {"ok": False, "error": "only root may control sessions"}
         data = b""
         while not data.endswith(b"\n") and len(data) < MAX_REQUEST:

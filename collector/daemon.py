@@ -77,27 +77,6 @@ def _alert_sinks(alerts: str | None) -> list[Sink]:
     return [JsonlSink(alerts) if alerts else HumanAlertSink()]
 
 
-class StdoutSummarySink:
-    """One line per alert on stdout (journald's view of the service), flushed at once."""
-
-    def __init__(self) -> None:
-        self.dropped = 0
-
-    def write(self, event: Event) -> None:
-        from collector.sinks import alert_line
-
-        try:
-            print(alert_line(event), flush=True)
-        except OSError:
-            self.dropped += 1
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
            detection: DetectionConfig | None = None, alerts: str | None = None,
            log_dir: str | None = None, log_max_bytes: int = 100 << 20,
@@ -117,7 +96,7 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                                log_keep))
         alert_sinks.append(JsonlSink(os.path.join(log_dir, "alerts.jsonl"), log_max_bytes,
                                      log_keep))
-        alert_sinks.append(StdoutSummarySink())
+        alert_sinks.append(HumanAlertSink(sys.stdout, prefix=""))  # journald
         if alerts is not None:
             alert_sinks.append(JsonlSink(alerts))
     else:

@@ -69,7 +69,6 @@ class Policy:
     deny_paths: dict[str, int] = field(default_factory=dict)  # path -> why | DENY_DIR
     exempt_comms: list[str] = field(default_factory=list)
     detectors: list[str] = field(default_factory=list)       # enforced in the kernel
-    left_to_user_space: list[str] = field(default_factory=list)  # and why
 
     def describe(self) -> str:
         if not self.mask:
@@ -89,19 +88,19 @@ def _homes() -> list[str]:
     return out
 
 
-def literal_paths(patterns: list[str], why: str, policy: Policy) -> list[str]:
+def literal_paths(patterns: list[str]) -> list[str]:
     """The patterns the kernel can compare literally: absolute (or ~/ expanded over the
     homes on this host), no glob, shorter than HASH_MAX. `dir/**` stands for the dir."""
     out: list[str] = []
+    homes = _homes() if any(p.startswith("~/") for p in patterns) else []
     for pat in patterns:
         if pat.endswith("/**"):
             pat = pat[:-3]
-        pats = [h + pat[1:] for h in _homes()] if pat.startswith("~/") else [pat]
+        pats = [h + pat[1:] for h in homes] if pat.startswith("~/") else [pat]
         for p in pats:
             p = p.rstrip("/") or "/"
             if not p.startswith("/") or _GLOB.search(p) or len(p.encode()) >= HASH_MAX \
                     or "/./" in p or "/../" in p or "//" in p:
-                policy.left_to_user_space.append(f"{why}: {pat}")
                 continue
             out.append(p)
     return out
@@ -117,8 +116,7 @@ def policy_for(config: Config) -> Policy:
         if d is None or not d.enabled or d.action != "kill":
             return None
         if d.exceptions:
-            pol.left_to_user_space.append(f"{did}: has exceptions")
-            return None
+            return None  # exe/argv/path globs: user space's
         return d.params
 
     p = kills("kernel_tamper")
@@ -158,12 +156,12 @@ def policy_for(config: Config) -> Policy:
         pol.detectors.append("process_injection")
     p = kills("canary_touch")
     if p is not None and p.get("paths"):
-        for path in literal_paths(list(p["paths"]), "canary_touch", pol):
+        for path in literal_paths(list(p["paths"])):
             pol.deny_paths[path] = WHY_CODE["canary_touch"] | DENY_DIR
         pol.detectors.append("canary_touch")
     p = kills("runtime_socket")
     if p is not None:
-        for path in literal_paths(list(p.get("sockets", [])), "runtime_socket", pol):
+        for path in literal_paths(list(p.get("sockets", []))):
             pol.deny_paths.setdefault(path, WHY_CODE["runtime_socket"])
         pol.detectors.append("runtime_socket")
     if kills("reverse_shell") is not None:

@@ -26,6 +26,11 @@ def errno_name(ret: int) -> str | None:
     return _errno.errorcode.get(-ret, f"E{-ret}")
 
 
+def one_line(s: str) -> str:
+    """One terminal line: control characters (newlines, escapes) made visible."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s)
+
+
 def text(raw: bytes) -> str:
     """Kernel bytes to str, never failing: invalid UTF-8 becomes \\xNN escapes."""
     return raw.decode("utf-8", "backslashreplace")

@@ -79,16 +79,43 @@ def read_ns(pid: int) -> dict[str, int] | None:
     return out
 
 
-def proc_ppid(pid: int) -> int | None:
-    """The parent pid from /proc/<pid>/stat, or None if the process is gone."""
+@dataclass(frozen=True)
+class ProcStat:
+    comm: str
+    ppid: int
+    flags: int  # task flags (PF_EXITING = 0x4: the process is exiting)
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """/proc/<pid>/stat's command name, parent and task flags; None if the process is
+    gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-    except OSError:
+        # comm (field 2) may hold spaces and parentheses: parse after the last ')'.
+        close = stat.rindex(b")")
+        fields = stat[close + 2:].split()
+        return ProcStat(stat[stat.index(b"(") + 1: close].decode("utf-8", "replace"),
+                        int(fields[1]), int(fields[6]))
+    except (OSError, ValueError, IndexError):
         return None
-    # comm (field 2) may hold spaces and parentheses: parse after the last ')'.
-    fields = stat[stat.rindex(b")") + 2:].split()
-    return int(fields[1])
+
+
+def proc_stats() -> dict[int, ProcStat]:
+    """Every process alive now (a /proc scan)."""
+    out: dict[int, ProcStat] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = proc_stat(int(entry))
+            if st is not None:
+                out[int(entry)] = st
+    return out
+
+
+def proc_ppid(pid: int) -> int | None:
+    """The parent pid from /proc/<pid>/stat, or None if the process is gone."""
+    st = proc_stat(pid)
+    return None if st is None else st.ppid
 
 
 def proc_argv(pid: int) -> list[str]:

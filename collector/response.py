@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from collector.cgroup import CgroupError, SessionCgroup
+from collector.proctable import proc_ppid
 
 Members = Callable[[int], Iterable[int]]        # session id -> its tgids now
 IsMember = Callable[[int, int], bool]           # (pid, session id) -> in the session now?
@@ -44,12 +45,10 @@ def _ancestors(pid: int) -> set[int]:
     out: set[int] = set()
     while pid > 1 and pid not in out:
         out.add(pid)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read()
-            pid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        except (OSError, ValueError, IndexError):
+        ppid = proc_ppid(pid)
+        if ppid is None:
             break
+        pid = ppid
     return out
 
 
@@ -230,10 +229,6 @@ class Responder:
         for fd in fds.values():
             self.ops.close(fd)
         return f"continued {n} processes with SIGCONT"
-
-    def forget(self, sid: int) -> None:
-        for fd in self._stopped.pop(sid, {}).values():
-            self.ops.close(fd)
 
 
 def _wait_dead(fds: dict[int, int], timeout: float) -> set[int]:

@@ -21,8 +21,8 @@ import orjson
 
 from collector import enforce
 from collector.cgroup import SessionCgroup, prune_stale
-from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent
-from collector.proctable import ProcessTable, proc_argv, proc_ppid
+from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent, one_line
+from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats
 from collector.replay import Analyzer
 from collector.response import KillReport, Responder
 from detectors.config import Config as DetectionConfig
@@ -60,7 +60,6 @@ class Session:
     cgroup: SessionCgroup | None = None
     state: str = "running"            # running | frozen | killed
     kill: KillReport | None = None     # the kill that ended it
-    kernel_kills: int = 0              # processes the kernel killed at a call's entry
     egress: bool = False               # cgroup egress programs attached
     kernel_live: bool = True           # the kernel counts its processes and ends it
 
@@ -342,33 +341,24 @@ class Collector:
         """After a restart: adopt the sandboxes still running (the outermost process of
         each launcher tree found in /proc) as launcher sessions, each with an alert that
         its events between the two runs were not seen."""
-        comms: dict[int, str] = {}
-        parents: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            pid = int(entry)
-            comms[pid] = stat[stat.index(b"(") + 1: stat.rindex(b")")].decode(
-                "utf-8", "replace")
-            parents[pid] = int(stat[stat.rindex(b")") + 2:].split()[1])
+        procs = proc_stats()
         launchers = set(self.launchers)
         found = []
-        for pid, comm in comms.items():
-            if comm not in launchers or pid == os.getpid():
+        for pid, st in procs.items():
+            if st.comm not in launchers or pid == os.getpid():
                 continue
-            p, outermost = parents.get(pid, 0), True
+            p, outermost = st.ppid, True
             while p > 1:  # inside another launcher's tree: adopted with it
-                if comms.get(p) in launchers:
+                parent = procs.get(p)
+                if parent is None:
+                    break
+                if parent.comm in launchers:
                     outermost = False
                     break
-                p = parents.get(p, 0)
+                p = parent.ppid
             if outermost:
                 found.append(pid)
+        comms = {pid: st.comm for pid, st in procs.items()}
         adopted = []
         now = time.time_ns()
         for pid in sorted(found):
@@ -444,8 +434,7 @@ class Collector:
             cgroup=event.cgroup, detector=did, title=spec.spec.title if spec else did,
             severity="critical",
             action={"requested": "kill", "taken": "pending", "result": "pending"},
-            summary="".join(c if c.isprintable() else c.encode("unicode_escape").decode()
-                            for c in summary),
+            summary=one_line(summary),
             key=f"kernel:{what}", event=orjson.loads(event.to_json()),
             ancestry=[p.brief() for p in self.table.ancestry(event.pid)])
 
@@ -455,7 +444,6 @@ class Collector:
         session = self.sessions.get(event.session or "")
         if session is None:
             return
-        session.kernel_kills += 1
         self.kills["kernel"] += 1
         if session.state != "killed" or self.session_members(session.id):
             self.kill_session(session)
@@ -697,11 +685,8 @@ def _proc_uid(pid: int) -> int:
 def descendants(root: int) -> list[int]:
     """root and every descendant alive now, parents before children (from /proc)."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            ppid = proc_ppid(int(entry))
-            if ppid is not None:
-                children.setdefault(ppid, []).append(int(entry))
+    for pid, st in proc_stats().items():
+        children.setdefault(st.ppid, []).append(pid)
     order, queue = [], [root]
     while queue:
         pid = queue.pop(0)

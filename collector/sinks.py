@@ -138,16 +138,18 @@ def alert_line(alert: Event, colour: bool = False) -> str:
 
 
 class HumanAlertSink:
-    """Alerts as one readable line each on stderr (the default of `agentwatch run`)."""
+    """Alerts as one readable line each on stderr (the default of `agentwatch run`), or on
+    another stream (the daemon's stdout, for journald: no prefix)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, prefix: str = "agentwatch: ") -> None:
         self.stream = stream or sys.stderr
+        self.prefix = prefix
         self.colour = self.stream.isatty()
         self.dropped = 0
 
     def write(self, event: Event) -> None:
         try:
-            print("agentwatch: " + alert_line(event, self.colour), file=self.stream,
+            print(self.prefix + alert_line(event, self.colour), file=self.stream,
                   flush=True)
         except OSError:
             self.dropped += 1

@@ -18,7 +18,6 @@ import contextlib
 import os
 import re
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,8 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.control import run_dir
-from collector.events import AlertEvent, Event
+from collector.control import listen_unix, peer_is_root, run_dir
+from collector.events import AlertEvent, Event, one_line
+from collector.proctable import proc_stat
 from collector.replay import parse_line
 from detectors.base import SEVERITIES
 
@@ -63,17 +63,7 @@ class StreamServer:
         self.clients: list[_Client] = []
         self.dropped_clients = 0
         try:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.dir, 0o700)
-            self.path.unlink(missing_ok=True)  # one daemon at a time: daemon_lock()
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            old = os.umask(0o177)
-            try:
-                self.sock.bind(str(self.path))
-            finally:
-                os.umask(old)
-            self.sock.listen(16)
-            self.sock.setblocking(False)
+            self.sock = listen_unix(self.path, 16)  # one daemon at a time: daemon_lock()
         except OSError as e:
             raise StreamError(f"stream socket {self.path}: {e.strerror}") from None
 
@@ -83,9 +73,7 @@ class StreamServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 break
-            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                    struct.calcsize("3i"))
-            if struct.unpack("3i", creds)[1] != 0:
+            if not peer_is_root(conn):
                 conn.close()
                 continue
             conn.setblocking(False)
@@ -141,13 +129,8 @@ class StreamServer:
 def _exiting(pid: int) -> bool:
     """True when pid is gone or in the middle of exiting (PF_EXITING in its task flags:
     a SIGKILLed daemon spends seconds detaching its BPF programs before its files close)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        flags = int(stat[stat.rindex(b")") + 2:].split()[6])
-    except (OSError, ValueError, IndexError):
-        return True
-    return bool(flags & 0x4)
+    st = proc_stat(pid)
+    return st is None or bool(st.flags & 0x4)
 
 
 def daemon_lock(directory: Path | None = None) -> int:
@@ -394,5 +377,4 @@ def event_line(ev: Event) -> str:
             d[key] = v
     detail = " ".join(f"{k}={v}" for k, v in d.items())
     text = f"{stamp} {ev.kind:7} {ev.session or '-'} pid={ev.pid} {ev.comm}: {detail}"
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
-                   for c in text)
+    return one_line(text)

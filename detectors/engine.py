@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from collector.events import AlertEvent, Event, LossEvent, SessionEvent
+from collector.events import AlertEvent, Event, LossEvent, SessionEvent, one_line
 from detectors.base import (
     REGISTRY,
     Context,
@@ -183,7 +183,7 @@ class Engine:
             ts=ev.ts, session=ev.session, pid=ev.pid, tid=ev.tid, ppid=ev.ppid, uid=ev.uid,
             gid=ev.gid, comm=ev.comm, cgroup=ev.cgroup, setup=ev.setup,
             nested_launcher=ev.nested_launcher, detector=spec.id, title=spec.title,
-            severity=severity, action=self._action(requested), summary=_one_line(summary),
+            severity=severity, action=self._action(requested), summary=one_line(summary),
             key=f.key, mitre=list(spec.mitre), fields=dict(f.fields),
             event=orjson.loads(ev.to_json()), ancestry=self._ancestry(ev.pid))
 
@@ -195,7 +195,7 @@ class Engine:
             ppid=first.ppid, uid=first.uid, gid=first.gid, comm=first.comm,
             cgroup=first.cgroup, detector=first.detector, title=first.title,
             severity=first.severity, action=first.action,
-            summary=_one_line(f"{first.summary} [repeated {fold.repeats} more times in "
+            summary=one_line(f"{first.summary} [repeated {fold.repeats} more times in "
                               f"{seconds:.1f}s]"),
             key=first.key, count=fold.repeats, folded=True, mitre=first.mitre,
             fields=first.fields, event=first.event, ancestry=first.ancestry)
@@ -206,7 +206,7 @@ class Engine:
             title=det.spec.title, severity="high",
             action={"requested": "alert", "taken": "alert",
                     "result": "detector disabled"},
-            summary=_one_line(f"Detector {det.spec.id} failed and is disabled | "
+            summary=one_line(f"Detector {det.spec.id} failed and is disabled | "
                               f"error={type(e).__name__}: {e}"),
             key="detector_error", event=orjson.loads(ev.to_json()))
 
@@ -214,11 +214,6 @@ class Engine:
 def _short(v: Any, limit: int = 160) -> str:
     s = v if isinstance(v, str) else orjson.dumps(v).decode()
     return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _one_line(s: str) -> str:
-    """One terminal line: control characters (newlines, escapes) made visible."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in s)
 
 
 def run_over(engine: Engine, events: Iterable[Event]) -> list[AlertEvent]:

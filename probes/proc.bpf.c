@@ -102,11 +102,6 @@ BPF_PERCPU_ARRAY(exec_scratch, struct aw_exec, 1);
 
 /* ---------------------------------------------------------------- fork / clone */
 
-/* CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}; clone3 and unshare add CLONE_NEWTIME (0x80,
- * which in clone() is part of the exit signal) */
-#define AW_CLONE_NEW 0x7E020000ULL
-#define AW_CLONE_NEWTIME 0x80ULL
-
 static __always_inline int aw_fork_enter(u64 clone_flags, u64 new_ns)
 {
     u64 id = bpf_get_current_pid_tgid();

@@ -82,7 +82,7 @@ struct aw_sys_spec {
 #define AW_SE_PTRACE 6       /* ptrace: request in arg 0 (attach, seize, poke, set regs) */
 #define AW_SE_PROCESS_VM 7   /* process_vm_readv/writev: target pid in arg 0 */
 
-#define AW_UNSHARE_NEW 0x7E020080ULL  /* CLONE_NEW* including CLONE_NEWTIME */
+#define AW_UNSHARE_NEW (AW_CLONE_NEW | AW_CLONE_NEWTIME)
 
 /* The record: data[] holds the strings, packed (str0, str1, str2), then the blob. For
  * socket blobs the sockaddr area is AW_SOCKADDR_MAX bytes when a payload follows it. */
@@ -470,7 +470,9 @@ int aw_sys_exit(void *ctx)
     long ret = *(long *)(ctx + 16);
     rec->ret = ret;
     u32 why = 0;
-    if (ret >= 0) {
+    /* socket, accept, accept4, dup, dup2, dup3, fcntl: the calls inet_fds follows */
+    if (ret >= 0 && (nr == 41 || nr == 43 || nr == 288 || nr == 32 || nr == 33 ||
+                     nr == 292 || nr == 72)) {
         struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
         if (p && (aw_enforce_mask(p) & AW_EN_REVSHELL) && aw_inet_fds(rec, nr, ret)) {
             aw_kill_current((struct aw_hdr *)rec, AW_WHY_REVSHELL, p);

@@ -51,6 +51,16 @@ def busy_outsider(code: str) -> Iterator[subprocess.Popen[bytes]]:
         assert proc.wait(timeout=60) == 0, "the outsider workload failed"
 
 
+@pytest.fixture
+def sibling() -> Iterator[subprocess.Popen[bytes]]:
+    """An unrelated process, outside every session: it must survive every kill."""
+    proc = subprocess.Popen(["sleep", "600"])
+    yield proc
+    assert proc.poll() is None, "a process outside the session was killed"
+    proc.kill()
+    proc.wait()
+
+
 @pytest.fixture(scope="session")
 def loaded() -> Iterator[tuple[object, RecordingSink]]:
     if os.geteuid() != 0:

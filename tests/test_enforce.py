@@ -77,15 +77,6 @@ def enforcing(tmp: Path, runtime_sock: str) -> Iterator[tuple[Any, Any]]:
     c.close()
 
 
-@pytest.fixture
-def sibling() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(["sleep", "600"])
-    yield proc
-    assert proc.poll() is None, "a process outside the session was killed"
-    proc.kill()
-    proc.wait()
-
-
 def _run(c: Any, code: str, marker: Path) -> Any:
     from collector.run import run
 

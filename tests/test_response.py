@@ -61,16 +61,6 @@ def responder(decoy: Path) -> Iterator[tuple[Any, Any]]:
     c.close()
 
 
-@pytest.fixture
-def sibling() -> Iterator[subprocess.Popen[bytes]]:
-    """An unrelated process, outside every session: it must survive every kill."""
-    proc = subprocess.Popen(["sleep", "600"])
-    yield proc
-    assert proc.poll() is None, "a process outside the session was killed"
-    proc.kill()
-    proc.wait()
-
-
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

@@ -140,6 +140,11 @@ struct aw_session {
 #define AW_WHY_RUNTIME_SOCKET 6
 #define AW_WHY_REVSHELL 7
 
+/* CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}; clone3 and unshare add CLONE_NEWTIME (0x80,
+ * which in clone() is part of the exit signal) */
+#define AW_CLONE_NEW 0x7E020000ULL
+#define AW_CLONE_NEWTIME 0x80ULL
+
 #define AW_DENY_DIR 0x100  /* deny_paths value flag: the entry covers everything below it */
 #define AW_HASH_MAX 256    /* deny_paths: longer paths are left to user space */
 #define AW_FNV_OFFSET 0xcbf29ce484222325ULL
@@ -208,8 +213,9 @@ static __always_inline void aw_session_join(u64 session)
 }
 
 /* Send a finished record of `size` bytes; `max` (a constant once inlined) bounds it for
- * the verifier. A full ring buffer is counted against the record's type. */
-static __always_inline void aw_submit(void *rec, u32 size, u32 max)
+ * the verifier. To `events` (a full ring is counted against the record's type), or to
+ * `enforced` (the kernel's kills and their exits; its own loss slot). */
+static __always_inline void aw_submit_to(void *rec, u32 size, u32 max, int to_enforced)
 {
     struct aw_hdr *h = rec;
     u64 sz = size;
@@ -220,8 +226,17 @@ static __always_inline void aw_submit(void *rec, u32 size, u32 max)
     if (sz > max)
         return;
     h->size = sz;
-    if (events.ringbuf_output(rec, sz, 0) != 0)
+    if (to_enforced) {
+        if (enforced.ringbuf_output(rec, sz, 0) != 0)
+            aw_count_lost(AW_LOST_ENFORCED);
+    } else if (events.ringbuf_output(rec, sz, 0) != 0) {
         aw_count_lost(h->type);
+    }
+}
+
+static __always_inline void aw_submit(void *rec, u32 size, u32 max)
+{
+    aw_submit_to(rec, size, max, 0);
 }
 
 /* The enforcement bits that apply to this process now (0 during its sandbox's own setup,
@@ -244,19 +259,9 @@ static __always_inline void aw_kill_current(struct aw_hdr *h, u32 why, struct aw
     p->flags |= AW_PF_KILLED;
 }
 
-/* Like aw_submit, to the `enforced` ring (its own loss slot). */
 static __always_inline void aw_submit_enforced(void *rec, u32 size, u32 max)
 {
-    struct aw_hdr *h = rec;
-    u64 sz = size;
-    if (sz > max)
-        sz = max;
-    asm volatile("" : "+r"(sz));
-    if (sz > max)
-        return;
-    h->size = sz;
-    if (enforced.ringbuf_output(rec, sz, 0) != 0)
-        aw_count_lost(AW_LOST_ENFORCED);
+    aw_submit_to(rec, size, max, 1);
 }
 
 /* Is the absolute path in s (NUL-terminated within max bytes) or one of its directories
