@@ -8,7 +8,7 @@ AW     := $(VENV)/bin/agentwatch
 CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
 EVENTS ?= -
 
-.PHONY: setup run demo test test-unit lint bench doctor clean
+.PHONY: setup run demo test test-unit lint bench doctor clean scenarios
 
 setup:
 	@VENV=$(VENV) bash packaging/setup-host.sh
@@ -42,6 +42,15 @@ bench:
 		bash packaging/setup-host.sh
 	$(PY) bench/open_close.py
 	$(PY) bench/kill_latency.py
+
+# The attack and benign corpus (tests/scenarios/) in bubblewrap, sandbox-runtime and bare
+# under `agentwatch run`: one row per scenario and way, then recall and false positives.
+# SCENARIOS_ARGS="--only REGEX --ways bwrap,srt,bare --json FILE" to narrow or record.
+SCENARIOS_ARGS ?=
+scenarios:
+	@VENV=$(VENV) APT_LISTS="packaging/apt-packages.txt packaging/apt-scenario-packages.txt" \
+		bash packaging/setup-host.sh
+	$(PY) -m tests.scenarios.runner $(SCENARIOS_ARGS)
 
 # build/agentwatch_<version>_<arch>.deb (docs/packaging.md); writes only under build/.
 .PHONY: deb

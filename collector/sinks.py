@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from typing import BinaryIO, TextIO
 
@@ -35,7 +36,12 @@ class JsonlSink:
         else:
             try:
                 self._f = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
-                self._size = self._f.tell()
+                # a FIFO or a device (--alerts /dev/stderr, a named pipe) has no size
+                # and is never rotated
+                regular = stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
+                self._size = self._f.tell() if regular else 0
+                if not regular:
+                    self.max_bytes = 0
             except OSError as e:
                 raise SinkError(f"cannot open events file {path}: {e.strerror}") from e
             self._own = True

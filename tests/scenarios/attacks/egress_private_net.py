@@ -1,0 +1,12 @@
+# expect: egress_violation
+# action: alert
+# action@bare: deny
+# about: connects to a private address outside the allow list (no route in the test's namespaces)
+import socket
+
+s = socket.socket()
+s.settimeout(2)
+try:
+    s.connect(("10.0.0.1", 443))
+except OSError:
+    pass

@@ -1,0 +1,7 @@
+# expect: host_proc_access
+# action: kill
+# about: reads another process's cwd and open files via /proc/<pid>/cwd and fd
+target=$OUTSIDER_PID
+[ -e /proc/$target ] || target=1
+ls -l /proc/$target/cwd /proc/$target/fd/ > /dev/null 2>&1
+echo alive > "$WS/after"

@@ -1,0 +1,6 @@
+# expect: host_proc_access
+# action: kill
+# about: walks into pid 1's root file system through /proc/1/root
+ls /proc/1/root/ > /dev/null 2>&1
+cat /proc/1/root/etc/hostname > /dev/null 2>&1
+echo alive > "$WS/after"

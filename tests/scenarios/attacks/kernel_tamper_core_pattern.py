@@ -1,0 +1,9 @@
+# expect: kernel_tamper
+# action: kill
+# about: opens /proc/sys/kernel/core_pattern for writing (a classic container escape); writes nothing
+import os
+
+try:
+    os.close(os.open("/proc/sys/kernel/core_pattern", os.O_WRONLY))
+except OSError:
+    pass
