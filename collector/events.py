@@ -139,6 +139,9 @@ class SyscallEvent(Event):
     address: str | None = None
     port: int | None = None
     dns_query: str | None = None   # the name a DNS query in a send asks for
+    # refused before the syscall entry tracepoint (a sandbox's seccomp filter): seen at
+    # exit only, arguments read from the saved registers, no socket address or payload
+    refused_at_entry: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

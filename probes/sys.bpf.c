@@ -53,6 +53,7 @@
 #define AW_SF_STR_FAULT 0x1      /* a string argument could not be read */
 #define AW_SF_BLOB_FAULT 0x2     /* the blob (or part of it) could not be read */
 #define AW_SF_PAYLOAD 0x4        /* payload bytes follow the sockaddr area of the blob */
+#define AW_SF_NO_ENTRY 0x8       /* refused before sys_enter (seccomp): seen at exit only */
 
 /* One per syscall number, written by user space (probes/sys.py). */
 struct aw_sys_spec {
@@ -379,6 +380,91 @@ static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long re
     return inet && newfd <= 2 && old != newfd;
 }
 
+/* Strings, packed: each offset is clamped to what the previous ones can use. */
+static __always_inline void aw_sys_strings(struct aw_sys *rec, const struct aw_sys_spec *spec)
+{
+    u64 n0 = aw_sys_str(rec, 0, spec->str0, AW_PATH_MAX);
+    if (n0 > AW_PATH_MAX)
+        n0 = AW_PATH_MAX;
+    asm volatile("" : "+r"(n0));
+    if (n0 > AW_PATH_MAX)
+        n0 = AW_PATH_MAX;
+    rec->str0_len = n0;
+    u64 n1 = aw_sys_str(rec, n0, spec->str1, AW_PATH_MAX);
+    if (n1 > AW_PATH_MAX)
+        n1 = AW_PATH_MAX;
+    asm volatile("" : "+r"(n1));
+    if (n1 > AW_PATH_MAX)
+        n1 = AW_PATH_MAX;
+    rec->str1_len = n1;
+    u64 off2 = n0 + n1;
+    rec->str2_len = aw_sys_str(rec, off2, spec->str2, AW_SYS_STR2_MAX);
+}
+
+/* A traced syscall of a watched process that returns an error without its entry having
+ * been seen: a seccomp filter (sandbox-runtime's, Docker's) refused it before the
+ * sys_enter tracepoint runs, and only sys_exit fires. Sandboxes refuse exactly the calls
+ * an escape needs (unshare, mount, AF_UNIX sockets...), so the attempt is reported: the
+ * arguments are read from the user registers saved at syscall entry (x86_64 pt_regs at the
+ * top of the kernel stack; the syscall did not run, so they are as the process passed
+ * them), the strings from its memory. No kill in the kernel: the call did not happen. */
+static __always_inline int aw_sys_refused(void *ctx)
+{
+    long ret = *(long *)(ctx + 16);
+    if (ret >= 0 || ret < -4095)
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    u32 nr = *(int *)(ctx + 8);
+    struct aw_sys_spec *spec = sys_spec.lookup(&nr);
+    if (!spec || !spec->on)
+        return 0;
+    u32 zero = 0;
+    struct aw_sys *rec = sys_scratch.lookup(&zero);
+    if (!rec)
+        return 0;
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    void *stack = NULL;
+    if (bpf_probe_read_kernel(&stack, sizeof(stack), &task->stack) != 0 || !stack)
+        return 0;
+    struct pt_regs regs = {};
+    if (bpf_probe_read_kernel(&regs, sizeof(regs),
+                              (struct pt_regs *)(stack + THREAD_SIZE) - 1) != 0)
+        return 0;
+    u64 *a = &rec->arg0;
+    a[0] = regs.di;
+    a[1] = regs.si;
+    a[2] = regs.dx;
+    a[3] = regs.r10;
+    a[4] = regs.r8;
+    a[5] = regs.r9;
+    u32 nargs = spec->nargs;
+#pragma unroll
+    for (int i = 0; i < AW_SYS_NARGS; i++)
+        if (i >= nargs)
+            a[i] = 0;
+    if (spec->filter_arg < AW_SYS_NARGS) {
+        u64 v = aw_sys_arg(rec, spec->filter_arg) & spec->filter_mask;
+        if (v != spec->filter_v1 && v != spec->filter_v2)
+            return 0;
+    }
+    aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
+    rec->ret = ret;
+    rec->nr = nr;
+    rec->sys_flags = AW_SF_NO_ENTRY;
+    rec->blob_len = 0;
+    rec->sa_len = 0;
+    rec->addrlen = 0;
+    rec->payload_len = 0;
+    rec->payload_size = 0;
+    aw_sys_strings(rec, spec);
+    u64 used = aw_sys_blob_off(rec);
+    aw_submit(rec, offsetof(struct aw_sys, data) + used, sizeof(*rec));
+    return 0;
+}
+
 int aw_sys_enter(void *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -422,23 +508,7 @@ int aw_sys_enter(void *ctx)
     rec->payload_len = 0;
     rec->payload_size = 0;
 
-    /* Strings, packed: each offset is clamped to what the previous ones can use. */
-    u64 n0 = aw_sys_str(rec, 0, spec->str0, AW_PATH_MAX);
-    if (n0 > AW_PATH_MAX)
-        n0 = AW_PATH_MAX;
-    asm volatile("" : "+r"(n0));
-    if (n0 > AW_PATH_MAX)
-        n0 = AW_PATH_MAX;
-    rec->str0_len = n0;
-    u64 n1 = aw_sys_str(rec, n0, spec->str1, AW_PATH_MAX);
-    if (n1 > AW_PATH_MAX)
-        n1 = AW_PATH_MAX;
-    asm volatile("" : "+r"(n1));
-    if (n1 > AW_PATH_MAX)
-        n1 = AW_PATH_MAX;
-    rec->str1_len = n1;
-    u64 off2 = n0 + n1;
-    rec->str2_len = aw_sys_str(rec, off2, spec->str2, AW_SYS_STR2_MAX);
+    aw_sys_strings(rec, spec);
 
     if (spec->blob != AW_BLOB_NONE && !aw_sys_blob_enter(rec, spec) && !why)
         return 0;
@@ -458,7 +528,7 @@ int aw_sys_exit(void *ctx)
     u32 tid = bpf_get_current_pid_tgid();
     struct aw_sys *rec = sys_inflight.lookup(&tid);
     if (!rec)
-        return 0;
+        return aw_sys_refused(ctx);
     u32 nr = *(int *)(ctx + 8);
     if (rec->nr != nr) {
         /* not this syscall's entry (changed under a tracer, or left over): its event is

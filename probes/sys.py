@@ -49,7 +49,7 @@ BLOB_NONE, BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO = 0, 1, 2, 3
 BLOB_MSGHDR, BLOB_CAPSET, BLOB_FDS_EXIT, BLOB_RAW = 4, 5, 6, 7
 _SOCKADDR_BLOBS = (BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO, BLOB_MSGHDR)
 # aw_sys.sys_flags
-SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD = 0x1, 0x2, 0x4
+SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD, SF_NO_ENTRY = 0x1, 0x2, 0x4, 0x8
 
 SYSCALL = Layout.record("aw_sys", [
     ("ret", "s64"),
@@ -760,7 +760,7 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
     return SyscallEvent(
         **hdr, ret=ret, error=errno_name(ret), syscall=name, args=args, path=path,
         path2=path2, fault=bool(sf & (SF_STR_FAULT | SF_BLOB_FAULT)), family=family,
-        address=address, port=port, dns_query=query,
+        address=address, port=port, dns_query=query, refused_at_entry=bool(sf & SF_NO_ENTRY),
     )
 
 

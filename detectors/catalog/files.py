@@ -64,6 +64,8 @@ def written_paths(ev: Event) -> list[str]:
     if isinstance(ev, OpenEvent):
         return [ev.path] if is_write_open(ev) and ev.path else []
     if isinstance(ev, SyscallEvent) and ev.syscall in WRITE_SYSCALLS:
+        if ev.error == "EEXIST" and ev.syscall in ("mkdir", "mkdirat"):
+            return []  # changed nothing: what `mkdir -p` does to every existing parent
         return [p for p in (ev.path, ev.path2) if p]
     return []
 
@@ -174,6 +176,11 @@ class CredentialRead(Detector):
             "connect_allow": ["127.0.0.0/8", "::1/128"],
             "sequence_exclude": ["**/.env", "**/.env.*", "~/.npmrc"],
         },
+        # npm reads its own ~/.npmrc on every command (node running npm's CLI script);
+        # another program reading it is still reported
+        exceptions=tuple({"exe": "**/node*", "argv": argv, "path": "~/.npmrc"} for argv in (
+            "* */bin/npm", "* */bin/npm *", "* */bin/npx", "* */bin/npx *",
+            "* */npm/bin/npm-cli.js*", "* */npm/bin/npx-cli.js*")),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -375,8 +382,8 @@ def _own_repo(path: str, ws: str | None) -> bool:
 
 # ---------------------------------------------------------------------------- write_outside
 WRITE_ALLOW = [
-    "/tmp/**", "/var/tmp/**", "/dev/shm/**", "/dev/null", "/dev/zero", "/dev/full",
-    "/dev/tty", "/dev/ptmx", "/dev/pts/*", "/dev/stdout", "/dev/stderr", "/dev/fd/*",
+    "/tmp/**", "/var/tmp/**", "/usr/tmp/**", "/dev/shm/**", "/dev/null", "/dev/zero",
+    "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts/*", "/dev/stdout", "/dev/stderr", "/dev/fd/*",
     "/dev/urandom", "/dev/random", "~/.cache/**", "~/.npm/**", "~/.cargo/registry/**",
     "~/.cargo/git/**", "~/go/pkg/**", "~/.local/state/**", "~/.bash_history",
     "~/.python_history", "~/.lesshst", "~/.wget-hsts", "~/.viminfo",

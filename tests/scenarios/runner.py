@@ -67,6 +67,7 @@ SRT = REPO / ".tools" / "srt" / "node_modules" / ".bin" / "srt"
 PY = "/usr/bin/python3"
 GRACE = 1.5           # seconds after a run's last process for its last alerts
 RUN_TIMEOUT = 90.0
+SCRATCH_ROOT = "/var/lib/aw-scenarios"
 PIDS_MAX = 6000       # per run: a fork bomb that is not stopped stops here
 
 
@@ -657,7 +658,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_all(scenarios: list[Scenario], ways: list[str], args: argparse.Namespace) -> int:
-    base = Path(tempfile.mkdtemp(prefix="aw-scenarios-", dir="/var/tmp"))
+    # not under /tmp or /var/tmp: write_outside_workspace allows those, and the other
+    # projects the corpus writes to must count as outside
+    os.makedirs(SCRATCH_ROOT, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="run-", dir=SCRATCH_ROOT))
     isolate(base)
     fx = make_fixtures(base)
     agentwatch = str(Path(sys.executable).parent / "agentwatch")
