@@ -202,6 +202,12 @@ class ProcessTable:
         elif isinstance(ev, ForkEvent):
             if ev.ret >= 0 and not ev.thread:
                 child = self.live.get(ev.child_pid)
+                if child is not None and child.start_ns < ev.ts:
+                    # begun before this fork: an earlier process with the same pid whose
+                    # exit was never seen (lost, or not yet read); its exe, cwd, parent
+                    # and fds must not become the new child's
+                    self._retire(child, ev.ts)
+                    child = None
                 if child is None:
                     child = Process(pid=ev.child_pid, ppid=ev.pid, session=ev.session,
                                     start_ns=ev.ts, uid=ev.uid, comm=ev.comm,

@@ -37,6 +37,23 @@ def test_child_events_before_the_fork_event() -> None:
     assert [p.pid for p in t.ancestry(101)] == [101, 100]
 
 
+def test_a_reused_pid_whose_exit_was_never_seen_is_not_the_new_child() -> None:
+    # pid 101 ran bash in /old, and its exit was lost; then 100 forks a new 101 that
+    # execs nothing yet: it must not inherit the dead process's exe, cwd or parent.
+    t = table()
+    t.observe(ForkEvent(ts=2, session=S, pid=100, ppid=1, ret=50, child_pid=50))
+    t.observe(ForkEvent(ts=3, session=S, pid=50, ppid=100, ret=101, child_pid=101))
+    t.observe(ExecEvent(ts=4, session=S, pid=101, ppid=50, comm="bash", ret=0,
+                        filename="/bin/bash", argv=["bash"], exe="/bin/bash"))
+    t.observe(SyscallEvent(ts=5, session=S, pid=101, ppid=50, ret=0, syscall="chdir",
+                           args={"path": "/old"}, path="/old"))
+    t.observe(ForkEvent(ts=10, session=S, pid=100, ppid=1, ret=101, child_pid=101))
+    new = t.get(101)
+    assert new.ppid == 100 and new.start_ns == 10
+    assert new.exe != "/bin/bash" and new.cwd != "/old"
+    assert [p.pid for p in t.ancestry(101)] == [101, 100]
+
+
 def test_failed_exec_changes_nothing_and_threads_are_not_processes() -> None:
     t = table()
     t.observe(ExecEvent(ts=2, session=S, pid=100, ppid=1, ret=-2, filename="/nope",
