@@ -1,7 +1,6 @@
 # expect: dns_exfil
 # action: alert
 # about: high-entropy DNS labels through getaddrinfo-style UDP queries
-import os
 import secrets
 import socket
 import struct

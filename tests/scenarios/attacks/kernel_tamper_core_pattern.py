@@ -1,6 +1,6 @@
 # expect: kernel_tamper
 # action: kill
-# about: opens /proc/sys/kernel/core_pattern for writing (a classic container escape); writes nothing
+# about: opens /proc/sys/kernel/core_pattern for writing (container escape); writes nothing
 import os
 
 try:
