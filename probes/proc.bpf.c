@@ -78,7 +78,7 @@ static __always_inline void aw_session_record(struct aw_proc *p, u64 id, u32 pha
     rec.phase = phase;
     rec.kind = kind;
     rec.root = root;
-    aw_submit(&rec, sizeof(rec), sizeof(rec));
+    aw_submit_vital(&rec, sizeof(rec));
 }
 
 /* A thread group of the session is gone; the last one sends the session's end record. */

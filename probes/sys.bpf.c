@@ -419,7 +419,9 @@ static __always_inline int aw_sys_refused(void *ctx)
         return 0;
     u32 nr = *(int *)(ctx + 8);
     struct aw_sys_spec *spec = sys_spec.lookup(&nr);
-    if (!spec || !spec->on)
+    /* a call with a blob may have been seen at entry and dropped there on purpose (a
+     * send on a connected socket that is not DNS): not knowable here, so not reported */
+    if (!spec || !spec->on || spec->blob != AW_BLOB_NONE)
         return 0;
     u32 zero = 0;
     struct aw_sys *rec = sys_scratch.lookup(&zero);

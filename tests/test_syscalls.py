@@ -616,3 +616,44 @@ def test_unwatched_processes_cost_nothing_visible(bpf_collector, run_session,
     assert not [e for e in sink.events if e.pid == outsider.pid]
     assert not [e for e in sink.events if getattr(e, "path", None) == str(marker)]
     assert one(r, "unlink").error == "ENOENT"
+
+
+SECCOMP_SCRIPT = r"""
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+# a classic-BPF seccomp filter, as sandboxes install: unshare and mount -> EPERM, the rest
+# allowed (BPF_LD|W|ABS nr; JEQ; RET)
+ins = [(0x20, 0, 0, 0),
+       (0x15, 0, 1, 272), (0x06, 0, 0, 0x00050000 | 1),
+       (0x15, 0, 1, 165), (0x06, 0, 0, 0x00050000 | 1),
+       (0x06, 0, 0, 0x7fff0000)]
+buf = ctypes.create_string_buffer(b"".join(struct.pack("<HBBI", *i) for i in ins))
+prog = struct.pack("<HxxxxxxQ", len(ins), ctypes.addressof(buf))
+pbuf = ctypes.create_string_buffer(prog)
+assert libc.prctl(38, 1, 0, 0, 0) == 0                    # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, pbuf, 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+r = libc.unshare(0x10000000)                               # CLONE_NEWUSER
+print(r, ctypes.get_errno())
+r = libc.mount(b"none", sys.argv[1].encode(), b"tmpfs", 0, None)
+print(r, ctypes.get_errno())
+"""
+
+
+def test_calls_a_seccomp_filter_refuses_are_seen_at_exit(run_session, tmp_path: Path) -> None:
+    """A sandbox's seccomp filter refuses unshare/mount before the syscall entry
+    tracepoint: only sys_exit fires. The event must still be there, with its arguments
+    (from the saved registers), its strings and the filter's EPERM."""
+    out = tmp_path / "out"
+    r = run_session(["/bin/sh", "-c", f'"$0" -c "$1" "$2" > {out}', sys.executable,
+                     SECCOMP_SCRIPT, str(tmp_path)])
+    assert r.exit_status == 0, out.read_text() if out.exists() else ""
+    assert out.read_text().split() == ["-1", "1", "-1", "1"]  # both refused with EPERM
+    e = one(r, "unshare")
+    assert e.refused_at_entry and e.error == "EPERM"
+    assert "CLONE_NEWUSER" in e.args["flags"]
+    m = one(r, "mount")
+    assert m.refused_at_entry and m.error == "EPERM"
+    assert m.path == str(tmp_path) and m.args.get("fstype") == "tmpfs"
+    # calls the filter let through are ordinary events
+    assert not [e for e in r.of("syscall") if e.refused_at_entry
+                and e.syscall not in ("unshare", "mount")]

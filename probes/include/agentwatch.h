@@ -264,6 +264,19 @@ static __always_inline void aw_submit_enforced(void *rec, u32 size, u32 max)
     aw_submit_to(rec, size, max, 1);
 }
 
+/* A record user space cannot do without (a session's start or end: without its end a
+ * session would never end): the events ring, or the `enforced` ring when the events ring
+ * is full (a fork bomb's exits), counted as lost only if both are. */
+static __always_inline void aw_submit_vital(void *rec, u32 size)
+{
+    struct aw_hdr *h = rec;
+    h->size = size;
+    if (events.ringbuf_output(rec, size, 0) == 0)
+        return;
+    if (enforced.ringbuf_output(rec, size, 0) != 0)
+        aw_count_lost(h->type);
+}
+
 /* Is the absolute path in s (NUL-terminated within max bytes) or one of its directories
  * in `deny_paths`? The why code, or 0. FNV-1a 64 of each prefix ending before a '/' is
  * looked up (entries with AW_DENY_DIR cover what is below them), then of the whole path.
