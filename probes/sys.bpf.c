@@ -415,7 +415,8 @@ static __always_inline int aw_sys_refused(void *ctx)
         return 0;
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
-    if (!p)
+    /* killed at this call's entry: its record went to the enforced ring there */
+    if (!p || (p->flags & AW_PF_KILLED))
         return 0;
     u32 nr = *(int *)(ctx + 8);
     struct aw_sys_spec *spec = sys_spec.lookup(&nr);

@@ -129,6 +129,8 @@ def test_kernel_kills_at_the_calls_entry(enforcing: tuple[Any, Any, Any], tmp: P
     assert [e.kernel_kill for e in killed] == [detector], killed
     if syscall:
         assert getattr(killed[0], "syscall", None) == syscall
+    # reported once, at entry: not again from its exit as a call whose entry went unseen
+    assert not [e for e in events.session(r.session) if getattr(e, "refused_at_entry", 0)]
     got = [a for a in _alerts(alerts, r.session)
            if a.detector == detector and (a.event or {}).get("kernel_kill")]
     assert got, f"{case}: no {detector} alert for the killed call"
