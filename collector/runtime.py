@@ -80,8 +80,10 @@ class Collector:
                  on_event: Callable[[Event], None] | None = None,
                  launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                  detection: DetectionConfig | None = None,
-                 alert_sinks: Iterable[Sink] = ()) -> None:
+                 alert_sinks: Iterable[Sink] = (),
+                 own_paths: Iterable[str] = ()) -> None:
         self.sinks = list(sinks)
+        self.own_paths = list(own_paths)  # config file, log directory: monitor_tamper's
         self.alert_sinks = list(alert_sinks)
         self.analyzer: Analyzer | None = None
         self.launchers = list(launchers)
@@ -90,7 +92,8 @@ class Collector:
         self.decoder = RecordDecoder()
         self.table = ProcessTable()
         if detection is not None:
-            self.analyzer = Analyzer(detection, table=self.table, live=True)
+            self.analyzer = Analyzer(detection, table=self.table, live=True,
+                                     own_paths=self.own_paths)
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}
         self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
@@ -139,7 +142,8 @@ class Collector:
         detector engine over the same process table and sessions (detectors' per-session
         counters start again), and the kernel's rules rewritten."""
         old = self.analyzer
-        self.analyzer = Analyzer(detection, table=self.table, live=True)
+        self.analyzer = Analyzer(detection, table=self.table, live=True,
+                                 own_paths=self.own_paths)
         if old is not None:
             self._alerts(old.finish())  # close the old engine's fold windows
             self.analyzer.sessions.update(old.sessions)
@@ -453,6 +457,18 @@ class Collector:
         """Thread groups of session `sid` alive now, from the kernel's `watched` map."""
         return [int(k.value) for k, v in self.bpf[b"watched"].items()
                 if int(v.session) == sid]
+
+    def session_of(self, pid: int) -> Session | None:
+        """The session `pid` belongs to: from the kernel's `watched` map, or (it may have
+        just exited, e.g. killed by the kernel) from the process table."""
+        if pid <= 0:
+            return None
+        try:
+            sid = int(self.bpf[b"watched"][ctypes.c_uint32(pid)].session)
+        except (KeyError, TypeError):
+            proc = self.table.get(pid)
+            return self.sessions.get(proc.session) if proc and proc.session else None
+        return next((s for s in self.sessions.values() if s.id == sid), None)
 
     def is_member(self, pid: int, sid: int) -> bool:
         try:

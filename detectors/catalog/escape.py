@@ -452,7 +452,8 @@ class ExploitPrimitive(Detector):
 
 MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
                  "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
-                 "/sys/fs/bpf", "/sys/fs/bpf/**"]
+                 "/run/agentwatch", "/run/agentwatch/**", "/var/run/agentwatch",
+                 "/var/run/agentwatch/**", "/sys/fs/bpf", "/sys/fs/bpf/**"]
 
 
 @register
