@@ -177,6 +177,8 @@ def policy_for(config: Config) -> Policy:
     if p is not None:
         pids = {int(x) for x in p.get("monitor_pids", []) if str(x).isdigit()}
         pol.protected = sorted(pids | own_ids())
+        for pid in pol.protected:  # /proc/<pid>/mem, /proc/<pid>/root ... of agentwatch
+            pol.deny_paths.setdefault(f"/proc/{pid}", WHY_CODE["monitor_tamper"] | DENY_DIR)
         if _host_pid_ns() is not None:
             pol.syscalls.update(dict.fromkeys(SIGNAL_CALLS, SE_SIGNAL))
             pol.mask |= EN_MONITOR

@@ -192,6 +192,7 @@ def test_monitor_tamper_in_the_kernel_policy() -> None:
     why = enforce.WHY_CODE["monitor_tamper"] | enforce.DENY_DIR
     assert pol.deny_paths["/srv/aw/config.toml"] == why
     assert pol.deny_paths["/etc/agentwatch"] == why
+    assert pol.deny_paths[f"/proc/{os.getpid()}"] == why
     assert not [p for p in pol.deny_paths if p.endswith("/*")]  # globs: user space's
     off = enforce.policy_for(parse({"mode": "monitor"}, "<t>"))
     assert not off.mask and not off.protected

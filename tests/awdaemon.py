@@ -1,0 +1,146 @@
+"""A real `agentwatch daemon` for the hardening tests and the soak (bench/soak.py).
+
+Each daemon gets directories of its own (run, log, state: `AGENTWATCH_RUN_DIR`,
+`AGENTWATCH_LOG_DIR`, `AGENTWATCH_STATE_DIR`), so that it never meets another engineer's
+daemon on the same host, and adopts only a launcher of its own: a symlink to bubblewrap
+named `LAUNCHER` (the kernel adopts by command name, which an exec through a symlink takes
+from the link). Other people's bubblewrap sandboxes are never adopted, so an enforce-mode
+daemon here can only ever kill sandboxes this process started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+AW = str(Path(sys.executable).parent / "agentwatch")
+LAUNCHER = "aw9box"
+SHARED_HEADERS = Path("/var/lib/agentwatch/kernel-headers")
+
+
+def launcher(tmp: Path) -> str:
+    """The path of a bubblewrap named LAUNCHER (a symlink in `tmp`)."""
+    real = shutil.which("bwrap")
+    if real is None:
+        raise RuntimeError("bubblewrap is not installed (make setup installs it)")
+    link = tmp / LAUNCHER
+    if not link.exists():
+        link.symlink_to(real)
+    return str(link)
+
+
+def sandbox(tmp: Path, *cmd: str, host_proc: bool = True, binds: tuple[str, ...] = ()) \
+        -> list[str]:
+    """A bubblewrap sandbox (read-only root, private /tmp, no network) running cmd. With
+    host_proc it shares the host's pid namespace (its /proc shows agentwatch)."""
+    argv = [launcher(tmp), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--tmpfs", "/tmp", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+            "--die-with-parent"]
+    if not host_proc:
+        argv.append("--unshare-pid")
+    for b in binds:
+        argv += ["--bind", b, b]
+    return [*argv, "--", *cmd]
+
+
+def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s: {what}")
+        time.sleep(0.05)
+
+
+class Daemon:
+    """`agentwatch daemon --config CONFIG --log-dir DIR --launcher LAUNCHER`, its stdout
+    (one line per alert) and stderr kept in files."""
+
+    def __init__(self, tmp: Path, config: Path, extra_env: dict[str, str] | None = None) \
+            -> None:
+        self.tmp, self.config = tmp, config
+        self.log = tmp / "log"
+        state = tmp / "state"
+        state.mkdir(exist_ok=True)
+        if SHARED_HEADERS.is_dir() and not (state / "kernel-headers").exists():
+            (state / "kernel-headers").symlink_to(SHARED_HEADERS)  # no merge per daemon
+        self.env = {**os.environ, "AGENTWATCH_RUN_DIR": str(tmp / "run"),
+                    "AGENTWATCH_LOG_DIR": str(self.log), "AGENTWATCH_STATE_DIR": str(state),
+                    **(extra_env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.err = tmp / "daemon.err"
+        self.out = tmp / "daemon.out"
+        self.starts = 0
+
+    def argv(self) -> list[str]:
+        return [AW, "daemon", "--config", str(self.config), "--log-dir", str(self.log),
+                "--launcher", LAUNCHER]
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start it (stdout and stderr appended to the files); not waited for."""
+        self.starts += 1
+        with open(self.err, "ab") as err, open(self.out, "ab") as out:
+            self.proc = subprocess.Popen(self.argv(), env=self.env, stdout=out, stderr=err)
+        return self.proc
+
+    def start(self, timeout: float = 120) -> None:
+        mark = self.stderr().count("daemon ready")
+        self.spawn()
+        self.wait_for("daemon ready", timeout, count=mark + 1)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace") if self.err.exists() else ""
+
+    def wait_for(self, text: str, timeout: float, count: int = 1) -> None:
+        def seen() -> bool:
+            if self.stderr().count(text) >= count:
+                return True
+            assert self.alive(), f"the daemon died:\n{self.stderr()[-3000:]}"
+            return False
+        wait(seen, timeout, f"{text!r} on the daemon's stderr:\n{self.stderr()[-3000:]}")
+
+    def alerts(self) -> list[dict[str, Any]]:
+        path = self.log / "alerts.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(x) for x in path.read_bytes().splitlines() if x.strip()]
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([AW, *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        out = self.cli("status", "--json")
+        assert out.returncode == 0, out.stderr
+        mine = [json.loads(x) for x in out.stdout.splitlines() if x.strip()]
+        (st,) = [s for s in mine if s.get("role") == "daemon"]
+        return st
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
