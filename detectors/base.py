@@ -35,6 +35,9 @@ class DetectorSpec:
     # built-in exceptions (exe/argv/path globs, as in the config); a configured
     # `exceptions` list replaces them
     exceptions: tuple[dict[str, str], ...] = ()
+    # numeric fields that a folded alert reports as the sum over the repeats it stands for
+    # (event_loss's `lost`: the first alert and its folded one together count every loss)
+    summed: tuple[str, ...] = ()
 
 
 @dataclass
