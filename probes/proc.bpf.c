@@ -78,7 +78,10 @@ static __always_inline void aw_session_record(struct aw_proc *p, u64 id, u32 pha
     rec.phase = phase;
     rec.kind = kind;
     rec.root = root;
-    aw_submit(&rec, sizeof(rec), sizeof(rec));
+    /* A start goes through `enforced`, which floods cannot fill and which user space
+     * reads first: a session whose start was lost would be unknown to user space, which
+     * could then neither judge nor kill it. (An end stays behind the session's events.) */
+    aw_submit_to(&rec, sizeof(rec), sizeof(rec), phase == AW_SESSION_START);
 }
 
 /* A thread group of the session is gone; the last one sends the session's end record. */

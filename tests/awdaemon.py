@@ -39,13 +39,15 @@ def launcher(tmp: Path) -> str:
 
 def sandbox(tmp: Path, *cmd: str, host_proc: bool = True, binds: tuple[str, ...] = ()) \
         -> list[str]:
-    """A bubblewrap sandbox (read-only root, private /tmp, no network) running cmd. With
-    host_proc it shares the host's pid namespace (its /proc shows agentwatch)."""
+    """A bubblewrap sandbox (read-only root, private /tmp but `tmp` read-only, `binds`
+    writable, no network) running cmd. With host_proc it shares the host's pid namespace
+    (its /proc shows agentwatch)."""
     argv = [launcher(tmp), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
             "--tmpfs", "/tmp", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent"]
     if not host_proc:
         argv.append("--unshare-pid")
+    argv += ["--ro-bind", str(tmp), str(tmp)]  # under the private /tmp: scripts are here
     for b in binds:
         argv += ["--bind", b, b]
     return [*argv, "--", *cmd]
