@@ -177,6 +177,10 @@ def test_globs() -> None:
     assert path_matches("/work/.env.local", ["**/.env"]) is None
     assert path_matches("/etc/cron.d/x", ["/etc/cron*/*"])
     assert path_matches("/etc/cron.d/x/y", ["/etc/cron*/*"]) is None
+    # a newline is a legal byte of a name: it must not hide a path from `**`
+    assert path_matches("/work/evil\n\x1b]0;x\x07/.env", ["**/.env"]) == "**/.env"
+    assert path_matches("/etc/a\nb/c", ["/etc/**"]) == "/etc/**"
+    assert path_matches("/etc/a\n/b", ["/etc/*"]) is None
 
 
 # ------------------------------------------------------------------------------ replay
