@@ -146,3 +146,73 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait()
+
+
+# ------------------------------------------------------------------------------ supervisor
+
+UNIT = Path(__file__).resolve().parent.parent / "packaging" / "agentwatch.service"
+CLEAN_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)
+
+
+def unit_restart(unit: Path = UNIT) -> tuple[str, float]:
+    """The unit's Restart= and RestartSec= (systemd's defaults: no, 100ms)."""
+    import configparser
+
+    cp = configparser.ConfigParser(interpolation=None, strict=False)
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read_string(unit.read_text())
+    svc = cp["Service"] if cp.has_section("Service") else {}
+    sec = str(svc.get("RestartSec", "0.1")).strip()
+    seconds = float(sec[:-2]) / 1000 if sec.endswith("ms") else float(sec.rstrip("s"))
+    return str(svc.get("Restart", "no")).strip(), seconds
+
+
+def should_restart(policy: str, returncode: int) -> bool:
+    """systemd's Restart= for a main process that exited with `returncode` (Popen's:
+    negative for a signal). on-failure: a non-zero exit, or a signal other than the clean
+    ones (SIGHUP, SIGINT, SIGTERM, SIGPIPE); always: any exit."""
+    clean = returncode == 0 or -returncode in CLEAN_SIGNALS
+    return {"always": True, "on-failure": not clean,
+            "on-abnormal": returncode < 0 and not clean, "no": False}.get(policy, False)
+
+
+class Supervisor:
+    """PID 1 here is not systemd: this applies the unit's Restart=/RestartSec= to the real
+    daemon command, in a thread. `restarts` counts the restarts it made."""
+
+    def __init__(self, daemon: Daemon, unit: Path = UNIT) -> None:
+        import threading
+
+        self.daemon = daemon
+        self.policy, self.delay = unit_restart(unit)
+        self.restarts = 0
+        self.exits: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.daemon.start()
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            proc = self.daemon.proc
+            assert proc is not None
+            try:
+                code = proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            if self._stop.is_set():
+                return
+            self.exits.append(code)
+            if not should_restart(self.policy, code):
+                return
+            if self._stop.wait(self.delay):
+                return
+            self.restarts += 1
+            self.daemon.spawn()
+
+    def stop(self) -> int | None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.daemon.stop()
