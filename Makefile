@@ -8,7 +8,7 @@ AW     := $(VENV)/bin/agentwatch
 CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
 EVENTS ?= -
 
-.PHONY: setup run demo test test-unit lint bench doctor clean
+.PHONY: setup run demo test test-unit lint bench soak doctor clean
 
 setup:
 	@VENV=$(VENV) bash packaging/setup-host.sh
@@ -42,6 +42,11 @@ bench:
 		bash packaging/setup-host.sh
 	$(PY) bench/open_close.py
 	$(PY) bench/kill_latency.py
+
+# Floods, benign work and escapes in bubblewrap sandboxes under the real daemon, with a
+# verdict (bench/soak.py): SOAK_SECONDS=600 make soak for a longer one (default 180).
+soak: setup
+	$(PY) bench/soak.py
 
 # build/agentwatch_<version>_<arch>.deb (docs/packaging.md); writes only under build/.
 .PHONY: deb

@@ -158,8 +158,17 @@ class ProcessTable:
         self.live[pid] = proc
         return proc
 
+    def _stale(self, proc: Process | None, ev: Event) -> Process | None:
+        """A live entry of another session under this pid: its exit record was lost (a
+        flood) and the pid was reused. Retired, so that nothing of it (fds, argv, cwd)
+        is taken for the new process's."""
+        if proc is not None and ev.session is not None and proc.session != ev.session:
+            self._retire(proc, ev.ts)
+            return None
+        return proc
+
     def _ensure(self, pid: int, ev: Event) -> Process:
-        proc = self.live.get(pid)
+        proc = self._stale(self.live.get(pid), ev)
         if proc is None:
             proc = Process(pid=pid, ppid=ev.ppid, session=ev.session, start_ns=ev.ts,
                            uid=ev.uid, comm=ev.comm)
@@ -201,7 +210,7 @@ class ProcessTable:
                     proc.ns = read_ns(ev.pid) or proc.ns
         elif isinstance(ev, ForkEvent):
             if ev.ret >= 0 and not ev.thread:
-                child = self.live.get(ev.child_pid)
+                child = self._stale(self.live.get(ev.child_pid), ev)
                 if child is None:
                     child = Process(pid=ev.child_pid, ppid=ev.pid, session=ev.session,
                                     start_ns=ev.ts, uid=ev.uid, comm=ev.comm,

@@ -526,7 +526,9 @@ class Collector:
             rest = session.kill.text() if session.kill else "nothing left to kill"
             alert.action = {**action, "taken": "kill", "by": "kernel",
                             "result": f"kernel: SIGKILL at the entry of {what} (pid "
-                                      f"{trigger.get('pid')}); then user space: {rest}"}
+                                      f"{trigger.get('pid')}); then user space: {rest}",
+                            "pids": [trigger.get("pid"),
+                                     *(session.kill.pids if session.kill else [])]}
             return
         try:
             if requested == "kill":
@@ -538,6 +540,8 @@ class Collector:
                             "result": f"FAILED: {type(e).__name__}: {e}"}
             return
         alert.action = {**action, "taken": requested, "by": "user space", "result": result}
+        if requested == "kill" and session.kill is not None:
+            alert.action["pids"] = list(session.kill.pids)  # whom it signalled: auditable
 
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
@@ -626,17 +630,23 @@ class Collector:
 
     def _end_attached_sessions(self) -> None:
         """Attached sessions end when the kernel's `watched` map has none of their
-        processes left (the map is the truth: exit events can be lost)."""
-        active = {s.id: s for s in self.sessions.values()
-                  if not s.kernel_live and not s.ended}
+        processes left (the map is the truth: exit events can be lost). So do launcher
+        sessions whose end record was lost to a full ring (a `session` loss): checked
+        only once such a loss was counted, and only after a drain found no end."""
+        lost_ends = self.stats.lost_total.get("session", 0) > 0
+        active = {s.id: s for s in self.sessions.values() if not s.ended and (
+            not s.kernel_live or (lost_ends and s.kind == "launcher"))}
         if not active:
             return
         alive = {int(v.session) for v in self.bpf[b"watched"].values()}
-        for sid, session in active.items():
-            if sid not in alive:
-                self.drain()
-                root = self.table.get(session.root_pid)
-                self.end_session(session, root.exit_status() if root else None)
+        gone = [s for sid, s in active.items() if sid not in alive]
+        if gone:
+            self.drain()
+        for session in gone:
+            if session.ended:
+                continue  # its end record was in the ring after all
+            root = self.table.get(session.root_pid)
+            self.end_session(session, root.exit_status() if root else None)
 
     def drain(self, max_seconds: float = 2.0) -> None:
         """Consume the records in the ring buffers, until they are empty or, under a
