@@ -168,6 +168,7 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
             new.mode = mode_override
         return True, f"reloaded {config_path}: {collector.reload(new)}"
 
+    notify = Notifier()
     with _Stop(hup_reloads=True, session_of=collector.session_of) as stop:
         try:
             t0 = time.monotonic()
@@ -185,6 +186,7 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                   f"launchers: {', '.join(collector.launchers)}; {_enforcement(collector)}"
                   + (f"; re-adopted {len(adopted)} running sandboxes" if adopted else ""),
                   file=sys.stderr, flush=True)
+            notify.send(f"READY=1\nSTATUS=watching; {_enforcement(collector)}")
             last_alive = 0.0
             while not stop.requested:
                 collector.poll(100)
@@ -196,18 +198,54 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                 if time.monotonic() - last_alive >= 1.0:
                     last_alive = time.monotonic()
                     _write_alive(alive)
+                    notify.send("WATCHDOG=1")
+            notify.send("STOPPING=1")
             collector.drain()
             collector.check_losses()
         finally:
             collector.close()
             _write_alive(alive)
             os.close(lock_fd)
+            notify.close()
     lost = collector.stats.lost
     unwritten = collector.sink_dropped()
     print(f"agentwatch: daemon stopped: {sum(collector.stats.events.values())} events, "
           f"{lost} lost" + (f", {unwritten} NOT WRITTEN" if unwritten else ""),
           file=sys.stderr)
     return 0
+
+
+class Notifier:
+    """systemd's notify protocol (sd_notify, without libsystemd): READY=1 once the probes
+    are loaded, WATCHDOG=1 from the loop about once a second, STOPPING=1. With the unit's
+    WatchdogSec=, a daemon that stops pinging (stopped by SIGSTOP, or stuck) is killed and
+    restarted by systemd. A no-op without $NOTIFY_SOCKET."""
+
+    def __init__(self) -> None:
+        import socket
+
+        addr = os.environ.get("NOTIFY_SOCKET", "")
+        self.addr = "\0" + addr[1:] if addr.startswith("@") else addr
+        self.sock: socket.socket | None = None
+        if self.addr:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX,
+                                          socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            except OSError:
+                self.sock = None
+
+    def send(self, text: str) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.sendto(text.encode(), self.addr)
+        except OSError:
+            pass  # systemd gone or the socket full: nothing to do about it here
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def _read_alive(path: Path) -> int | None:

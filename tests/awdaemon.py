@@ -23,7 +23,6 @@ from typing import Any
 
 AW = str(Path(sys.executable).parent / "agentwatch")
 LAUNCHER = "aw9box"
-SHARED_HEADERS = Path("/var/lib/agentwatch/kernel-headers")
 
 
 def launcher(tmp: Path) -> str:
@@ -72,10 +71,11 @@ class Daemon:
             -> None:
         self.tmp, self.config = tmp, config
         self.log = tmp / "log"
+        # A state directory of its own, kernel headers merged there too (about 1 s): the
+        # host's /var/lib/agentwatch is shared with every other agentwatch on the machine
+        # (and removed by a package purge, tests/test_deb.py's among them).
         state = tmp / "state"
         state.mkdir(exist_ok=True)
-        if SHARED_HEADERS.is_dir() and not (state / "kernel-headers").exists():
-            (state / "kernel-headers").symlink_to(SHARED_HEADERS)  # no merge per daemon
         self.env = {**os.environ, "AGENTWATCH_RUN_DIR": str(tmp / "run"),
                     "AGENTWATCH_LOG_DIR": str(self.log), "AGENTWATCH_STATE_DIR": str(state),
                     **(extra_env or {})}
@@ -154,17 +154,32 @@ UNIT = Path(__file__).resolve().parent.parent / "packaging" / "agentwatch.servic
 CLEAN_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE)
 
 
-def unit_restart(unit: Path = UNIT) -> tuple[str, float]:
-    """The unit's Restart= and RestartSec= (systemd's defaults: no, 100ms)."""
+def _unit_service(unit: Path) -> dict[str, str]:
     import configparser
 
     cp = configparser.ConfigParser(interpolation=None, strict=False)
     cp.optionxform = str  # type: ignore[assignment,method-assign]
     cp.read_string(unit.read_text())
-    svc = cp["Service"] if cp.has_section("Service") else {}
-    sec = str(svc.get("RestartSec", "0.1")).strip()
-    seconds = float(sec[:-2]) / 1000 if sec.endswith("ms") else float(sec.rstrip("s"))
-    return str(svc.get("Restart", "no")).strip(), seconds
+    return {k: v.split("#")[0].strip() for k, v in cp["Service"].items()} \
+        if cp.has_section("Service") else {}
+
+
+def _seconds(text: str) -> float:
+    text = text.strip()
+    return float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
+
+
+def unit_restart(unit: Path = UNIT) -> tuple[str, float]:
+    """The unit's Restart= and RestartSec= (systemd's defaults: no, 100ms)."""
+    svc = _unit_service(unit)
+    return svc.get("Restart", "no"), _seconds(svc.get("RestartSec", "100ms"))
+
+
+def unit_watchdog(unit: Path = UNIT) -> tuple[float, int]:
+    """The unit's WatchdogSec= (0: none) and WatchdogSignal= (default SIGABRT)."""
+    svc = _unit_service(unit)
+    sig = svc.get("WatchdogSignal", "SIGABRT")
+    return _seconds(svc.get("WatchdogSec", "0")), int(signal.Signals[sig])
 
 
 def should_restart(policy: str, returncode: int) -> bool:
@@ -177,16 +192,30 @@ def should_restart(policy: str, returncode: int) -> bool:
 
 
 class Supervisor:
-    """PID 1 here is not systemd: this applies the unit's Restart=/RestartSec= to the real
-    daemon command, in a thread. `restarts` counts the restarts it made."""
+    """PID 1 here is not systemd: this applies the unit's Restart=/RestartSec= and, through
+    a notify socket of its own ($NOTIFY_SOCKET), its WatchdogSec=/WatchdogSignal= to the
+    real daemon command, in a thread. `restarts` counts the restarts it made, `watchdog`
+    the watchdog kills."""
 
     def __init__(self, daemon: Daemon, unit: Path = UNIT) -> None:
+        import socket
         import threading
 
         self.daemon = daemon
         self.policy, self.delay = unit_restart(unit)
+        self.watchdog_sec, self.watchdog_signal = unit_watchdog(unit)
         self.restarts = 0
+        self.watchdog = 0
         self.exits: list[int] = []
+        self.notes: list[str] = []
+        path = daemon.tmp / "notify.sock"
+        path.unlink(missing_ok=True)
+        self._notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify.bind(str(path))
+        self._notify.setblocking(False)
+        daemon.env["NOTIFY_SOCKET"] = str(path)
+        self._last_ping = 0.0
+        self._ready = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -194,14 +223,36 @@ class Supervisor:
         self.daemon.start()
         self._thread.start()
 
+    def _read_notify(self) -> None:
+        while True:
+            try:
+                msg = self._notify.recv(4096).decode(errors="replace")
+            except BlockingIOError:
+                return
+            self.notes.append(msg)
+            if "READY=1" in msg.split("\n"):
+                self._ready = True
+                self._last_ping = time.monotonic()
+            if "WATCHDOG=1" in msg.split("\n"):
+                self._last_ping = time.monotonic()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             proc = self.daemon.proc
             assert proc is not None
+            self._read_notify()
+            if self.watchdog_sec and self._ready and proc.poll() is None and \
+                    time.monotonic() - self._last_ping > self.watchdog_sec:
+                self.watchdog += 1
+                self._ready = False  # one kill per instance
+                proc.send_signal(self.watchdog_signal)
+                if self.watchdog_signal != signal.SIGKILL:
+                    proc.send_signal(signal.SIGCONT)  # as systemd does after a signal
             try:
                 code = proc.wait(timeout=0.2)
             except subprocess.TimeoutExpired:
                 continue
+            self._ready = False
             if self._stop.is_set():
                 return
             self.exits.append(code)
@@ -215,4 +266,6 @@ class Supervisor:
     def stop(self) -> int | None:
         self._stop.set()
         self._thread.join(timeout=10)
-        return self.daemon.stop()
+        code = self.daemon.stop()
+        self._notify.close()
+        return code

@@ -23,7 +23,15 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import Daemon, Supervisor, sandbox, should_restart, unit_restart, wait
+from tests.awdaemon import (
+    Daemon,
+    Supervisor,
+    sandbox,
+    should_restart,
+    unit_restart,
+    unit_watchdog,
+    wait,
+)
 from tests.conftest import bpf_unavailable
 
 pytestmark = pytest.mark.bpf
@@ -48,6 +56,7 @@ while time.monotonic() < end:
 def test_the_unit_restart_policy_is_read_and_applied() -> None:
     policy, delay = unit_restart()
     assert policy == "on-failure" and delay == 2.0
+    assert unit_watchdog() == (10.0, signal.SIGKILL)
     assert should_restart("on-failure", -signal.SIGKILL)
     assert should_restart("on-failure", 1)
     assert not should_restart("on-failure", 0)
@@ -165,6 +174,34 @@ def test_sigkill_at_random_moments_loses_no_reported_alert(
             g["fields"]["gap_from_ns"] > 0, g
     print(f"{KILLS} kills, {sup.restarts} restarts, {len(reader.lines)} alerts streamed, "
           f"all in alerts.jsonl; {reader.connects} stream connections")
+
+
+def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
+        supervised: tuple[Supervisor, Path]) -> None:
+    """SIGSTOP cannot be refused or caught (tests/test_tamper.py: a sandbox that sees the
+    daemon can send it, dying in the kernel as it does): without pings for the unit's
+    WatchdogSec, the daemon is killed and restarted, re-adopting the running sandbox."""
+    sup, tmp = supervised
+    d = sup.daemon
+    wait(lambda: any("WATCHDOG=1" in n for n in sup.notes), 10, "watchdog pings")
+    assert any(n.startswith("READY=1") for n in sup.notes)
+    box = subprocess.Popen(sandbox(tmp, "sleep", "120"))
+    try:
+        wait(lambda: d.status()["sessions"], 10, "the sandbox's session")
+        old = d.proc
+        assert old is not None
+        t0 = time.monotonic()
+        old.send_signal(signal.SIGSTOP)
+        wait(lambda: sup.restarts >= 1, 60, "the watchdog's kill and the restart")
+        took = time.monotonic() - t0
+        assert sup.watchdog == 1 and sup.exits == [-signal.SIGKILL], sup.exits
+        assert sup.watchdog_sec <= took < sup.watchdog_sec + 30, took
+        d.wait_for("re-adopted 1 running sandboxes", 120)
+        (gap,) = _restart_gaps(d)
+        assert [s["session"] for s in d.status()["sessions"]] == [gap["session"]]
+    finally:
+        box.kill()
+        box.wait()
 
 
 SITECUSTOMIZE = '''
