@@ -57,8 +57,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         bpf_unavailable("the daemon needs root")
     tmp = tmp_path_factory.mktemp("flood")
     config = tmp / "config.toml"
+    from detectors.catalog.escape import RUNTIME_SOCKETS
+
+    (tmp / "decoy.txt").write_text("bait\n")
     config.write_text('mode = "enforce"\nfold_window = 2\n'
-                      '[detectors.fork_bomb]\naction = "alert"\n')
+                      '[detectors.fork_bomb]\naction = "alert"\n'
+                      f'[detectors.canary_touch]\npaths = ["{tmp}/decoy.txt"]\n'
+                      '[detectors.runtime_socket]\nsockets = '
+                      f'{json.dumps([*RUNTIME_SOCKETS, str(tmp / "runtime.sock")])}\n')
     for name, code in (("open_flood", OPEN_FLOOD), ("escape", ESCAPE)):
         (tmp / f"{name}.py").write_text(code)
     build_forkflood(tmp)
@@ -180,3 +186,56 @@ def test_open_flood_on_every_core_with_an_escape_in_the_same_session(
     assert lost > lost_before, "the open flood lost nothing: not a flood"
     print(f"open flood: {lost - lost_before} events lost, each counted; {killed}")
     _still_responsive(d)
+
+
+KERNEL_RULES = {  # each killed in the kernel at the call's entry (collector/enforce.py)
+    "setns": ("L.setns(os.open('/proc/self/ns/net', os.O_RDONLY), 0)", "namespace_escape"),
+    "mount": ("L.mount(b'none', b'/tmp', b'tmpfs', 0, None)", "mount_escape"),
+    "bpf": ("L.syscall(321, 11, ctypes.create_string_buffer(128), 128)", "kernel_tamper"),
+    "canary": ("open(TMP + '/decoy.txt').read()", "canary_touch"),
+    "runtime_socket": ("socket.socket(socket.AF_UNIX).connect(TMP + '/runtime.sock')",
+                       "runtime_socket"),
+    "reverse_shell": ("srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n"
+                      "c = socket.create_connection(srv.getsockname())\n"
+                      "os.dup2(c.fileno(), 1)", "reverse_shell"),
+}
+
+
+def test_every_kernel_rule_holds_during_a_flood(daemon: Daemon) -> None:
+    """While another sandbox floods open() on every core, each kind of call the kernel
+    decides is killed at its entry and reported, none lost."""
+    d = daemon
+    before = len(d.alerts())
+    flooders = " & ".join(f"{PY} {d.tmp}/open_flood.py 20" for _ in range(CORES))
+    flood = subprocess.Popen(sandbox(d.tmp, "sh", "-c", f"{flooders}; wait"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caught: dict[str, str] = {}
+    try:
+        time.sleep(2)
+        for name, (code, detector) in KERNEL_RULES.items():
+            assert flood.poll() is None, "the flood ended early"
+            marker = d.tmp / f"marker-rule-{name}"
+            script = d.tmp / f"rule-{name}.py"
+            script.write_text("import ctypes, os, socket\n"
+                              "L = ctypes.CDLL(None, use_errno=True)\n"
+                              f"TMP = {str(d.tmp)!r}\n{code}\n"
+                              f"open({str(marker)!r}, 'w').write('after')\n")
+            mark = len(d.alerts())
+            r = subprocess.run(sandbox(d.tmp, PY, str(script), binds=(str(d.tmp),)),
+                               timeout=60, capture_output=True)
+            assert r.returncode in (137, -9), (name, r)
+            assert not marker.exists(), f"{name}: ran on after the call"
+            (a,) = wait(lambda mark=mark, detector=detector: [
+                x for x in d.alerts()[mark:] if x["detector"] == detector
+                and x["event"].get("kernel_kill")], 10, f"{name}: the kernel's kill reported")
+            assert a["action"]["by"] == "kernel", a["action"]
+            caught[name] = a["event"].get("syscall") or a["event"]["kind"]
+    finally:
+        try:  # the flooders end by themselves (killing the launcher would not stop them)
+            flood.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            flood.kill()
+            flood.wait()
+    assert sorted(caught) == sorted(KERNEL_RULES)
+    lost = _losses_counted(d, before)
+    print(f"kernel rules under a flood: {caught}; {lost} events lost in all, each counted")
