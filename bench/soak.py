@@ -327,7 +327,11 @@ def main() -> int:
         for th in threads:
             th.join(timeout=180)
         time.sleep(3)  # the last records and alerts; sessions whose end was lost end too
-        status = daemon.status()
+        try:
+            status = daemon.status()
+        except (AssertionError, ValueError, OSError) as e:
+            status = {"events": {}, "lost": {}, "kills": {}, "sessions": [],
+                      "error": f"the daemon did not answer status: {e!r}"}
     finally:
         stop_code = sup.stop()
         srv.close()
@@ -335,6 +339,8 @@ def main() -> int:
     alive = sum(p.poll() is None for p in outs)
     failures = verdict(soak, alerts, daemon.stderr(), daemon.out.read_text(errors="replace"),
                        outs, sup, stop_code)
+    if "error" in status:
+        failures.append(status["error"])
     if status["sessions"]:  # every sandbox has exited: none may stay "running"
         failures.append(f"{len(status['sessions'])} sessions never ended: "
                         f"{[x['session'] for x in status['sessions']][:10]}")

@@ -98,6 +98,9 @@ class _Stop:
 
     def __exit__(self, *_exc: object) -> None:
         if self._mask is not None:
+            # taken, not left pending: unblocked, one would kill us with its default action
+            while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+                pass
             signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
         for sig, old in self._old.items():
             signal.signal(sig, old)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO = 1, 2, 3
 WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
 DENY_DIR = 0x100
 HASH_MAX = 256  # AW_HASH_MAX: longer paths are left to user space
+PROTECTED_MAX = 256  # AW_PROTECTED_MAX
 
 # aw_sys_spec.enforce classes (AW_SE_* in sys.bpf.c)
 SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = 1, 2, 3, 4, 5
@@ -246,7 +247,7 @@ def apply(bpf: Any, pol: Policy) -> None:
         comms[key] = ctypes.c_uint32(1)
     prot = bpf[b"protected"]
     prot.clear()
-    for pid in pol.protected:
+    for pid in pol.protected[:PROTECTED_MAX]:
         prot[ctypes.c_uint32(pid)] = ctypes.c_uint32(1)
     _fd_probes(bpf, bool(pol.mask & EN_REVSHELL))
     cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(pol.mask)

@@ -12,7 +12,7 @@ import ctypes
 import os
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -113,6 +113,9 @@ class Collector:
         self._last_tick = 0.0
         self._budget = POLL_BUDGET
         self._enforced_mgr: Any = None
+        # pids the kernel killed, and their sessions: a signal such a process sent to
+        # agentwatch as it died must still be known as a session's (session_of)
+        self.kernel_victims: OrderedDict[int, str] = OrderedDict()
         self._lib: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -448,6 +451,9 @@ class Collector:
         session = self.sessions.get(event.session or "")
         if session is None:
             return
+        self.kernel_victims[event.pid] = session.name
+        while len(self.kernel_victims) > MAX_ENDED_SESSIONS:
+            self.kernel_victims.popitem(last=False)
         self.kills["kernel"] += 1
         if session.state != "killed" or self.session_members(session.id):
             self.kill_session(session)
@@ -463,6 +469,13 @@ class Collector:
         just exited, e.g. killed by the kernel) from the process table."""
         if pid <= 0:
             return None
+        # The kernel's kill record of a sender is in the `enforced` ring before its
+        # signal is even sent (it is written at the call's entry): read it first. The
+        # sender is then gone from `watched`, and under a flood the process table may
+        # never have heard of it.
+        self._consume_enforced()
+        if pid in self.kernel_victims:
+            return self.sessions.get(self.kernel_victims[pid])
         try:
             sid = int(self.bpf[b"watched"][ctypes.c_uint32(pid)].session)
         except (KeyError, TypeError):

@@ -198,6 +198,9 @@ KERNEL_RULES = {  # each killed in the kernel at the call's entry (collector/enf
     "reverse_shell": ("srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n"
                       "c = socket.create_connection(srv.getsockname())\n"
                       "os.dup2(c.fileno(), 1)", "reverse_shell"),
+    # the daemon must know the (dead, never seen exec'ing) sender as a session's, and
+    # ignore its SIGTERM: the kernel's kill record tells it
+    "signal": ("os.kill(AW, 15)", "monitor_tamper"),
 }
 
 
@@ -218,7 +221,7 @@ def test_every_kernel_rule_holds_during_a_flood(daemon: Daemon) -> None:
             script = d.tmp / f"rule-{name}.py"
             script.write_text("import ctypes, os, socket\n"
                               "L = ctypes.CDLL(None, use_errno=True)\n"
-                              f"TMP = {str(d.tmp)!r}\n{code}\n"
+                              f"TMP = {str(d.tmp)!r}\nAW = {d.pid}\n{code}\n"
                               f"open({str(marker)!r}, 'w').write('after')\n")
             mark = len(d.alerts())
             r = subprocess.run(sandbox(d.tmp, PY, str(script), binds=(str(d.tmp),)),
@@ -237,5 +240,7 @@ def test_every_kernel_rule_holds_during_a_flood(daemon: Daemon) -> None:
             flood.kill()
             flood.wait()
     assert sorted(caught) == sorted(KERNEL_RULES)
+    d.wait_for("ignored SIGTERM from pid", 10)
+    assert d.alive(), "a sandbox's SIGTERM stopped the daemon"
     lost = _losses_counted(d, before)
     print(f"kernel rules under a flood: {caught}; {lost} events lost in all, each counted")

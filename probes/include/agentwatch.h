@@ -150,6 +150,7 @@ struct aw_session {
 
 #define AW_DENY_DIR 0x100  /* deny_paths value flag: the entry covers everything below it */
 #define AW_HASH_MAX 256    /* deny_paths: longer paths are left to user space */
+#define AW_PROTECTED_MAX 256  /* `protected`: agentwatch's pids and thread ids */
 #define AW_FNV_OFFSET 0xcbf29ce484222325ULL
 #define AW_FNV_PRIME 0x100000001b3ULL
 
@@ -164,7 +165,7 @@ BPF_ARRAY(config, u64, AW_CFG_SLOTS);
 BPF_RINGBUF_OUTPUT(enforced, 64);                  /* 256 KiB: kernel kills only */
 BPF_HASH(deny_paths, u64, u32, 4096);               /* FNV-1a 64 of a path -> AW_WHY_* */
 BPF_HASH(exempt_comms, struct aw_comm, u32, 16);    /* comm -> 1 */
-BPF_HASH(protected, u32, u32, 64);                  /* agentwatch's pids and pgid -> 1 */
+BPF_HASH(protected, u32, u32, AW_PROTECTED_MAX);    /* agentwatch's pids and tids -> 1 */
 
 /* With AW_EN_REVSHELL: which fds (below AW_FDSET_MAX) of a watched thread group are
  * AF_INET/AF_INET6 sockets. Set at socket()/accept() exit, copied by dup*, cleared at
