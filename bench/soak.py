@@ -97,6 +97,7 @@ class Job:
     name: str          # flood: fork|open; escape: a key of ESCAPES; benign: "work"
     token: str         # unique: names its scripts and markers
     pid: int = 0       # the sandbox's launcher, its session's root
+    err_offset: int = 0  # the daemon's stderr size when the job started
     started: float = 0.0
     took: float = 0.0
     status: int | None = None
@@ -122,6 +123,7 @@ class Soak:
     def run(self, job: Job, argv: list[str], cwd: Path | None = None,
             timeout: float = 120) -> None:
         job.started = time.monotonic()
+        job.err_offset = self.daemon.err.stat().st_size  # its session's line comes after
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         job.pid = proc.pid  # the launcher: its session's root
@@ -197,11 +199,14 @@ def outsiders() -> list[subprocess.Popen[bytes]]:
             subprocess.Popen([PY, "-c", "import time\nwhile True: time.sleep(0.05)"])]
 
 
-def sessions_by_root(daemon_err: str) -> dict[int, str]:
-    """Launcher pid -> session, from the daemon's session lines (argv and ancestry can be
-    empty for sessions started during a flood: their exec records were lost)."""
-    return {int(pid): name for name, pid in
-            re.findall(r"session (\w+) started \(launcher, pid (\d+)\)", daemon_err)}
+def session_of_job(daemon_err: str, job: Job) -> str | None:
+    """The session the daemon started for the job's launcher: the first session line
+    naming its pid after the job started (pids are reused: pid_max can be 32768, and a
+    fork flood goes through them in seconds). Argv and ancestry cannot tell: they can be
+    empty for sessions started during a flood (their exec records were lost)."""
+    m = re.search(rf"session (\w+) started \(launcher, pid {job.pid}\)",
+                  daemon_err[job.err_offset:])
+    return m.group(1) if m else None
 
 
 def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_out: str,
@@ -209,9 +214,8 @@ def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_ou
             stop_code: int | None) -> list[str]:
     failures: list[str] = []
     by_kind = Counter(j.kind for j in soak.jobs)
-    roots = sessions_by_root(daemon_err)
     for job in soak.jobs:
-        session = roots.get(job.pid)
+        session = session_of_job(daemon_err, job)
         if session is None:
             failures.append(f"{job.token}: its sandbox (pid {job.pid}) was never a session")
         mine = [a for a in alerts if a["session"] == session]
@@ -226,14 +230,16 @@ def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_ou
             if job.marker is not None and job.marker.exists():
                 failures.append(f"{job.token}: ran on after the escape")
             if not caught:
-                failures.append(f"{job.token}: no {detector} kill alert "
-                                f"(got {sorted({a['detector'] for a in mine})})")
+                failures.append(f"{job.token}: no {detector} kill alert in session "
+                                f"{session} (pid {job.pid}; got "
+                                f"{sorted({a['detector'] for a in mine})})")
         elif job.kind == "benign":
             if job.status != 0:
                 failures.append(f"{job.token}: benign work exited {job.status}")
             killed = [a["detector"] for a in mine if a["action"].get("taken") == "kill"]
             if killed:
-                failures.append(f"{job.token}: benign work killed by {killed}")
+                failures.append(f"{job.token}: benign work killed by {killed} (session "
+                                f"{session}, pid {job.pid})")
     # losses: every one in an event_loss alert
     alerted = sum(int(a["fields"].get("lost", 0)) for a in alerts
                   if a["detector"] == "event_loss" and a.get("key") == "loss")

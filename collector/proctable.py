@@ -173,7 +173,9 @@ class ProcessTable:
             proc = Process(pid=pid, ppid=ev.ppid, session=ev.session, start_ns=ev.ts,
                            uid=ev.uid, comm=ev.comm)
             parent = self.get(ev.ppid)
-            if parent is not None:
+            # a parent of another session is a stale entry under a reused pid (records
+            # lost to a flood): nothing of it is this process's
+            if parent is not None and parent.session == ev.session:
                 proc.exe, proc.argv, proc.cwd = parent.exe, parent.argv, parent.cwd
                 proc.fds = dict(parent.fds)
             self.live[pid] = proc

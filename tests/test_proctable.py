@@ -192,3 +192,20 @@ def test_a_reused_pid_from_another_session_starts_clean() -> None:
     t.observe(OpenEvent(ts=8, session=other, pid=102, ppid=200, ret=3, syscall="openat",
                         path="/x", raw_path="/x", flags=0))
     assert t.get(102).session == other and 5 not in t.get(102).fds
+
+
+def test_nothing_is_inherited_from_a_parent_of_another_session() -> None:
+    """A process first seen by one of its own events (its fork record lost) inherits its
+    parent's view only if that parent is of its session: a parent entry of another
+    session is a stale one under a reused pid."""
+    t = table()
+    t.observe(SyscallEvent(ts=2, session=S, pid=100, ppid=1, ret=4, syscall="socket",
+                           args={"family": "AF_INET"}))
+    t.observe(SyscallEvent(ts=3, session=S, pid=100, ppid=1, ret=0, syscall="chdir",
+                           args={"path": "/"}, path="/"))
+    other = "00000000000000bb"
+    t.observe(OpenEvent(ts=4, session=other, pid=300, ppid=100, ret=3, syscall="openat",
+                        path="x", raw_path="x", flags=0))
+    child = t.get(300)
+    assert child.cwd is None and 4 not in child.fds
+    assert t.get(300).session == other
