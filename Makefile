@@ -8,7 +8,7 @@ AW     := $(VENV)/bin/agentwatch
 CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
 EVENTS ?= -
 
-.PHONY: setup run demo test test-unit lint bench doctor clean scenarios
+.PHONY: setup run demo test test-unit lint bench soak doctor clean scenarios
 
 setup:
 	@VENV=$(VENV) bash packaging/setup-host.sh
@@ -51,6 +51,11 @@ scenarios:
 	@VENV=$(VENV) APT_LISTS="packaging/apt-packages.txt packaging/apt-scenario-packages.txt" \
 		bash packaging/setup-host.sh
 	$(PY) -m tests.scenarios.runner $(SCENARIOS_ARGS)
+
+# Floods, benign work and escapes in bubblewrap sandboxes under the real daemon, with a
+# verdict (bench/soak.py): SOAK_SECONDS=600 make soak for a longer one (default 180).
+soak: setup
+	$(PY) bench/soak.py
 
 # build/agentwatch_<version>_<arch>.deb (docs/packaging.md); writes only under build/.
 .PHONY: deb

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 
@@ -43,18 +43,33 @@ def _enforcement(collector: Collector) -> str:
     return f"mode {mode}; {collector.policy.describe()}; {collector.egress.describe()}"
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 class _Stop:
     """SIGTERM/SIGINT: stop (drain, flush, exit). SIGHUP: reload, when a handler is given,
-    else stop."""
+    else stop.
 
-    def __init__(self, hup_reloads: bool = False) -> None:
+    With `session_of` (the daemon), the three signals are blocked and taken from the loop
+    (`take()`, sigtimedwait) with their sender's pid: a signal sent by a sandboxed process
+    (a session's member) is ignored and reported, so that a sandbox cannot stop the daemon
+    or make it exit 0 (which a unit's Restart=on-failure would not restart)."""
+
+    def __init__(self, hup_reloads: bool = False,
+                 session_of: Callable[[int], object | None] | None = None) -> None:
         self.requested = False
         self.reload = False
         self.hup_reloads = hup_reloads
+        self.session_of = session_of
+        self.ignored: list[tuple[int, int, object]] = []  # (signal, sender, its session)
         self._old: dict[int, object] = {}
+        self._mask: set[int | signal.Signals] | None = None
 
     def __enter__(self) -> _Stop:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        if self.session_of is not None:
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            return self
+        for sig in STOP_SIGNALS:
             self._old[sig] = signal.signal(sig, self._handler)
         return self
 
@@ -64,7 +79,29 @@ class _Stop:
         else:
             self.requested = True
 
+    def take(self) -> None:
+        """The stop signals pending now, each judged by who sent it."""
+        if self.session_of is None:
+            return
+        while True:
+            info = signal.sigtimedwait(STOP_SIGNALS, 0)
+            if info is None:
+                return
+            session = self.session_of(info.si_pid)
+            if session is not None:
+                self.ignored.append((info.si_signo, info.si_pid, session))
+                print(f"agentwatch: ignored {signal.Signals(info.si_signo).name} from pid "
+                      f"{info.si_pid}, a process of session "
+                      f"{getattr(session, 'name', session)}", file=sys.stderr, flush=True)
+                continue
+            self._handler(info.si_signo, None)
+
     def __exit__(self, *_exc: object) -> None:
+        if self._mask is not None:
+            # taken, not left pending: unblocked, one would kill us with its default action
+            while signal.sigtimedwait(STOP_SIGNALS, 0) is not None:
+                pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
         for sig, old in self._old.items():
             signal.signal(sig, old)  # type: ignore[arg-type]
 
@@ -114,8 +151,9 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
         raise SinkError(str(e)) from None
     sinks.append(streams[1])
     alert_sinks.append(streams[0])
+    own = [p for p in (config_path, log_dir) if p]
     collector = Collector(sinks, launchers=launchers, on_event=_announce,
-                          detection=detection, alert_sinks=alert_sinks)
+                          detection=detection, alert_sinks=alert_sinks, own_paths=own)
     collector.servers.extend(streams)
     alive = kernel.state_dir() / "daemon.alive"
     gap_from = _read_alive(alive)
@@ -133,7 +171,8 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
             new.mode = mode_override
         return True, f"reloaded {config_path}: {collector.reload(new)}"
 
-    with _Stop(hup_reloads=True) as stop:
+    notify = Notifier()
+    with _Stop(hup_reloads=True, session_of=collector.session_of) as stop:
         try:
             t0 = time.monotonic()
             collector.start(adopt_launchers=True)
@@ -150,9 +189,11 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                   f"launchers: {', '.join(collector.launchers)}; {_enforcement(collector)}"
                   + (f"; re-adopted {len(adopted)} running sandboxes" if adopted else ""),
                   file=sys.stderr, flush=True)
+            notify.send(f"READY=1\nSTATUS=watching; {_enforcement(collector)}")
             last_alive = 0.0
             while not stop.requested:
                 collector.poll(100)
+                stop.take()
                 if stop.reload:
                     stop.reload = False
                     ok, text = reload()
@@ -160,18 +201,54 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                 if time.monotonic() - last_alive >= 1.0:
                     last_alive = time.monotonic()
                     _write_alive(alive)
+                    notify.send("WATCHDOG=1")
+            notify.send("STOPPING=1")
             collector.drain()
             collector.check_losses()
         finally:
             collector.close()
             _write_alive(alive)
             os.close(lock_fd)
+            notify.close()
     lost = collector.stats.lost
     unwritten = collector.sink_dropped()
     print(f"agentwatch: daemon stopped: {sum(collector.stats.events.values())} events, "
           f"{lost} lost" + (f", {unwritten} NOT WRITTEN" if unwritten else ""),
           file=sys.stderr)
     return 0
+
+
+class Notifier:
+    """systemd's notify protocol (sd_notify, without libsystemd): READY=1 once the probes
+    are loaded, WATCHDOG=1 from the loop about once a second, STOPPING=1. With the unit's
+    WatchdogSec=, a daemon that stops pinging (stopped by SIGSTOP, or stuck) is killed and
+    restarted by systemd. A no-op without $NOTIFY_SOCKET."""
+
+    def __init__(self) -> None:
+        import socket
+
+        addr = os.environ.get("NOTIFY_SOCKET", "")
+        self.addr = "\0" + addr[1:] if addr.startswith("@") else addr
+        self.sock: socket.socket | None = None
+        if self.addr:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX,
+                                          socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            except OSError:
+                self.sock = None
+
+    def send(self, text: str) -> None:
+        if self.sock is None:
+            return
+        try:
+            self.sock.sendto(text.encode(), self.addr)
+        except OSError:
+            pass  # systemd gone or the socket full: nothing to do about it here
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 def _read_alive(path: Path) -> int | None:

@@ -16,6 +16,9 @@ match gets SIGKILL from `bpf_send_signal` before the process returns to user spa
 | runtime_socket | connects to a runtime socket path (literal absolute paths) |
 | reverse_shell | an AF_INET/AF_INET6 socket dup'ed (dup, dup2, dup3, fcntl F_DUPFD) |
 |               | onto fd 0, 1 or 2: killed at the dup's exit, before it returns |
+| monitor_tamper | kill/tkill/tgkill with a signal, and pidfd_open, aimed at agentwatch's |
+|                | own pids (`protected`), kill(-1, sig): by a caller in the host pid |
+|                | namespace; opens of its literal config/state/log/run paths |
 
 Everything else (relative paths, globs, `..`, abstract sockets, calls from inside a
 sandbox's pid namespace for ptrace) stays with the user-space detectors, which kill the
@@ -37,15 +40,18 @@ from detectors.config import Config
 from probes.decode import KILL_REASONS
 
 EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
+EN_MONITOR = 0x40
 FD_PROBES = (("aw_fd_close", "close"), ("aw_fd_close_range", "close_range"))
 CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO = 1, 2, 3
 WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
 DENY_DIR = 0x100
 HASH_MAX = 256  # AW_HASH_MAX: longer paths are left to user space
+PROTECTED_MAX = 256  # AW_PROTECTED_MAX
 
 # aw_sys_spec.enforce classes (AW_SE_* in sys.bpf.c)
 SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = 1, 2, 3, 4, 5
-SE_PTRACE, SE_PROCESS_VM = 6, 7
+SE_PTRACE, SE_PROCESS_VM, SE_SIGNAL = 6, 7, 8
+SIGNAL_CALLS = ("kill", "tkill", "tgkill", "pidfd_open")
 TAMPER_CALLS = ("bpf", "perf_event_open", "init_module", "finit_module", "delete_module")
 MOUNT_CALLS = ("move_mount", "fsopen", "fsmount", "open_tree", "open_tree_attr",
                "mount_setattr", "pivot_root", "chroot")
@@ -69,6 +75,7 @@ class Policy:
     deny_paths: dict[str, int] = field(default_factory=dict)  # path -> why | DENY_DIR
     exempt_comms: list[str] = field(default_factory=list)
     detectors: list[str] = field(default_factory=list)       # enforced in the kernel
+    protected: list[int] = field(default_factory=list)       # agentwatch's pids and tids
 
     def describe(self) -> str:
         if not self.mask:
@@ -167,10 +174,32 @@ def policy_for(config: Config) -> Policy:
     if kills("reverse_shell") is not None:
         pol.mask |= EN_REVSHELL
         pol.detectors.append("reverse_shell")
+    p = kills("monitor_tamper")
+    if p is not None:
+        pids = {int(x) for x in p.get("monitor_pids", []) if str(x).isdigit()}
+        pol.protected = sorted(pids | own_ids())
+        for pid in pol.protected:  # /proc/<pid>/mem, /proc/<pid>/root ... of agentwatch
+            pol.deny_paths.setdefault(f"/proc/{pid}", WHY_CODE["monitor_tamper"] | DENY_DIR)
+        if _host_pid_ns() is not None:
+            pol.syscalls.update(dict.fromkeys(SIGNAL_CALLS, SE_SIGNAL))
+            pol.mask |= EN_MONITOR
+        for path in literal_paths(list(p.get("paths", []))):
+            pol.deny_paths.setdefault(path, WHY_CODE["monitor_tamper"] | DENY_DIR)
+        pol.detectors.append("monitor_tamper")
     if pol.deny_paths:
         pol.mask |= EN_PATHS
     pol.exempt_comms = sorted(exempt)
     return pol
+
+
+def own_ids() -> set[int]:
+    """This process's pid and its threads' ids (tkill names a thread)."""
+    ids = {os.getpid()}
+    try:
+        ids.update(int(t) for t in os.listdir("/proc/self/task"))
+    except OSError:
+        pass
+    return ids
 
 
 def _comms(globs: list[str]) -> list[str]:
@@ -216,6 +245,10 @@ def apply(bpf: Any, pol: Policy) -> None:
         key = comms.Key()
         key.name = name.encode()[:15]
         comms[key] = ctypes.c_uint32(1)
+    prot = bpf[b"protected"]
+    prot.clear()
+    for pid in pol.protected[:PROTECTED_MAX]:
+        prot[ctypes.c_uint32(pid)] = ctypes.c_uint32(1)
     _fd_probes(bpf, bool(pol.mask & EN_REVSHELL))
     cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(pol.mask)
 

@@ -185,7 +185,7 @@ class AlertEvent(Event):
     detector: str
     title: str = ""
     severity: str
-    action: dict[str, str]
+    action: dict[str, Any]  # strings, and `pids` (a list) for a kill
     summary: str                     # one line, for a person
     key: str = ""                    # what repeats fold on
     count: int = 1                   # occurrences this alert stands for

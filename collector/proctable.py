@@ -158,13 +158,24 @@ class ProcessTable:
         self.live[pid] = proc
         return proc
 
+    def _stale(self, proc: Process | None, ev: Event) -> Process | None:
+        """A live entry of another session under this pid: its exit record was lost (a
+        flood) and the pid was reused. Retired, so that nothing of it (fds, argv, cwd)
+        is taken for the new process's."""
+        if proc is not None and ev.session is not None and proc.session != ev.session:
+            self._retire(proc, ev.ts)
+            return None
+        return proc
+
     def _ensure(self, pid: int, ev: Event) -> Process:
-        proc = self.live.get(pid)
+        proc = self._stale(self.live.get(pid), ev)
         if proc is None:
             proc = Process(pid=pid, ppid=ev.ppid, session=ev.session, start_ns=ev.ts,
                            uid=ev.uid, comm=ev.comm)
             parent = self.get(ev.ppid)
-            if parent is not None:
+            # a parent of another session is a stale entry under a reused pid (records
+            # lost to a flood): nothing of it is this process's
+            if parent is not None and parent.session == ev.session:
                 proc.exe, proc.argv, proc.cwd = parent.exe, parent.argv, parent.cwd
                 proc.fds = dict(parent.fds)
             self.live[pid] = proc
@@ -201,11 +212,11 @@ class ProcessTable:
                     proc.ns = read_ns(ev.pid) or proc.ns
         elif isinstance(ev, ForkEvent):
             if ev.ret >= 0 and not ev.thread:
-                child = self.live.get(ev.child_pid)
+                child = self._stale(self.live.get(ev.child_pid), ev)
                 if child is not None and child.start_ns < ev.ts:
-                    # begun before this fork: an earlier process with the same pid whose
-                    # exit was never seen (lost, or not yet read); its exe, cwd, parent
-                    # and fds must not become the new child's
+                    # of this session but begun before this fork: an earlier process with
+                    # the same pid whose exit was never seen (lost, or not yet read); its
+                    # exe, cwd, parent and fds must not become the new child's
                     self._retire(child, ev.ts)
                     child = None
                 if child is None:

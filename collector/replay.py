@@ -89,20 +89,40 @@ def read_events(path: str | Path, report: ReadReport | None = None) -> Iterator[
             yield ev
 
 
+def protect_self(params: dict[str, Any], own_paths: list[str]) -> None:
+    """monitor_tamper's view of this agentwatch: its pid and thread ids (signals, ptrace,
+    /proc/<id>), and where it keeps its configuration, state, logs and sockets when they
+    are not the default places (`own_paths`: the config file, the log directory; the run
+    and state directories from the environment)."""
+    from collector.control import run_dir
+    from collector.enforce import own_ids
+    from probes.kernel import state_dir
+
+    pids = params.get("monitor_pids")
+    if isinstance(pids, list):
+        for pid in sorted(own_ids()):
+            if str(pid) not in pids:
+                pids.append(str(pid))
+    paths = params.get("paths")
+    if isinstance(paths, list):
+        for p in [*own_paths, str(run_dir()), str(state_dir())]:
+            p = os.path.abspath(p)
+            for pat in (p, p + "/**"):
+                if pat not in paths:
+                    paths.append(pat)
+
+
 class Analyzer:
     """Detector engine + the views it needs (process, ancestry, session)."""
 
     def __init__(self, config: Config, table: ProcessTable | None = None,
-                 live: bool = False) -> None:
+                 live: bool = False, own_paths: list[str] | None = None) -> None:
         self.own_table = table is None
         self.live = live
         self.table = table if table is not None else ProcessTable(read_proc=False)
         self.sessions: dict[str, SessionView] = {}
         if live and "monitor_tamper" in config.detectors:
-            # agentwatch's own pid: signals or ptrace aimed at it are tampering.
-            pids = config.detectors["monitor_tamper"].params.get("monitor_pids")
-            if isinstance(pids, list) and str(os.getpid()) not in pids:
-                pids.append(str(os.getpid()))
+            protect_self(config.detectors["monitor_tamper"].params, own_paths or [])
         self.engine = Engine(config, proc=self._proc, ancestry=self._ancestry,
                              session=self._session)
 

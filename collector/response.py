@@ -90,6 +90,7 @@ class KillReport:
     survivors: list[int] = field(default_factory=list)
     seconds: float = 0.0
     refused: list[int] = field(default_factory=list)  # protected pids found in the session
+    pids: list[int] = field(default_factory=list)     # the pids it sent SIGKILL to
 
     def text(self) -> str:
         if not self.died and not self.signalled and not self.survivors:
@@ -184,6 +185,7 @@ class Responder:
             if killed and report.method == "cgroup.kill":
                 report.method = "cgroup.kill+pidfd"
             report.signalled = len(killed)
+            report.pids = sorted(killed)
             died = self.ops.wait_dead(killed, max(0.0, deadline - time.monotonic()))
             report.survivors = sorted(set(killed) - died)
             now = list(self.members(sid))

@@ -12,7 +12,7 @@ import ctypes
 import os
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -80,8 +80,10 @@ class Collector:
                  on_event: Callable[[Event], None] | None = None,
                  launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                  detection: DetectionConfig | None = None,
-                 alert_sinks: Iterable[Sink] = ()) -> None:
+                 alert_sinks: Iterable[Sink] = (),
+                 own_paths: Iterable[str] = ()) -> None:
         self.sinks = list(sinks)
+        self.own_paths = list(own_paths)  # config file, log directory: monitor_tamper's
         self.alert_sinks = list(alert_sinks)
         self.analyzer: Analyzer | None = None
         self.launchers = list(launchers)
@@ -90,7 +92,8 @@ class Collector:
         self.decoder = RecordDecoder()
         self.table = ProcessTable()
         if detection is not None:
-            self.analyzer = Analyzer(detection, table=self.table, live=True)
+            self.analyzer = Analyzer(detection, table=self.table, live=True,
+                                     own_paths=self.own_paths)
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}
         self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
@@ -110,6 +113,9 @@ class Collector:
         self._last_tick = 0.0
         self._budget = POLL_BUDGET
         self._enforced_mgr: Any = None
+        # pids the kernel killed, and their sessions: a signal such a process sent to
+        # agentwatch as it died must still be known as a session's (session_of)
+        self.kernel_victims: OrderedDict[int, str] = OrderedDict()
         self._lib: Any = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -139,7 +145,8 @@ class Collector:
         detector engine over the same process table and sessions (detectors' per-session
         counters start again), and the kernel's rules rewritten."""
         old = self.analyzer
-        self.analyzer = Analyzer(detection, table=self.table, live=True)
+        self.analyzer = Analyzer(detection, table=self.table, live=True,
+                                 own_paths=self.own_paths)
         if old is not None:
             self._alerts(old.finish())  # close the old engine's fold windows
             self.analyzer.sessions.update(old.sessions)
@@ -444,6 +451,9 @@ class Collector:
         session = self.sessions.get(event.session or "")
         if session is None:
             return
+        self.kernel_victims[event.pid] = session.name
+        while len(self.kernel_victims) > MAX_ENDED_SESSIONS:
+            self.kernel_victims.popitem(last=False)
         self.kills["kernel"] += 1
         if session.state != "killed" or self.session_members(session.id):
             self.kill_session(session)
@@ -453,6 +463,25 @@ class Collector:
         """Thread groups of session `sid` alive now, from the kernel's `watched` map."""
         return [int(k.value) for k, v in self.bpf[b"watched"].items()
                 if int(v.session) == sid]
+
+    def session_of(self, pid: int) -> Session | None:
+        """The session `pid` belongs to: from the kernel's `watched` map, or (it may have
+        just exited, e.g. killed by the kernel) from the process table."""
+        if pid <= 0:
+            return None
+        # The kernel's kill record of a sender is in the `enforced` ring before its
+        # signal is even sent (it is written at the call's entry): read it first. The
+        # sender is then gone from `watched`, and under a flood the process table may
+        # never have heard of it.
+        self._consume_enforced()
+        if pid in self.kernel_victims:
+            return self.sessions.get(self.kernel_victims[pid])
+        try:
+            sid = int(self.bpf[b"watched"][ctypes.c_uint32(pid)].session)
+        except (KeyError, TypeError):
+            proc = self.table.get(pid)
+            return self.sessions.get(proc.session) if proc and proc.session else None
+        return next((s for s in self.sessions.values() if s.id == sid), None)
 
     def is_member(self, pid: int, sid: int) -> bool:
         try:
@@ -510,7 +539,9 @@ class Collector:
             rest = session.kill.text() if session.kill else "nothing left to kill"
             alert.action = {**action, "taken": "kill", "by": "kernel",
                             "result": f"kernel: SIGKILL at the entry of {what} (pid "
-                                      f"{trigger.get('pid')}); then user space: {rest}"}
+                                      f"{trigger.get('pid')}); then user space: {rest}",
+                            "pids": [trigger.get("pid"),
+                                     *(session.kill.pids if session.kill else [])]}
             return
         try:
             if requested == "kill":
@@ -522,6 +553,8 @@ class Collector:
                             "result": f"FAILED: {type(e).__name__}: {e}"}
             return
         alert.action = {**action, "taken": requested, "by": "user space", "result": result}
+        if requested == "kill" and session.kill is not None:
+            alert.action["pids"] = list(session.kill.pids)  # whom it signalled: auditable
 
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
@@ -610,17 +643,23 @@ class Collector:
 
     def _end_attached_sessions(self) -> None:
         """Attached sessions end when the kernel's `watched` map has none of their
-        processes left (the map is the truth: exit events can be lost)."""
-        active = {s.id: s for s in self.sessions.values()
-                  if not s.kernel_live and not s.ended}
+        processes left (the map is the truth: exit events can be lost). So do launcher
+        sessions whose end record was lost to a full ring (a `session` loss): checked
+        only once such a loss was counted, and only after a drain found no end."""
+        lost_ends = self.stats.lost_total.get("session", 0) > 0
+        active = {s.id: s for s in self.sessions.values() if not s.ended and (
+            not s.kernel_live or (lost_ends and s.kind == "launcher"))}
         if not active:
             return
         alive = {int(v.session) for v in self.bpf[b"watched"].values()}
-        for sid, session in active.items():
-            if sid not in alive:
-                self.drain()
-                root = self.table.get(session.root_pid)
-                self.end_session(session, root.exit_status() if root else None)
+        gone = [s for sid, s in active.items() if sid not in alive]
+        if gone:
+            self.drain()
+        for session in gone:
+            if session.ended:
+                continue  # its end record was in the ring after all
+            root = self.table.get(session.root_pid)
+            self.end_session(session, root.exit_status() if root else None)
 
     def drain(self, max_seconds: float = 2.0) -> None:
         """Consume the records in the ring buffers, until they are empty or, under a

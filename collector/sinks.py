@@ -7,7 +7,7 @@ import stat
 import sys
 from typing import BinaryIO, TextIO
 
-from collector.events import Event
+from collector.events import Event, one_line
 
 
 class SinkError(OSError):
@@ -136,11 +136,12 @@ def alert_line(alert: Event, colour: bool = False) -> str:
     summary = getattr(alert, "summary", "")
     action = getattr(alert, "action", {}) or {}
     what = action.get("result") or action.get("taken") or ""
-    head = f"[{sev.upper()}]"
+    head = one_line(f"[{sev.upper()}]")
     if colour and sev in SEVERITY_COLOURS:
         head = f"\033[{SEVERITY_COLOURS[sev]}m{head}\033[0m"
-    return (f"{head} {det} session={alert.session} pid={alert.pid}: {summary}"
-            f" | action={what}")
+    # escaped again here: a line read back from a log file is not trusted to be clean
+    return head + one_line(f" {det} session={alert.session} pid={alert.pid}: {summary}"
+                           f" | action={what}")
 
 
 class HumanAlertSink:

@@ -35,6 +35,9 @@ class DetectorSpec:
     # built-in exceptions (exe/argv/path globs, as in the config); a configured
     # `exceptions` list replaces them
     exceptions: tuple[dict[str, str], ...] = ()
+    # numeric fields that a folded alert reports as the sum over the repeats it stands for
+    # (event_loss's `lost`: the first alert and its folded one together count every loss)
+    summed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -124,14 +127,16 @@ def _glob_re(pattern: str) -> re.Pattern[str]:
         else:
             out += re.escape(pattern[i])
             i += 1
-    return re.compile(out + r"\Z")
+    # DOTALL: a newline is a legal byte of a file name; without it a directory named
+    # "x\n" would hide everything below it from every `**` glob
+    return re.compile(out + r"\Z", re.DOTALL)
 
 
 @lru_cache(maxsize=1024)
 def _any_glob_re(patterns: tuple[str, ...]) -> re.Pattern[str]:
     """One regex for a whole list of globs: most paths match none, and one search is much
     cheaper than one per glob (this runs for every open of every watched process)."""
-    return re.compile("|".join(f"(?:{_glob_re(p).pattern})" for p in patterns))
+    return re.compile("|".join(f"(?:{_glob_re(p).pattern})" for p in patterns), re.DOTALL)
 
 
 def path_matches(path: str | None, patterns: Iterable[str]) -> str | None:

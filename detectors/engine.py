@@ -16,7 +16,7 @@ process and session views (from the collector's process table, or from a recordi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -45,6 +45,7 @@ class _Fold:
     last_ts: int
     repeats: int
     alert: AlertEvent
+    sums: dict[str, int] = field(default_factory=dict)  # DetectorSpec.summed, repeats only
 
 
 class Engine:
@@ -159,6 +160,10 @@ class Engine:
         if fold is not None and ev.ts - fold.first_ts <= self.window_ns:
             fold.repeats += 1
             fold.last_ts = ev.ts
+            for name in det.spec.summed:
+                v = f.fields.get(name)
+                if isinstance(v, int):
+                    fold.sums[name] = fold.sums.get(name, 0) + v
             return []
         out = [self._folded(fold)] if fold is not None and fold.repeats else []
         alert = self._alert(det, dcfg, ev, f)
@@ -198,7 +203,7 @@ class Engine:
             summary=one_line(f"{first.summary} [repeated {fold.repeats} more times in "
                               f"{seconds:.1f}s]"),
             key=first.key, count=fold.repeats, folded=True, mitre=first.mitre,
-            fields=first.fields, event=first.event, ancestry=first.ancestry)
+            fields={**first.fields, **fold.sums}, event=first.event, ancestry=first.ancestry)
 
     def _broken(self, det: Detector, ev: Event, e: Exception) -> AlertEvent:
         return AlertEvent(

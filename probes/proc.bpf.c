@@ -78,7 +78,14 @@ static __always_inline void aw_session_record(struct aw_proc *p, u64 id, u32 pha
     rec.phase = phase;
     rec.kind = kind;
     rec.root = root;
-    aw_submit_vital(&rec, sizeof(rec));
+    /* A start goes through `enforced`, which floods cannot fill and which user space
+     * reads first: a session whose start was lost would be unknown to user space, which
+     * could then neither judge nor kill it. An end stays behind the session's events,
+     * unless the events ring is full (a fork bomb's exits): then `enforced` too. */
+    if (phase == AW_SESSION_START)
+        aw_submit_enforced(&rec, sizeof(rec), sizeof(rec));
+    else
+        aw_submit_vital(&rec, sizeof(rec));
 }
 
 /* A thread group of the session is gone; the last one sends the session's end record. */

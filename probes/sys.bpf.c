@@ -82,6 +82,8 @@ struct aw_sys_spec {
 #define AW_SE_MOUNT_EXEMPT 5 /* mount, umount2: not by an exempt process */
 #define AW_SE_PTRACE 6       /* ptrace: request in arg 0 (attach, seize, poke, set regs) */
 #define AW_SE_PROCESS_VM 7   /* process_vm_readv/writev: target pid in arg 0 */
+#define AW_SE_SIGNAL 8       /* kill, tkill (target arg 0, signal arg 1), tgkill (tgid arg 0,
+                                signal arg 2), pidfd_open (pid arg 0): of a protected pid */
 
 #define AW_UNSHARE_NEW (AW_CLONE_NEW | AW_CLONE_NEWTIME)
 
@@ -278,6 +280,18 @@ static __always_inline int aw_sys_blob_enter(struct aw_sys *rec, const struct aw
     return 1;
 }
 
+/* Is the caller in the host's pid namespace (so that the pids it names are host pids)? */
+static __always_inline int aw_host_pidns(void)
+{
+    u32 dkey = AW_CFG_PIDNS_DEV, ikey = AW_CFG_PIDNS_INO;
+    u64 *dev = config.lookup(&dkey);
+    u64 *ino = config.lookup(&ikey);
+    if (!dev || !ino || !*ino)
+        return 0;
+    struct bpf_pidns_info ns = {};
+    return bpf_get_ns_current_pid_tgid(*dev, *ino, &ns, sizeof(ns)) == 0;
+}
+
 /* ptrace or process_vm_* of `target`: a violation when the caller is in the host's pid
  * namespace (so `target` is a host pid) and `target` is not a process of its session.
  * From inside a sandbox's own pid namespace only its own processes can be named: left to
@@ -287,18 +301,33 @@ static __always_inline u32 aw_target_outside(const struct aw_proc *p, u64 id, u6
     u32 t = target;
     if (t == 0 || t == (u32)id || t == (u32)(id >> 32))
         return 0;
-    u32 dkey = AW_CFG_PIDNS_DEV, ikey = AW_CFG_PIDNS_INO;
-    u64 *dev = config.lookup(&dkey);
-    u64 *ino = config.lookup(&ikey);
-    if (!dev || !ino || !*ino)
-        return 0;
-    struct bpf_pidns_info ns = {};
-    if (bpf_get_ns_current_pid_tgid(*dev, *ino, &ns, sizeof(ns)) != 0)
+    if (!aw_host_pidns())
         return 0;
     struct aw_proc *tp = watched.lookup(&t);
     if (tp && tp->session == p->session)
         return 0;
     return AW_WHY_PTRACE;
+}
+
+/* A signal or pidfd aimed at agentwatch (`protected`): kill(pid | -pgid | -1, sig != 0),
+ * tkill(tid, sig), tgkill(tgid, tid, sig), pidfd_open(pid). Only from the host's pid
+ * namespace: inside a sandbox's own, agentwatch has no pid and the numbers mean others.
+ * The call itself still runs (a tracepoint cannot refuse it): the sender dies before it
+ * returns, but a SIGKILL it sent reaches its target all the same. */
+static __always_inline u32 aw_signal_violation(const struct aw_sys *rec, u32 nr)
+{
+    s64 target = (s64)(s32)rec->arg0;
+    u64 sig = nr == 234 /* tgkill */ ? rec->arg2 : rec->arg1;
+    if (nr != 434 /* pidfd_open */ && sig == 0)
+        return 0;  /* signal 0: an existence probe, nothing is delivered */
+    if (!aw_host_pidns())
+        return 0;
+    if (nr == 62 /* kill */ && target == -1)
+        return AW_WHY_MONITOR;
+    if (target < 0)
+        target = -target;
+    u32 t = target;
+    return protected.lookup(&t) ? AW_WHY_MONITOR : 0;
 }
 
 /* Does this call get the process killed at entry? The why code, or 0. */
@@ -336,6 +365,8 @@ static __always_inline u32 aw_sys_violation(const struct aw_sys *rec,
     }
     case AW_SE_PROCESS_VM:
         return (mask & AW_EN_PTRACE) ? aw_target_outside(p, id, rec->arg0) : 0;
+    case AW_SE_SIGNAL:
+        return (mask & AW_EN_MONITOR) ? aw_signal_violation(rec, rec->nr) : 0;
     }
     return 0;
 }
@@ -499,11 +530,11 @@ int aw_sys_enter(void *ctx)
             return 0;
     }
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
+    rec->nr = nr;
     u32 why = aw_sys_violation(rec, spec, p, id);
     if (why)
         aw_kill_current((struct aw_hdr *)rec, why, p);  /* first; the record follows */
     rec->ret = 0;
-    rec->nr = nr;
     rec->sys_flags = 0;
     rec->blob_len = 0;
     rec->sa_len = 0;

@@ -89,6 +89,8 @@ def test_repeats_fold_into_one_alert_and_a_count() -> None:
     first, folded = alerts
     assert first.detector == "event_loss" and not first.folded and first.count == 1
     assert folded.folded and folded.count == 4 and "repeated 4 more times" in folded.summary
+    # every loss counted: the folded alert's `lost` is the sum of the four it stands for
+    assert first.fields["lost"] + folded.fields["lost"] == 5 * 3
     assert first.action == {"requested": "alert", "taken": "alert", "result": "alerted"}
 
 
@@ -175,6 +177,10 @@ def test_globs() -> None:
     assert path_matches("/work/.env.local", ["**/.env"]) is None
     assert path_matches("/etc/cron.d/x", ["/etc/cron*/*"])
     assert path_matches("/etc/cron.d/x/y", ["/etc/cron*/*"]) is None
+    # a newline is a legal byte of a name: it must not hide a path from `**`
+    assert path_matches("/work/evil\n\x1b]0;x\x07/.env", ["**/.env"]) == "**/.env"
+    assert path_matches("/etc/a\nb/c", ["/etc/**"]) == "/etc/**"
+    assert path_matches("/etc/a\n/b", ["/etc/*"]) is None
 
 
 # ------------------------------------------------------------------------------ replay

@@ -8,6 +8,8 @@ loopback, DNS for pypi.org) and near misses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.detector_fixtures import alerts_of, load_events, summary
@@ -130,3 +132,70 @@ def test_action_and_severity_come_from_config() -> None:
     cfg = {"runtime_socket": {"action": "freeze", "severity": "high"}}
     alerts = alerts_of("runtime_socket", "positive", cfg)
     assert {(a.severity, a.action["requested"]) for a in alerts} == {("high", "freeze")}
+
+
+def _payload_like(last: Any, cls: type, **kw: Any) -> Any:
+    """An event of the positive fixture's payload process (same session, pid, comm)."""
+    base = {k: getattr(last, k) for k in ("session", "pid", "tid", "ppid", "uid", "gid",
+                                           "comm", "cgroup")}
+    return cls(ts=last.ts + 1000, **base, **kw)
+
+
+def test_monitor_tamper_covers_threads_sockets_and_its_own_files() -> None:
+    """The routes added for the live daemon: tkill of one of agentwatch's threads, its
+    control socket under /run/agentwatch, and a config file and log directory outside
+    the default places (the live analyzer adds the daemon's own ones: protect_self)."""
+    from collector.events import ConnectEvent, OpenEvent, SyscallEvent
+    from collector.replay import protect_self
+    from tests.detector_fixtures import config, replay
+
+    events = load_events("monitor_tamper", "positive")
+    last = events[-1]
+    events += [
+        _payload_like(last, SyscallEvent, ret=-1, syscall="tkill",
+                      args={"tid": 814, "sig": "SIGSTOP"}),
+        _payload_like(last, ConnectEvent, ret=0, family="AF_UNIX",
+                      address="/run/agentwatch/control-812.sock", fd=4),
+        _payload_like(last, OpenEvent, ret=3, syscall="openat", path="/srv/aw/config.toml",
+                      raw_path="/srv/aw/config.toml", flags=0o1),
+        _payload_like(last, OpenEvent, ret=3, syscall="openat", path="/srv/aw/log/x.jsonl",
+                      raw_path="/srv/aw/log/x.jsonl", flags=0),
+        _payload_like(last, OpenEvent, ret=3, syscall="openat", path="/srv/aw/other.toml",
+                      raw_path="/srv/aw/other.toml", flags=0),
+    ]
+    cfg = config({"monitor_tamper": {"monitor_pids": ["812", "813", "814"]}})
+    protect_self(cfg.detectors["monitor_tamper"].params, ["/srv/aw/config.toml",
+                                                           "/srv/aw/log"])
+    keys = [a.key for a in replay(events, cfg)
+            if a.detector == "monitor_tamper" and not a.folded]
+    assert keys[-4:] == ["tkill:814", "connect:/run/agentwatch/control-812.sock",
+                         "open:/srv/aw/config.toml", "open:/srv/aw/log/x.jsonl"]
+
+
+def test_monitor_tamper_in_the_kernel_policy() -> None:
+    """enforce mode: signals and pidfd_open aimed at agentwatch, and its literal paths,
+    are the kernel's to kill for; monitor mode or an exception: user space's."""
+    import os
+
+    from collector import enforce
+    from detectors.config import parse
+
+    pol = enforce.policy_for(parse({"mode": "enforce", "detectors": {"monitor_tamper": {
+        "monitor_pids": ["4242"], "paths": ["/srv/aw/config.toml", "/etc/agentwatch/**",
+                                            "~/x/*"]}}}, "<t>"))
+    assert "monitor_tamper" in pol.detectors
+    assert 4242 in pol.protected and os.getpid() in pol.protected
+    if enforce._host_pid_ns() is not None:
+        assert pol.mask & enforce.EN_MONITOR
+        assert {c: pol.syscalls[c] for c in enforce.SIGNAL_CALLS} == dict.fromkeys(
+            enforce.SIGNAL_CALLS, enforce.SE_SIGNAL)
+    why = enforce.WHY_CODE["monitor_tamper"] | enforce.DENY_DIR
+    assert pol.deny_paths["/srv/aw/config.toml"] == why
+    assert pol.deny_paths["/etc/agentwatch"] == why
+    assert pol.deny_paths[f"/proc/{os.getpid()}"] == why
+    assert not [p for p in pol.deny_paths if p.endswith("/*")]  # globs: user space's
+    off = enforce.policy_for(parse({"mode": "monitor"}, "<t>"))
+    assert not off.mask and not off.protected
+    excepted = enforce.policy_for(parse({"mode": "enforce", "detectors": {"monitor_tamper": {
+        "exceptions": [{"exe": "/usr/bin/ps"}]}}}, "<t>"))
+    assert "monitor_tamper" not in excepted.detectors and not excepted.protected

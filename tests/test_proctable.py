@@ -186,3 +186,43 @@ def test_unix_socket_addresses_are_made_absolute_like_paths() -> None:
         t.observe(ev)
     assert (rel.address, dbl.address, abstract.address) == (
         "/run/docker.sock", "/var/run/docker.sock", "@x/../y")
+
+
+def test_a_reused_pid_from_another_session_starts_clean() -> None:
+    """Under a flood a process's exit record can be lost and its pid reused by a process
+    of another session: nothing of the old one (its socket fds above all: a reverse
+    shell's dup would be judged by them) may be taken for the new one's."""
+    t = table()
+    t.observe(ForkEvent(ts=2, session=S, pid=100, ppid=1, ret=101, child_pid=101))
+    t.observe(SyscallEvent(ts=3, session=S, pid=101, ppid=100, ret=4, syscall="socket",
+                           args={"family": "AF_INET"}))
+    assert t.get(101).fds[4][0].startswith("socket:")
+    other = "00000000000000bb"
+    t.add_root(200, 1, other, ["bwrap"], start_ns=5)
+    # pid 101's exit was lost; 101 is now a child of the other session's root
+    t.observe(ForkEvent(ts=6, session=other, pid=200, ppid=1, ret=101, child_pid=101))
+    new = t.get(101)
+    assert new.session == other and new.ppid == 200 and 4 not in new.fds
+    # an event of a reused pid whose fork was lost too
+    t.observe(SyscallEvent(ts=7, session=S, pid=102, ppid=100, ret=5, syscall="socket",
+                           args={"family": "AF_INET"}))
+    t.observe(OpenEvent(ts=8, session=other, pid=102, ppid=200, ret=3, syscall="openat",
+                        path="/x", raw_path="/x", flags=0))
+    assert t.get(102).session == other and 5 not in t.get(102).fds
+
+
+def test_nothing_is_inherited_from_a_parent_of_another_session() -> None:
+    """A process first seen by one of its own events (its fork record lost) inherits its
+    parent's view only if that parent is of its session: a parent entry of another
+    session is a stale one under a reused pid."""
+    t = table()
+    t.observe(SyscallEvent(ts=2, session=S, pid=100, ppid=1, ret=4, syscall="socket",
+                           args={"family": "AF_INET"}))
+    t.observe(SyscallEvent(ts=3, session=S, pid=100, ppid=1, ret=0, syscall="chdir",
+                           args={"path": "/"}, path="/"))
+    other = "00000000000000bb"
+    t.observe(OpenEvent(ts=4, session=other, pid=300, ppid=100, ret=3, syscall="openat",
+                        path="x", raw_path="x", flags=0))
+    child = t.get(300)
+    assert child.cwd is None and 4 not in child.fds
+    assert t.get(300).session == other

@@ -452,7 +452,8 @@ class ExploitPrimitive(Detector):
 
 MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
                  "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
-                 "/sys/fs/bpf", "/sys/fs/bpf/**"]
+                 "/run/agentwatch", "/run/agentwatch/**", "/var/run/agentwatch",
+                 "/var/run/agentwatch/**", "/sys/fs/bpf", "/sys/fs/bpf/**"]
 
 
 @register
@@ -462,8 +463,11 @@ class MonitorTamper(Detector):
     engine's caller), pidfd_send_signal through a pidfd the session opened on one of them,
     a kill(-1, sig) broadcast (`broadcast_kill`; harmless inside a pid namespace, but
     nothing an agent needs), and any access (open, change, unix connect) to its config,
-    state, logs or pinned BPF maps (`paths`; `dir/**` does not match `dir` itself, so
-    both are listed)."""
+    state, logs, sockets or pinned BPF maps (`paths`; `dir/**` does not match `dir`
+    itself, so both are listed). A running agentwatch adds its own pid and thread ids to
+    `monitor_pids`, and its config file, log, run and state directories to `paths` when
+    they are not the default ones. In enforce mode the kernel kills the signals,
+    pidfd_open and literal paths at the call's entry (docs/response.md)."""
 
     spec = DetectorSpec(
         id="monitor_tamper",

@@ -11,7 +11,10 @@ from detectors.base import Context, Detector, DetectorSpec, Finding, register
 @register
 class EventLoss(Detector):
     """Every `loss` event becomes an alert: a gap in what agentwatch saw is a gap in what it
-    can vouch for (a flood may be there to hide something)."""
+    can vouch for (a flood may be there to hide something). Repeats fold as any alert
+    does; a folded event_loss alert's `lost` is the sum of the losses it stands for, so
+    the `lost` of all event_loss alerts adds up to every loss the kernel counted (from
+    `min_lost` on)."""
 
     kinds = frozenset({"loss"})
     spec = DetectorSpec(
@@ -24,6 +27,7 @@ class EventLoss(Detector):
         mitre=("T1562.006",),
         output="{lost} events lost",
         params={"min_lost": 1},
+        summed=("lost",),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

@@ -130,6 +130,8 @@ struct aw_session {
 #define AW_EN_PTRACE 0x8   /* ptrace attach/poke, process_vm_*: of a process outside */
 #define AW_EN_PATHS  0x10  /* opens and unix connects of `deny_paths` (literal, absolute) */
 #define AW_EN_REVSHELL 0x20 /* an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`) */
+#define AW_EN_MONITOR 0x40  /* a signal (kill, tkill, tgkill; kill(-1)) or pidfd_open aimed at
+                               a `protected` pid (agentwatch), by a host-pid-ns caller */
 
 /* Why the kernel killed (AW_HF_KILLED's reason; user space maps it to a detector id). */
 #define AW_WHY_TAMPER 1
@@ -139,6 +141,7 @@ struct aw_session {
 #define AW_WHY_CANARY 5
 #define AW_WHY_RUNTIME_SOCKET 6
 #define AW_WHY_REVSHELL 7
+#define AW_WHY_MONITOR 8
 
 /* CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}; clone3 and unshare add CLONE_NEWTIME (0x80,
  * which in clone() is part of the exit signal) */
@@ -147,6 +150,7 @@ struct aw_session {
 
 #define AW_DENY_DIR 0x100  /* deny_paths value flag: the entry covers everything below it */
 #define AW_HASH_MAX 256    /* deny_paths: longer paths are left to user space */
+#define AW_PROTECTED_MAX 256  /* `protected`: agentwatch's pids and thread ids */
 #define AW_FNV_OFFSET 0xcbf29ce484222325ULL
 #define AW_FNV_PRIME 0x100000001b3ULL
 
@@ -161,6 +165,7 @@ BPF_ARRAY(config, u64, AW_CFG_SLOTS);
 BPF_RINGBUF_OUTPUT(enforced, 64);                  /* 256 KiB: kernel kills only */
 BPF_HASH(deny_paths, u64, u32, 4096);               /* FNV-1a 64 of a path -> AW_WHY_* */
 BPF_HASH(exempt_comms, struct aw_comm, u32, 16);    /* comm -> 1 */
+BPF_HASH(protected, u32, u32, AW_PROTECTED_MAX);    /* agentwatch's pids and tids -> 1 */
 
 /* With AW_EN_REVSHELL: which fds (below AW_FDSET_MAX) of a watched thread group are
  * AF_INET/AF_INET6 sockets. Set at socket()/accept() exit, copied by dup*, cleared at
