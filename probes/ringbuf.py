@@ -55,7 +55,9 @@ class RingReader:
 
     def pending(self) -> int:
         """Bytes written by the producer and not consumed yet."""
-        return _U64.unpack_from(self._data, 0)[0] - _U64.unpack_from(self._cons, 0)[0]
+        prod: int = _U64.unpack_from(self._data, 0)[0]
+        cons: int = _U64.unpack_from(self._cons, 0)[0]
+        return prod - cons
 
     def read(self, handle: Callable[[bytes], object], budget: int) -> int:
         """Hand up to `budget` committed records to `handle`, oldest first; returns how
