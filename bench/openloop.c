@@ -1,6 +1,6 @@
 /* openloop: the workload of bench/open_close.py.
  *
- *   openloop N [OUT [wait]]
+ *   openloop [-g] N [OUT [wait]]
  *
  * Does N iterations of open("/dev/null", O_RDONLY) + close() and writes the elapsed
  * nanoseconds of the loop alone (CLOCK_MONOTONIC, process start and exit excluded) to OUT,
@@ -10,12 +10,17 @@
  *
  * Each open() is one openat syscall (glibc), so a tracer of openat sees N loop events plus
  * the few opens of the dynamic loader and of OUT.
+ *
+ * With -g, each iteration is one getpid() syscall instead (syscall(), not glibc's wrapper):
+ * a call no probe traces, so what a tracer costs it is the price of the syscall tracing
+ * slow path alone.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,8 +33,14 @@ static long long now_ns(void)
 
 int main(int argc, char **argv)
 {
+    int getpid_mode = 0;
+    if (argc >= 2 && strcmp(argv[1], "-g") == 0) {
+        getpid_mode = 1;
+        argv++;
+        argc--;
+    }
     if (argc < 2 || argc > 4) {
-        fprintf(stderr, "usage: %s N [OUT [wait]]\n", argv[0]);
+        fprintf(stderr, "usage: openloop [-g] N [OUT [wait]]\n");
         return 2;
     }
     char *end;
@@ -59,6 +70,11 @@ int main(int argc, char **argv)
     }
 
     long long t0 = now_ns();
+    if (getpid_mode) {
+        for (long i = 0; i < n; i++)
+            syscall(SYS_getpid);
+        n = 0;
+    }
     for (long i = 0; i < n; i++) {
         int fd = open("/dev/null", O_RDONLY);
         if (fd < 0) {
