@@ -55,7 +55,11 @@ int main(int argc, char **argv)
         return 1;
     }
     self[len] = '\0';
-    char *child_argv[] = {argv[0], "-", NULL};
+    /* argv strings on the stack, not in .rodata: after fork the child's file-backed pages
+     * are not mapped until touched, and a tracer's bpf_probe_read_user() cannot fault
+     * them in, so a literal would be unreadable to every tracer at execve's entry. */
+    char dash[2] = "-";
+    char *child_argv[] = {self, dash, NULL};
     long long t0 = now_ns();
     for (long i = 0; i < n; i++) {
         pid_t pid = fork();

@@ -2,15 +2,23 @@
 
 Workload: bench/openloop.c, compiled with `cc -O2` at start into a temporary directory.
 `openloop N OUT` does N iterations of open("/dev/null", O_RDONLY) + close() and writes the
-time of the loop alone (CLOCK_MONOTONIC, so exec and exit are not in it) to OUT. That is the
-worst case for agentwatch: nothing but traced syscalls, each one an event when watched.
+time of the loop alone (exec and exit are not in it) to OUT, both elapsed and as the loop
+thread's CPU time. That is the worst case for agentwatch: nothing but traced syscalls, each
+one an event when watched.
+
+The ratios use the loop's CPU TIME (CLOCK_THREAD_CPUTIME_ID): the BPF programs and the
+ring-buffer wake-ups run in the loop's own syscalls and are in it, while the time it waits
+for a CPU taken by others is not, so a busy machine (other tests, other tracers' readers,
+the collector on the same two cores) moves it much less than elapsed time. `--wall` uses
+elapsed time instead; both are in the JSON.
 
 Modes, all measured in one invocation, interleaved round by round so that drift (CPU
 frequency, a noisy neighbour) touches every mode alike:
 
   untraced       no BPF loaded (the collector is closed for it).
-  unwatched      the collector loaded and polling, the loop run with subprocess, outside any
-                 session: every openat pays the probes' one `watched` lookup at entry and exit.
+  unwatched      the collector loaded and polling, another process (a `sleep`) watched as a
+                 session, the loop run outside any session: every openat pays the probes'
+                 `watched` lookup at entry and the in-flight lookup at exit.
   watched        the loop run as a session (`collector.run.run`); every event is decoded, goes
                  through the process table and to a sink that only counts it.
   watched-jsonl  the same, with a JsonlSink writing JSON Lines to /dev/null as well.
@@ -111,7 +119,7 @@ class BenchError(RuntimeError):
 class Sample:
     mode: str
     round: int
-    loop_ns: int                  # the loop's own time, reported by openloop
+    loop_ns: int                  # the loop's own time (CPU or wall: --wall), by openloop
     wall_s: float                 # start to the collector's last drained event
     ns_per_iter: float = 0.0
     events: int = 0               # events delivered to the sinks during the run
@@ -121,6 +129,8 @@ class Sample:
     cpu_s: float = 0.0            # this process's user+sys CPU during the run
     child_cpu_s: float = 0.0      # the loop's user+sys CPU
     foreign_bpf: int | None = None  # tracing BPF programs loaded before an untraced run
+    loop_wall_ns: int = 0         # the loop's elapsed time
+    loop_cpu_ns: int = 0          # the loop thread's CPU time
 
 
 class CountingSink:
@@ -156,9 +166,11 @@ def compile_openloop(tmp: Path) -> Path:
     return exe
 
 
-def read_loop_ns(out: Path) -> int:
+def read_loop_ns(out: Path) -> tuple[int, int]:
+    """(elapsed ns, CPU ns) of the loop, as openloop wrote them."""
     try:
-        return int(out.read_text().strip())
+        wall, cpu = out.read_text().split()
+        return int(wall), int(cpu)
     except (OSError, ValueError) as e:
         raise BenchError(f"openloop left no timing in {out}: {e}") from e
 
@@ -200,6 +212,7 @@ class Bench:
         self.counter = CountingSink()
         self.jsonl: JsonlSink | None = None
         self.startups: list[float] = []  # seconds from Collector() to probes attached
+        self.wall = False  # ratios of elapsed time rather than CPU time
 
     def argv(self, *extra: str) -> list[str]:
         g = ["-g"] if self.getpid else []
@@ -219,8 +232,10 @@ class Bench:
         body()
         wall = time.perf_counter() - t0
         cpu1, kids1 = cpu_times()
-        sample = Sample(mode=mode, round=rnd, loop_ns=read_loop_ns(out), wall_s=wall,
-                        cpu_s=cpu1 - cpu0, child_cpu_s=kids1 - kids0)
+        loop_wall, loop_cpu = read_loop_ns(out)
+        sample = Sample(mode=mode, round=rnd, loop_ns=loop_wall if self.wall else loop_cpu,
+                        wall_s=wall, cpu_s=cpu1 - cpu0, child_cpu_s=kids1 - kids0,
+                        loop_wall_ns=loop_wall, loop_cpu_ns=loop_cpu)
         sample.ns_per_iter = sample.loop_ns / self.n
         if c is not None:
             c.check_losses()
@@ -323,11 +338,19 @@ class Bench:
         return self.measure(mode, rnd, lambda: self._watched(c))
 
     def _unwatched(self, c: Collector) -> None:
-        # The collector polls as a daemon would while an unwatched process runs.
-        proc = subprocess.Popen(self.argv())
-        while proc.poll() is None:
-            c.poll(50)
-        c.drain()
+        # The collector polls as a daemon would while an unwatched process runs, and
+        # another process (a sleeping one) is watched, so that the filter has a session
+        # to filter for.
+        other = subprocess.Popen(["sleep", "3600"])
+        try:
+            c.attach(other.pid)
+            proc = subprocess.Popen(self.argv())
+            while proc.poll() is None:
+                c.poll(50)
+            c.drain()
+        finally:
+            other.kill()
+            other.wait()
         if proc.returncode != 0:
             raise BenchError(f"openloop exited {proc.returncode}")
 
@@ -419,7 +442,8 @@ def print_table(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Non
     print(f"open+close loop: N={meta['iterations']} x {meta['rounds']} rounds, "
           f"{meta['cpus']} CPUs, kernel {meta['kernel']}, ring buffer "
           f"{meta['ringbuf_pages'] * 4} KiB, {meta['date']}")
-    print("ratio = median over rounds of (mode ns/iter / untraced ns/iter, same round)\n")
+    print("ratio = median over rounds of (mode ns/iter / untraced ns/iter, same round); "
+          f"ns/iter of the loop's {meta.get('clock', 'loop thread CPU time')}\n")
     head = (f"{'mode':<14} {'ns/iter':>8} {'ratio':>6} {'min-max':>11} {'events/run':>11} "
             f"{'opens/run':>10} {'lost':>8} {'wall s':>7} {'CPU µs/ev':>9}  target")
     print(head)
@@ -439,7 +463,8 @@ def print_table(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Non
               f"{m['opens_per_run'] if watched else '-':>10} "
               f"{m['lost_total'] if mode not in (UNTRACED, FLOOR) else '-':>8} "
               f"{m['wall_s_median']:7.2f} "
-              f"{f'{per_ev:.2f}' if per_ev and mode not in OPEN_PEERS else '-':>9}  {verdict}")
+              f"{f'{per_ev:.2f}' if per_ev and mode in (WATCHED, WATCHED_JSONL) else '-':>9}  "
+              f"{verdict}")
     print()
     for mode, m in summary.items():
         if m["lost_by_cause"]:
@@ -459,13 +484,14 @@ def print_table(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Non
 
 
 def measure_s1(iterations: int, rounds: int, ringbuf_pages: int, peers: list[Peer],
-               getpid: bool = False, progress: bool = True
+               getpid: bool = False, progress: bool = True, wall: bool = False
                ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], list[Sample], Bench]:
     """S1 for one workload: (summary by mode, meta, samples, the bench with its startups)."""
     with tempfile.TemporaryDirectory(prefix="aw-bench-") as tmpdir:
         tmp = Path(tmpdir)
         exe = compile_openloop(tmp)
         bench = Bench(exe, tmp, iterations, ringbuf_pages, peers, getpid=getpid)
+        bench.wall = wall
         # Warm-up, not recorded (page cache, CPU frequency, the first exec): one full run,
         # as a shorter one left the first untraced run of round 0 up to 1.3x slow.
         subprocess.run(bench.argv(), check=True)
@@ -475,6 +501,7 @@ def measure_s1(iterations: int, rounds: int, ringbuf_pages: int, peers: list[Pee
         "rounds": rounds, "ringbuf_pages": ringbuf_pages, "cpus": os.cpu_count(),
         "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "ratio": "median of per-round ratios to untraced",
+        "clock": "elapsed" if wall else "loop thread CPU time",
         "peers": [p.name for p in peers], "peer_errors": bench.peer_errors,
         "no_peer": not peers, "startup_s": bench.startups,
     }
@@ -494,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer", action="append", choices=sorted(OPEN_PEERS),
                     help="peers to run (default: every one installed)")
     ap.add_argument("--no-peer", action="store_true", help="leave the peers out")
+    ap.add_argument("--wall", action="store_true",
+                    help="ratios of the loop's elapsed time, not its CPU time")
     ap.add_argument("--json", action="store_true", help="print one JSON object, no table")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
@@ -507,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary, meta, samples, _ = measure_s1(args.iterations, args.rounds,
                                                args.ringbuf_pages, peers, args.getpid,
-                                               progress=not (args.quiet or args.json))
+                                               progress=not (args.quiet or args.json),
+                                               wall=args.wall)
     except (BenchError, SetupError, ValueError, subprocess.CalledProcessError) as e:
         print(f"bench: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,9 +2,11 @@
  *
  *   openloop [-g] N [OUT [wait]]
  *
- * Does N iterations of open("/dev/null", O_RDONLY) + close() and writes the elapsed
- * nanoseconds of the loop alone (CLOCK_MONOTONIC, process start and exit excluded) to OUT,
- * or to stdout when OUT is absent or "-". OUT is opened before the loop, so that its open
+ * Does N iterations of open("/dev/null", O_RDONLY) + close() and writes "WALL CPU" to OUT,
+ * or to stdout when OUT is absent or "-": the nanoseconds of the loop alone (process
+ * start and exit excluded), elapsed (CLOCK_MONOTONIC) and of CPU time used by this
+ * thread (CLOCK_THREAD_CPUTIME_ID: user and system, the BPF programs that run in its
+ * syscalls included, time spent waiting for a CPU excluded). OUT is opened before the loop, so that its open
  * is not timed. With "wait", it first reads one byte from stdin: a tracer that needs the
  * pid (opensnoop -p PID) can attach before the loop starts.
  *
@@ -24,12 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
-static long long now_ns(void)
+static long long clock_ns(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+
+static long long now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+static long long cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
 int main(int argc, char **argv)
 {
@@ -69,6 +74,7 @@ int main(int argc, char **argv)
         }
     }
 
+    long long c0 = cpu_ns();
     long long t0 = now_ns();
     if (getpid_mode) {
         for (long i = 0; i < n; i++)
@@ -84,8 +90,9 @@ int main(int argc, char **argv)
         close(fd);
     }
     long long elapsed = now_ns() - t0;
+    long long cpu = cpu_ns() - c0;
 
-    fprintf(out, "%lld\n", elapsed);
+    fprintf(out, "%lld %lld\n", elapsed, cpu);
     if (fclose(out) != 0) {
         fprintf(stderr, "openloop: writing the result: %s\n", strerror(errno));
         return 1;

@@ -176,6 +176,7 @@ class PeerRun:
         self.t0 = time.monotonic()
         self.attach_s = 0.0
         self.cpu0 = 0.0
+        self.rss0 = 0  # resident bytes once attached (idle)
 
     def wait_attached(self, timeout: float = 60.0) -> None:
         """Attached: its tracepoint and per-CPU perf buffers are open (perf_event fds,
@@ -192,7 +193,7 @@ class PeerRun:
             seen = n
             if stable >= 3:
                 self.attach_s = time.monotonic() - self.t0
-                self.cpu0 = _cpu_rss(self.proc.pid)[0]
+                self.cpu0, self.rss0 = _cpu_rss(self.proc.pid)
                 return
             time.sleep(0.05)
         self.kill()

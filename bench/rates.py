@@ -9,7 +9,7 @@ zero loss, never an interpolation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # A step whose generator reached less than this share of the offered rate is saturated:
 # the offered rate was not really offered, so the search stops there.
@@ -25,6 +25,8 @@ class Step:
     lost: int             # losses the tracer reported itself
     cpu_s: float = 0.0    # the tracer's CPU time over the step
     rss: int = 0          # the tracer's resident bytes at the end of the step
+    wall_s: float = 0.0   # the load plus the tracer's catching up (0: unknown)
+    causes: dict[str, int] = field(default_factory=dict)  # losses by cause, when known
 
     @property
     def achieved(self) -> float:
@@ -40,8 +42,10 @@ class Step:
 
     @property
     def cpu_share(self) -> float:
-        """The tracer's CPU use over the step, in cores (1.0: one core busy)."""
-        return self.cpu_s / self.seconds if self.seconds > 0 else 0.0
+        """The tracer's CPU use over the step, in cores (1.0: one core busy): its CPU time
+        over the load and its catching up after it, divided by that time."""
+        span = max(self.wall_s, self.seconds)
+        return self.cpu_s / span if span > 0 else 0.0
 
 
 @dataclass
