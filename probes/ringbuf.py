@@ -11,6 +11,11 @@ Record layout (kernel/bpf/ringbuf.c): an 8-byte header, u32 length with BUSY (bi
 yet committed) and DISCARD (bit 30) flags and u32 page offset, then the data, each record
 rounded up to 8 bytes. Positions are u64 byte counters, taken modulo the data size.
 
+Positions and headers are read and written as whole native words, through memoryview
+casts ('Q', 'I'), which CPython copies with one fixed-size memcpy, a single load or store:
+struct's little-endian '<Q' packs byte by byte, and a torn consumer position read by the
+kernel mid-write made it see a full ring and drop records.
+
 Memory ordering: the producer publishes a record by clearing BUSY with a release store,
 and the reader must load that header with acquire semantics before the data. Python cannot
 issue barriers; on x86-64 (TSO) ordinary loads are not reordered with older loads, which
@@ -21,19 +26,16 @@ from __future__ import annotations
 
 import mmap
 import platform
-import struct
 from collections.abc import Callable
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
 HDR_SIZE = 8
-_U64 = struct.Struct("<Q")
-_U32 = struct.Struct("<I")
 
 
 def supported() -> bool:
     """Plain loads are acquire loads only on a TSO machine (see the module's docstring)."""
-    return platform.machine() in ("x86_64", "AMD64", "i686", "i386")
+    return platform.machine() in ("x86_64", "AMD64")
 
 
 class RingReader:
@@ -52,25 +54,28 @@ class RingReader:
         self._data = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
                                offset=page)
         self._base = page
+        self._cons_q = memoryview(self._cons).cast("Q")   # [0]: consumer position
+        self._data_q = memoryview(self._data).cast("Q")   # [0]: producer position
+        self._data_i = memoryview(self._data).cast("I")   # record headers, by 4-byte index
 
     def pending(self) -> int:
         """Bytes written by the producer and not consumed yet."""
-        prod: int = _U64.unpack_from(self._data, 0)[0]
-        cons: int = _U64.unpack_from(self._cons, 0)[0]
+        prod: int = self._data_q[0]
+        cons: int = self._cons_q[0]
         return prod - cons
 
     def read(self, handle: Callable[[bytes], object], budget: int) -> int:
         """Hand up to `budget` committed records to `handle`, oldest first; returns how
         many were handled. The consumer position moves once, after the batch (a producer
         that finds the ring full meanwhile counts its record as lost, as always)."""
-        data, base, mask = self._data, self._base, self.mask
-        cons = _U64.unpack_from(self._cons, 0)[0]
-        prod = _U64.unpack_from(data, 0)[0]
+        data, words, base, mask = self._data, self._data_i, self._base, self.mask
+        cons: int = self._cons_q[0]
+        prod: int = self._data_q[0]
         n = 0
         try:
             while cons < prod and n < budget:
                 at = base + (cons & mask)
-                head = _U32.unpack_from(data, at)[0]
+                head: int = words[at >> 2]
                 if head & BUSY:
                     break  # reserved, not committed yet: later records must wait for it
                 length = head & ~DISCARD
@@ -80,9 +85,11 @@ class RingReader:
                     start = at + HDR_SIZE
                     handle(data[start:start + length])
         finally:
-            _U64.pack_into(self._cons, 0, cons)
+            self._cons_q[0] = cons
         return n
 
     def close(self) -> None:
+        for view in (self._cons_q, self._data_q, self._data_i):
+            view.release()
         self._data.close()
         self._cons.close()
