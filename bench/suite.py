@@ -104,6 +104,8 @@ def run_s234(args: argparse.Namespace, tmp: Path, open_peers: list[Peer],
         log(f"S2 agentwatch: {cfg.seconds} s steps from {cfg.start:.0f}/s, "
             f"{cfg.threads} thread(s)")
         s2 = {"agentwatch": throughput.measure_s2_agentwatch(c, counter, tmp, cfg)}
+        log("delivery latency (syscall entry -> collector), 100/s and 20000/s")
+        latency = throughput.delivery_latency(c, tmp)
         log("S3 watched exec loop")
         for _ in range(args.rounds_exec):
             rate, seen, exits = throughput.exec_watched(c, counter, execloop, tmp,
@@ -126,7 +128,7 @@ def run_s234(args: argparse.Namespace, tmp: Path, open_peers: list[Peer],
         except (PeerError, throughput.BenchError) as e:
             s3.errors[peer.name] = str(e)
     s3.add("untraced", throughput.exec_untraced(execloop, tmp, args.n_exec))
-    return {"s2": s2, "s3": s3.__dict__, "s4": s4, "n_exec": args.n_exec,
+    return {"s2": s2, "s3": s3.__dict__, "s4": s4, "latency": latency, "n_exec": args.n_exec,
             "s2_config": cfg.__dict__}
 
 
@@ -227,6 +229,9 @@ def rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     row("S4 RSS at the S2 rate, MB", f"{rss_l:.0f}",
         s2fig("", lambda m: f"{m['rss'] / MB:.0f}" if m.get("rss") else "-"),
         "< 150", verdict(rss_l < TARGETS["rss_mb"]))
+    for rate, lat in res.get("latency", {}).items():
+        row(f"delivery latency at {int(rate):,}/s, µs", f"p50 {lat['p50_us']:.0f}, p99 "
+            f"{lat['p99_us']:.0f}", {}, "a few ms", "")
     del errs
     return peers, out
 

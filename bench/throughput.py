@@ -208,6 +208,36 @@ def measure_s2_peers(peers: list[Peer], tmp: Path, cfg: S2Config) -> dict[str, d
     return out
 
 
+# ---------------------------------------------------------------------- delivery latency
+def delivery_latency(c: Collector, tmp: Path, rates: tuple[int, ...] = (100, 20_000),
+                     seconds: float = 1.0) -> dict[str, dict[str, float]]:
+    """How long an open event takes from the syscall's entry (the record's kernel
+    timestamp) to the collector's hands, at a sporadic and a steady rate: the wake-up
+    batching (AW_WAKE_NS, ACTIVE_POLL_MS) must keep this within about a millisecond."""
+    exe = build(tmp, "openrate", "-pthread")
+    lat: list[float] = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, OpenEvent) and ev.path == "/dev/null":
+            lat.append((time.time_ns() - ev.ts) / 1000)
+    out: dict[str, dict[str, float]] = {}
+    saved, c.on_event = c.on_event, on_event
+    try:
+        for rate in rates:
+            lat.clear()
+            c.decoder.resync_clock()
+            run([str(exe), str(rate), str(seconds), "1", str(tmp / "lat.out")], collector=c,
+                cgroup=False)
+            s = sorted(lat)
+            if s:
+                out[str(rate)] = {"n": len(s), "p50_us": s[len(s) // 2],
+                                  "p99_us": s[min(len(s) - 1, int(len(s) * 0.99))],
+                                  "max_us": s[-1]}
+    finally:
+        c.on_event = saved
+    return out
+
+
 # ---------------------------------------------------------------------- S3
 @dataclass
 class S3Result:

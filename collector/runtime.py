@@ -37,10 +37,10 @@ MAX_ENDED_SESSIONS = 1024
 ADOPT_LAUNCHERS_SLOT = 0  # AW_CFG_ADOPT_LAUNCHERS
 POLL_BUDGET = 4096  # records handled per poll before the loop gets control back
 # While records flow, poll() waits at most this long: the probes wake the reader at most
-# once a millisecond per CPU (AW_WAKE_NS in probes/include/agentwatch.h) and send the records
+# once per 250 µs per CPU (AW_WAKE_NS in probes/include/agentwatch.h) and send the records
 # in between without a wake-up, so this bounds how long such a record can wait. An idle
 # collector waits the caller's full timeout: the first record after a quiet spell wakes it.
-ACTIVE_POLL_MS = 2
+ACTIVE_POLL_MS = 1
 
 
 class SessionError(RuntimeError):
