@@ -86,7 +86,9 @@ def run_s234(args: argparse.Namespace, tmp: Path, open_peers: list[Peer],
     s3 = S3Result()
     log(f"S3 untraced exec loop: N={args.n_exec}")
     subprocess.run([str(execloop), "50", str(tmp / "warm")], check=True)
-    s3.add("untraced", throughput.exec_untraced(execloop, tmp, args.n_exec))
+    before = throughput.exec_untraced(execloop, tmp, args.n_exec)
+    s3.add("untraced", before)
+    watched: list[float] = []
 
     log("S4 collector start-up (default probes, 4 MiB ring)")
     counter = Counter()
@@ -111,11 +113,15 @@ def run_s234(args: argparse.Namespace, tmp: Path, open_peers: list[Peer],
             rate, seen, exits = throughput.exec_watched(c, counter, execloop, tmp,
                                                         args.n_exec)
             s3.add("agentwatch", rate, seen, exits)
+            watched.append(rate)
     finally:
         t0 = time.perf_counter()
         c.close()
         s4["close_s"] = time.perf_counter() - t0
-    s3.add("untraced", throughput.exec_untraced(execloop, tmp, args.n_exec))
+    after = throughput.exec_untraced(execloop, tmp, args.n_exec)
+    s3.add("untraced", after)
+    # the watched runs against the untraced ones just before the load and just after it
+    s3.ratios["agentwatch"] = [r / ((before + after) / 2) for r in watched]
 
     log(f"S2 peers: {', '.join(p.name for p in open_peers) or 'none'}")
     s2.update(throughput.measure_s2_peers(open_peers, tmp, cfg))
@@ -123,11 +129,13 @@ def run_s234(args: argparse.Namespace, tmp: Path, open_peers: list[Peer],
     for peer in exec_peers:
         try:
             for _ in range(args.rounds_exec):
+                base = throughput.exec_untraced(execloop, tmp, args.n_exec)  # just before
+                s3.add("untraced", base)
                 rate, seen, ex = throughput.exec_peer(peer, execloop, tmp, args.n_exec)
                 s3.add(peer.name, rate, seen, ex)
+                s3.ratios.setdefault(peer.name, []).append(rate / base)
         except (PeerError, throughput.BenchError) as e:
             s3.errors[peer.name] = str(e)
-    s3.add("untraced", throughput.exec_untraced(execloop, tmp, args.n_exec))
     return {"s2": s2, "s3": s3.__dict__, "s4": s4, "latency": latency, "n_exec": args.n_exec,
             "s2_config": cfg.__dict__}
 
@@ -189,20 +197,20 @@ def rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     bpfcc = [s2[p]["zero_loss_rate"] for p in ("opensnoop-bpfcc", "trace-bpfcc")
              if p in s2 and "error" not in s2[p]]
     ref = max(bpfcc) if bpfcc else None
-    row("S2 zero-loss opens/s", f"{ours:,.0f}", s2fig("", lambda m: f"{m['zero_loss_rate']:,.0f}"),
+    row("S2 zero-loss opens/s", f"{ours:,.0f}",
+        s2fig("", lambda m: f"{m['zero_loss_rate']:,.0f}"
+              f"{' (gen.)' if m['limited_by'] == 'generator' else ''}"),
         ">= 2x bpfcc", verdict(ours >= 2 * ref, f"{ours / ref:.2f}x") if ref else "n/a")
     if ref:
         row("S2   ratio to the bpfcc peer", f"{ours / ref:.2f}x", {}, ">= 2x", "")
     row("S2 CPU at that rate (cores)", f"{s2['agentwatch']['cpu_cores']:.2f}",
         s2fig("", lambda m: f"{m['cpu_cores']:.2f}" if m["cpu_cores"] is not None else "-"),
         "", "")
-    un = statistics.median(s3["rates"]["untraced"])
-
     def exec_ratio(mode: str) -> str:
         if mode in s3["errors"]:
             return "did not run"
-        r = s3["rates"].get(mode)
-        return f"{statistics.median(r) / un:.2f}x" if r else ""
+        r = s3["ratios"].get(mode)
+        return f"{statistics.median(r):.2f}x" if r else ""
 
     def exit_share(mode: str) -> str:
         seen, ex = s3["seen"].get(mode), s3["exits"].get(mode)
@@ -249,6 +257,8 @@ def print_table(res: dict[str, Any]) -> None:
     for r in body:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print()
+    print("(gen.): the load could go no faster under that tracer (its tax), none lost. "
+          "S3 ratios: each traced run over an untraced run next to it in time.")
     print("Peer columns: opensnoop = libbpf-tools (S3: execsnoop); opensnoop-bpfcc "
           "(S3: execsnoop-bpfcc); trace-bpfcc = bpfcc-tools' trace on "
           "syscalls:sys_exit_openat; bpftrace = one-liner (S3: sched exec/exit).")

@@ -242,6 +242,7 @@ def delivery_latency(c: Collector, tmp: Path, rates: tuple[int, ...] = (100, 20_
 @dataclass
 class S3Result:
     rates: dict[str, list[float]] = field(default_factory=dict)   # execs/s per round
+    ratios: dict[str, list[float]] = field(default_factory=dict)  # traced / untraced
     seen: dict[str, list[int]] = field(default_factory=dict)      # execs seen per round
     exits: dict[str, list[int]] = field(default_factory=dict)     # of those, exits seen
     errors: dict[str, str] = field(default_factory=dict)
