@@ -84,7 +84,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.peers import OPEN_PEERS, Peer, PeerError, PeerRun  # noqa: E402
+from bench.peers import OPEN_PEERS, Peer, PeerError, attach  # noqa: E402
 from collector.events import Event, OpenEvent  # noqa: E402
 from collector.run import run  # noqa: E402
 from collector.runtime import Collector, Sink  # noqa: E402
@@ -292,9 +292,13 @@ class Bench:
     def _peer(self, peer: Peer, rnd: int) -> dict[str, int]:
         loop = subprocess.Popen(self.argv("wait"), stdin=subprocess.PIPE)
         assert loop.stdin is not None
-        run_ = PeerRun(peer, loop.pid, self.tmp, f"s1-{rnd}")
         try:
-            run_.wait_attached()
+            run_ = attach(peer, loop.pid, self.tmp, f"s1-{rnd}")
+        except PeerError:
+            loop.kill()
+            loop.wait()
+            raise
+        try:
             loop.stdin.write(b"g")
             loop.stdin.close()
             if loop.wait() != 0:

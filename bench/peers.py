@@ -229,3 +229,20 @@ class PeerRun:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def attach(peer: Peer, pid: int, tmp: Path, tag: str, tries: int = 2) -> PeerRun:
+    """A peer attached to `pid` (waiting for its go byte), started again once if it failed
+    to start: on a shared machine a BCC compile can fail for a passing reason (another
+    tool rebuilding the kernel headers it reads). Its last error otherwise."""
+    for attempt in range(tries):
+        run = PeerRun(peer, pid, tmp, tag)
+        try:
+            run.wait_attached()
+            return run
+        except PeerError:
+            run.kill()
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")

@@ -30,7 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.peers import Peer, PeerError, PeerRun, exec_exit_pairs  # noqa: E402
+from bench.peers import Peer, PeerError, exec_exit_pairs  # noqa: E402
+from bench.peers import attach as attach_peer  # noqa: E402
 from bench.rates import Search, Step, zero_loss_search  # noqa: E402
 from collector.events import Event, ExecEvent, ExitEvent, OpenEvent  # noqa: E402
 from collector.run import run  # noqa: E402
@@ -134,9 +135,13 @@ def peer_step(peer: Peer, exe: Path, tmp: Path, cfg: S2Config, rate: float,
     gen = subprocess.Popen([str(exe), f"{rate:.0f}", str(cfg.seconds), str(cfg.threads),
                             str(out), "wait"], stdin=subprocess.PIPE)
     assert gen.stdin is not None
-    pr = PeerRun(peer, gen.pid, tmp, "s2")
     try:
-        pr.wait_attached()
+        pr = attach_peer(peer, gen.pid, tmp, "s2")
+    except PeerError:
+        gen.kill()
+        gen.wait()
+        raise
+    try:
         attach.append((pr.attach_s, pr.rss0))
         t0 = time.perf_counter()
         gen.stdin.write(b"g")
@@ -279,9 +284,13 @@ def exec_peer(peer: Peer, exe: Path, tmp: Path, n: int) -> tuple[float, int, int
     out = tmp / "exec.out"
     gen = subprocess.Popen([str(exe), str(n), str(out), "wait"], stdin=subprocess.PIPE)
     assert gen.stdin is not None
-    pr = PeerRun(peer, gen.pid, tmp, "s3")
     try:
-        pr.wait_attached()
+        pr = attach_peer(peer, gen.pid, tmp, "s3")
+    except PeerError:
+        gen.kill()
+        gen.wait()
+        raise
+    try:
         gen.stdin.write(b"g")
         gen.stdin.close()
         if gen.wait() != 0:
