@@ -8,7 +8,7 @@ AW     := $(VENV)/bin/agentwatch
 CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
 EVENTS ?= -
 
-.PHONY: setup run demo test test-unit lint bench soak doctor clean scenarios
+.PHONY: setup run demo test test-unit lint bench bench-quick soak doctor clean scenarios
 
 setup:
 	@VENV=$(VENV) bash packaging/setup-host.sh
@@ -37,11 +37,21 @@ lint: setup
 	$(PY) -m ruff check probes collector detectors tests bench
 	$(PY) -m mypy probes collector detectors
 
-bench:
+# The benchmark suite (docs/performance.md): kill latency, then S1-S4 beside the peers
+# (bpfcc-tools, bpftrace, libbpf-tools), ending with one summary table. About 10 minutes;
+# `make bench-quick` about 3. BENCH_JSON=FILE keeps every figure.
+BENCH_JSON ?= bench-results.json
+bench: bench-setup
+	$(PY) bench/kill_latency.py --trials 20
+	$(PY) bench/suite.py --json $(BENCH_JSON)
+
+bench-quick: bench-setup
+	$(PY) bench/suite.py --quick --json $(BENCH_JSON)
+
+.PHONY: bench-setup
+bench-setup:
 	@VENV=$(VENV) APT_LISTS="packaging/apt-packages.txt packaging/apt-bench-packages.txt" \
 		bash packaging/setup-host.sh
-	$(PY) bench/open_close.py
-	$(PY) bench/kill_latency.py
 
 # The attack and benign corpus (tests/scenarios/) in bubblewrap, sandbox-runtime and bare
 # under `agentwatch run`: one row per scenario and way, then recall and false positives.

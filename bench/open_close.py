@@ -2,22 +2,37 @@
 
 Workload: bench/openloop.c, compiled with `cc -O2` at start into a temporary directory.
 `openloop N OUT` does N iterations of open("/dev/null", O_RDONLY) + close() and writes the
-time of the loop alone (CLOCK_MONOTONIC, so exec and exit are not in it) to OUT. That is the
-worst case for agentwatch: nothing but traced syscalls, each one an event when watched.
+time of the loop alone (exec and exit are not in it) to OUT, both elapsed and as the loop
+thread's CPU time. That is the worst case for agentwatch: nothing but traced syscalls, each
+one an event when watched.
+
+The ratios use the loop's CPU TIME (CLOCK_THREAD_CPUTIME_ID): the BPF programs and the
+ring-buffer wake-ups run in the loop's own syscalls and are in it, while the time it waits
+for a CPU taken by others is not, so a busy machine (other tests, other tracers' readers,
+the collector on the same two cores) moves it much less than elapsed time. `--wall` uses
+elapsed time instead; both are in the JSON.
 
 Modes, all measured in one invocation, interleaved round by round so that drift (CPU
 frequency, a noisy neighbour) touches every mode alike:
 
   untraced       no BPF loaded (the collector is closed for it).
-  unwatched      the collector loaded and polling, the loop run with subprocess, outside any
-                 session: every openat pays the probes' one `watched` lookup at entry and exit.
+  unwatched      the collector loaded and polling, another process (a `sleep`) watched as a
+                 session, the loop run outside any session: every openat pays the probes'
+                 `watched` lookup at entry and the in-flight lookup at exit.
   watched        the loop run as a session (`collector.run.run`); every event is decoded, goes
                  through the process table and to a sink that only counts it.
   watched-jsonl  the same, with a JsonlSink writing JSON Lines to /dev/null as well.
-  opensnoop      a peer: BCC's libbpf-tools `opensnoop -p PID` (a C consumer of a perf
-                 buffer) on the same loop, with the collector closed; its output goes to a file
-                 that is then counted. Only when `opensnoop` is installed (Debian package
-                 libbpf-tools); `--no-peer` leaves it out.
+  floor          no agentwatch: a BPF program that does nothing (returns 0) on each of
+                 sys_enter_openat and sys_exit_openat. What any tracer of those tracepoints
+                 costs at the least: the kernel's tracepoint and BPF entry (bench/README.md).
+  peers          opensnoop (libbpf-tools), opensnoop-bpfcc, trace-bpfcc and a bpftrace
+                 one-liner (bench/peers.py), each `-p PID` on the same loop with the collector
+                 closed, output to a file that is then counted; a peer that cannot run here
+                 is reported with its error. `--no-peer` leaves them out.
+
+With `--getpid` the loop makes getpid() calls instead (openloop -g): no probe traces them,
+so the traced modes show the price of the syscall tracing slow path alone (floor: an empty
+program on sys_enter_openat, which turns that path on for every syscall).
 
 A round loads the collector once (about 2 s: BCC compiles the C), runs the traced modes in a
 rotating order, closes it, and runs the untraced modes; every other round does the untraced
@@ -41,11 +56,11 @@ Caveats:
 - Any other BPF program attached to the syscall tracepoints (another collector, a tracer)
   inflates every mode, the untraced one too; the loaded tracing programs are counted before
   each untraced run and reported.
-- The opensnoop peer filters by pid in the kernel and prints one line per event: it does
-  less work per event than agentwatch (no session, comm, cgroup or flags decoding) and is
-  only a reference point. BCC's Python opensnoop (opensnoop-bpfcc) needs kprobes or fentry,
-  neither of which every host allows; `--opensnoop PATH` picks another binary that takes
-  `-p PID`, prints to stdout, reports losses as "Lost N events" on stderr and stops on SIGINT.
+- The peers filter by pid in the kernel and print one line per event: they do less work
+  per event than agentwatch (no session, comm, cgroup or flags decoding) and are reference
+  points. BCC's Python opensnoop (opensnoop-bpfcc) needs kprobes or fentry, neither of
+  which every host allows (it is tried and its error shown); trace-bpfcc is the bpfcc-tools
+  tool of the same design that runs on tracepoints.
 """
 
 from __future__ import annotations
@@ -54,10 +69,8 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -69,20 +82,29 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collector.events import Event, OpenEvent
-from collector.run import run
-from collector.runtime import Collector, Sink
-from collector.sinks import JsonlSink
-from probes.kernel import SetupError
-from probes.loader import ProbeConfig
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.peers import OPEN_PEERS, Peer, PeerError, attach  # noqa: E402
+from collector.events import Event, OpenEvent  # noqa: E402
+from collector.run import run  # noqa: E402
+from collector.runtime import Collector, Sink  # noqa: E402
+from collector.sinks import JsonlSink  # noqa: E402
+from probes.kernel import SetupError  # noqa: E402
+from probes.loader import ProbeConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "openloop.c"
 EXIT_USAGE = 2
 
-UNTRACED, UNWATCHED, WATCHED, WATCHED_JSONL, OPENSNOOP = (
-    "untraced", "unwatched", "watched", "watched-jsonl", "opensnoop")
+UNTRACED, FLOOR, UNWATCHED, WATCHED, WATCHED_JSONL = (
+    "untraced", "floor", "unwatched", "watched", "watched-jsonl")
 TRACED_MODES = (UNWATCHED, WATCHED, WATCHED_JSONL)
+GETPID_MODES = (UNWATCHED, WATCHED)
+FLOOR_SRC = {
+    False: "TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return 0; }\n"
+           "TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return 0; }\n",
+    True: "TRACEPOINT_PROBE(syscalls, sys_enter_openat) { return 0; }\n",
+}
 # Targets from the issue; printed beside the figures, never turned into an exit status.
 TARGETS = {UNWATCHED: 1.03, WATCHED: 1.5}
 TRACING_PROG_TYPES = {"tracepoint", "raw_tracepoint", "raw_tracepoint_writable", "kprobe",
@@ -97,7 +119,7 @@ class BenchError(RuntimeError):
 class Sample:
     mode: str
     round: int
-    loop_ns: int                  # the loop's own time, reported by openloop
+    loop_ns: int                  # the loop's own time (CPU or wall: --wall), by openloop
     wall_s: float                 # start to the collector's last drained event
     ns_per_iter: float = 0.0
     events: int = 0               # events delivered to the sinks during the run
@@ -107,6 +129,8 @@ class Sample:
     cpu_s: float = 0.0            # this process's user+sys CPU during the run
     child_cpu_s: float = 0.0      # the loop's user+sys CPU
     foreign_bpf: int | None = None  # tracing BPF programs loaded before an untraced run
+    loop_wall_ns: int = 0         # the loop's elapsed time
+    loop_cpu_ns: int = 0          # the loop thread's CPU time
 
 
 class CountingSink:
@@ -142,9 +166,11 @@ def compile_openloop(tmp: Path) -> Path:
     return exe
 
 
-def read_loop_ns(out: Path) -> int:
+def read_loop_ns(out: Path) -> tuple[int, int]:
+    """(elapsed ns, CPU ns) of the loop, as openloop wrote them."""
     try:
-        return int(out.read_text().strip())
+        wall, cpu = out.read_text().split()
+        return int(wall), int(cpu)
     except (OSError, ValueError) as e:
         raise BenchError(f"openloop left no timing in {out}: {e}") from e
 
@@ -173,19 +199,24 @@ def foreign_tracing_programs() -> int | None:
 # ---------------------------------------------------------------------- one run per mode
 class Bench:
     def __init__(self, exe: Path, tmp: Path, iterations: int, ringbuf_pages: int,
-                 opensnoop: str | None) -> None:
+                 peers: list[Peer], getpid: bool = False) -> None:
         self.exe = exe
         self.tmp = tmp
         self.n = iterations
         self.config = ProbeConfig(ringbuf_pages=ringbuf_pages)
-        self.opensnoop = opensnoop
-        self.opensnoop_error: str | None = None
+        self.peers = list(peers)
+        self.peer_errors: dict[str, str] = {}
+        self.getpid = getpid
+        self.traced_modes = GETPID_MODES if getpid else TRACED_MODES
         self.collector: Collector | None = None
         self.counter = CountingSink()
         self.jsonl: JsonlSink | None = None
+        self.startups: list[float] = []  # seconds from Collector() to probes attached
+        self.wall = False  # ratios of elapsed time rather than CPU time
 
     def argv(self, *extra: str) -> list[str]:
-        return [str(self.exe), str(self.n), str(self.tmp / "loop.ns"), *extra]
+        g = ["-g"] if self.getpid else []
+        return [str(self.exe), *g, str(self.n), str(self.tmp / "loop.ns"), *extra]
 
     def measure(self, mode: str, rnd: int, body: Callable[[], None]) -> Sample:
         out = self.tmp / "loop.ns"
@@ -201,8 +232,10 @@ class Bench:
         body()
         wall = time.perf_counter() - t0
         cpu1, kids1 = cpu_times()
-        sample = Sample(mode=mode, round=rnd, loop_ns=read_loop_ns(out), wall_s=wall,
-                        cpu_s=cpu1 - cpu0, child_cpu_s=kids1 - kids0)
+        loop_wall, loop_cpu = read_loop_ns(out)
+        sample = Sample(mode=mode, round=rnd, loop_ns=loop_wall if self.wall else loop_cpu,
+                        wall_s=wall, cpu_s=cpu1 - cpu0, child_cpu_s=kids1 - kids0,
+                        loop_wall_ns=loop_wall, loop_cpu_ns=loop_cpu)
         sample.ns_per_iter = sample.loop_ns / self.n
         if c is not None:
             c.check_losses()
@@ -224,83 +257,67 @@ class Bench:
     def _plain(self) -> None:
         subprocess.run(self.argv(), check=True)
 
-    def peer(self, rnd: int) -> Sample | None:
-        if self.opensnoop is None or self.opensnoop_error is not None:
-            return None
-        result: dict[str, int] = {}
-        try:
-            s = self.measure(OPENSNOOP, rnd, lambda: result.update(self._opensnoop()))
-        except BenchError as e:
-            self.opensnoop_error = str(e)
-            return None
-        s.events, s.opens, s.lost = result["lines"], result["opens"], result["lost"]
-        s.lost_by_cause = {"opensnoop": s.lost} if s.lost else {}
-        return s
+    def floor(self, rnd: int) -> Sample:
+        """Empty BPF programs on the workload's tracepoints: the least any tracer pays."""
+        from bcc import BPF
 
-    def _opensnoop(self) -> dict[str, int]:
-        assert self.opensnoop is not None
-        out_path, err_path = self.tmp / "opensnoop.out", self.tmp / "opensnoop.err"
+        from probes import kernel
+
+        kernel.prepare()  # tracefs, kernel headers for BCC (as the collector's load does)
+        prog = BPF(text=FLOOR_SRC[self.getpid])
+        try:
+            return self.measure(FLOOR, rnd, lambda: self._plain())
+        finally:
+            prog.cleanup()
+
+    def peer_samples(self, rnd: int) -> list[Sample]:
+        out = []
+        for peer in self.peers:
+            if peer.name in self.peer_errors:
+                continue
+            result: dict[str, int] = {}
+
+            def body(p: Peer = peer, r: dict[str, int] = result) -> None:
+                r.update(self._peer(p, rnd))
+            try:
+                s = self.measure(peer.name, rnd, body)
+            except (BenchError, PeerError) as e:
+                self.peer_errors[peer.name] = str(e)
+                continue
+            s.events, s.opens, s.lost = result["lines"], result["opens"], result["lost"]
+            s.lost_by_cause = {peer.name: s.lost} if s.lost else {}
+            out.append(s)
+        return out
+
+    def _peer(self, peer: Peer, rnd: int) -> dict[str, int]:
         loop = subprocess.Popen(self.argv("wait"), stdin=subprocess.PIPE)
         assert loop.stdin is not None
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            snoop = subprocess.Popen([self.opensnoop, "-p", str(loop.pid)], stdout=out,
-                                     stderr=err)
         try:
-            self._wait_attached(snoop, err_path)
+            run_ = attach(peer, loop.pid, self.tmp, f"s1-{rnd}")
+        except PeerError:
+            loop.kill()
+            loop.wait()
+            raise
+        try:
             loop.stdin.write(b"g")
             loop.stdin.close()
             if loop.wait() != 0:
-                raise BenchError(f"openloop exited {loop.returncode} under opensnoop")
-            # Let opensnoop catch up: its output stops growing (it writes in 4 KiB blocks).
-            size, still = -1, 0
-            deadline = time.monotonic() + 60
-            while still < 3 and time.monotonic() < deadline:
-                time.sleep(0.1)
-                now = out_path.stat().st_size
-                still = still + 1 if now == size else 0
-                size = now
-            snoop.send_signal(signal.SIGINT)
-            snoop.wait(timeout=10)
+                raise BenchError(f"openloop exited {loop.returncode} under {peer.name}")
+            res = run_.finish()
         finally:
-            for p in (loop, snoop):
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-        lines = opens = 0
-        with open(out_path, "rb") as f:
-            next(f, None)  # header
-            for line in f:
-                lines += 1
-                if line.rstrip().endswith(b" /dev/null"):
-                    opens += 1
-        lost = sum(int(m) for m in re.findall(rb"Lost (\d+) events", err_path.read_bytes()))
-        return {"lines": lines, "opens": opens, "lost": lost}
-
-    @staticmethod
-    def _wait_attached(snoop: subprocess.Popen[bytes], err_path: Path) -> None:
-        """libbpf-tools attach their programs before they make the perf buffer (an epoll
-        fd, then one perf event per CPU): the epoll fd means the probes are in place."""
-        deadline = time.monotonic() + 30
-        fd_dir = Path(f"/proc/{snoop.pid}/fd")
-        while time.monotonic() < deadline:
-            if snoop.poll() is not None:
-                msg = err_path.read_text(errors="replace").strip().splitlines()
-                raise BenchError(f"opensnoop exited {snoop.returncode} before attaching: "
-                                 f"{msg[-1] if msg else 'no message'}")
-            try:
-                links = [os.readlink(p) for p in fd_dir.iterdir()]
-            except OSError:
-                links = []
-            if "anon_inode:[eventpoll]" in links:
-                time.sleep(0.3)  # the per-CPU perf buffers come just after the epoll fd
-                return
-            time.sleep(0.02)
-        raise BenchError("opensnoop did not attach within 30 s")
+            run_.kill()
+            if loop.poll() is None:
+                loop.kill()
+                loop.wait()
+        res.out.unlink(missing_ok=True)
+        return {"lines": res.lines, "opens": res.matched, "lost": res.lost}
 
     # ------------------------------------------------------------ collector loaded
     def load(self) -> None:
+        t0 = time.perf_counter()
         self.collector = Collector(sinks=[], config=self.config)
         self.collector.start()
+        self.startups.append(time.perf_counter() - t0)
         self.jsonl = JsonlSink("/dev/null")
 
     def unload(self) -> None:
@@ -325,11 +342,19 @@ class Bench:
         return self.measure(mode, rnd, lambda: self._watched(c))
 
     def _unwatched(self, c: Collector) -> None:
-        # The collector polls as a daemon would while an unwatched process runs.
-        proc = subprocess.Popen(self.argv())
-        while proc.poll() is None:
-            c.poll(50)
-        c.drain()
+        # The collector polls as a daemon would while an unwatched process runs, and
+        # another process (a sleeping one) is watched, so that the filter has a session
+        # to filter for.
+        other = subprocess.Popen(["sleep", "3600"])
+        try:
+            c.attach(other.pid)
+            proc = subprocess.Popen(self.argv())
+            while proc.poll() is None:
+                c.poll(50)
+            c.drain()
+        finally:
+            other.kill()
+            other.wait()
         if proc.returncode != 0:
             raise BenchError(f"openloop exited {proc.returncode}")
 
@@ -352,18 +377,22 @@ def run_rounds(bench: Bench, rounds: int, progress: bool) -> list[Sample]:
                   f"events={s.events} lost={s.lost}", file=sys.stderr, flush=True)
 
     def untraced_phase(rnd: int) -> None:
-        first, second = (bench.untraced, bench.peer) if rnd % 2 == 0 else \
-            (bench.peer, bench.untraced)
-        note(first(rnd))
-        note(second(rnd))
+        if rnd % 2 == 0:
+            note(bench.untraced(rnd))
+        note(bench.floor(rnd))
+        for s in bench.peer_samples(rnd):
+            note(s)
+        if rnd % 2 == 1:
+            note(bench.untraced(rnd))
 
     for rnd in range(rounds):
         if rnd % 2 == 0:
             untraced_phase(rnd)
         bench.load()
         try:
-            k = rnd % len(TRACED_MODES)
-            for mode in TRACED_MODES[k:] + TRACED_MODES[:k]:
+            modes = bench.traced_modes
+            k = rnd % len(modes)
+            for mode in modes[k:] + modes[:k]:
                 note(bench.traced(mode, rnd))
         finally:
             bench.unload()
@@ -374,7 +403,7 @@ def run_rounds(bench: Bench, rounds: int, progress: bool) -> list[Sample]:
 
 def summarize(samples: list[Sample], n: int) -> dict[str, dict[str, Any]]:
     base = {s.round: s.ns_per_iter for s in samples if s.mode == UNTRACED}
-    modes = [UNTRACED, *TRACED_MODES, OPENSNOOP]
+    modes = [UNTRACED, FLOOR, *TRACED_MODES, *OPEN_PEERS]
     base_median = statistics.median(base.values())
     out: dict[str, dict[str, Any]] = {}
     for mode in modes:
@@ -382,7 +411,7 @@ def summarize(samples: list[Sample], n: int) -> dict[str, dict[str, Any]]:
         if not rows:
             continue
         ratios = [s.ns_per_iter / base[s.round] for s in rows]
-        observed = mode in (WATCHED, WATCHED_JSONL, OPENSNOOP)  # modes that see the opens
+        observed = mode in (WATCHED, WATCHED_JSONL, *OPEN_PEERS)  # modes that see the opens
         median_ns = statistics.median(s.ns_per_iter for s in rows)
         causes: Counter[str] = Counter()
         for s in rows:
@@ -417,13 +446,14 @@ def print_table(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Non
     print(f"open+close loop: N={meta['iterations']} x {meta['rounds']} rounds, "
           f"{meta['cpus']} CPUs, kernel {meta['kernel']}, ring buffer "
           f"{meta['ringbuf_pages'] * 4} KiB, {meta['date']}")
-    print("ratio = median over rounds of (mode ns/iter / untraced ns/iter, same round)\n")
+    print("ratio = median over rounds of (mode ns/iter / untraced ns/iter, same round); "
+          f"ns/iter of the loop's {meta.get('clock', 'loop thread CPU time')}\n")
     head = (f"{'mode':<14} {'ns/iter':>8} {'ratio':>6} {'min-max':>11} {'events/run':>11} "
             f"{'opens/run':>10} {'lost':>8} {'wall s':>7} {'CPU µs/ev':>9}  target")
     print(head)
     print("-" * len(head))
     for mode, m in summary.items():
-        watched = mode in (WATCHED, WATCHED_JSONL, OPENSNOOP)
+        watched = mode in (WATCHED, WATCHED_JSONL, *OPEN_PEERS)
         target = m["target"]
         verdict = ""
         if target is not None:
@@ -433,11 +463,12 @@ def print_table(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Non
         per_ev = m["cpu_us_per_event"]
         print(f"{mode:<14} {m['ns_per_iter_median']:8.1f} {m['ratio']:6.3f} "
               f"{m['ratio_min']:5.2f}-{m['ratio_max']:<5.2f} "
-              f"{m['events_per_run'] if mode != UNTRACED else '-':>11} "
+              f"{m['events_per_run'] if mode not in (UNTRACED, FLOOR) else '-':>11} "
               f"{m['opens_per_run'] if watched else '-':>10} "
-              f"{m['lost_total'] if mode != UNTRACED else '-':>8} "
+              f"{m['lost_total'] if mode not in (UNTRACED, FLOOR) else '-':>8} "
               f"{m['wall_s_median']:7.2f} "
-              f"{f'{per_ev:.2f}' if per_ev and mode != OPENSNOOP else '-':>9}  {verdict}")
+              f"{f'{per_ev:.2f}' if per_ev and mode in (WATCHED, WATCHED_JSONL) else '-':>9}  "
+              f"{verdict}")
     print()
     for mode, m in summary.items():
         if m["lost_by_cause"]:
@@ -447,28 +478,55 @@ def print_table(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> Non
     if foreign:
         print(f"WARNING: {foreign} tracing BPF programs of others were loaded during untraced "
               "runs: every figure includes their cost")
-    if meta.get("opensnoop_error"):
-        print(f"opensnoop peer left out: {meta['opensnoop_error']}")
-    elif meta.get("opensnoop") is None:
-        why = "--no-peer" if meta.get("no_peer") else \
-            "no `opensnoop` on PATH (Debian package libbpf-tools)"
-        print(f"opensnoop peer left out: {why}")
+    for name, err in (meta.get("peer_errors") or {}).items():
+        print(f"peer {name} left out: {err}")
+    if meta.get("no_peer"):
+        print("peers left out: --no-peer")
     print("events/run: all events delivered (session start/end and loss events included); "
           "opens/run: open events of /dev/null; lost: sum over runs; CPU µs/ev: this "
           "process's CPU per delivered event")
+
+
+def measure_s1(iterations: int, rounds: int, ringbuf_pages: int, peers: list[Peer],
+               getpid: bool = False, progress: bool = True, wall: bool = False
+               ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], list[Sample], Bench]:
+    """S1 for one workload: (summary by mode, meta, samples, the bench with its startups)."""
+    with tempfile.TemporaryDirectory(prefix="aw-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        exe = compile_openloop(tmp)
+        bench = Bench(exe, tmp, iterations, ringbuf_pages, peers, getpid=getpid)
+        bench.wall = wall
+        # Warm-up, not recorded (page cache, CPU frequency, the first exec): one full run,
+        # as a shorter one left the first untraced run of round 0 up to 1.3x slow.
+        subprocess.run(bench.argv(), check=True)
+        samples = run_rounds(bench, rounds, progress=progress)
+    meta: dict[str, Any] = {
+        "benchmark": "getpid" if getpid else "open_close", "iterations": iterations,
+        "rounds": rounds, "ringbuf_pages": ringbuf_pages, "cpus": os.cpu_count(),
+        "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "ratio": "median of per-round ratios to untraced",
+        "clock": "elapsed" if wall else "loop thread CPU time",
+        "peers": [p.name for p in peers], "peer_errors": bench.peer_errors,
+        "no_peer": not peers, "startup_s": bench.startups,
+    }
+    return summarize(samples, iterations), meta, samples, bench
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iterations", "-n", type=int, default=200_000,
-                    help="open+close iterations per run (default 200000)")
+                    help="loop iterations per run (default 200000)")
     ap.add_argument("--rounds", "-r", type=int, default=5, help="rounds (default 5)")
     ap.add_argument("--ringbuf-pages", type=int, default=ProbeConfig().ringbuf_pages,
                     help="ring buffer size in 4 KiB pages, a power of two (default %(default)s)")
-    ap.add_argument("--opensnoop", default=shutil.which("opensnoop"),
-                    help="opensnoop binary for the peer (default: libbpf-tools' if installed)")
-    ap.add_argument("--no-peer", action="store_true", help="leave the opensnoop peer out")
+    ap.add_argument("--getpid", action="store_true",
+                    help="loop on getpid() (untraced by every probe) instead of open+close")
+    ap.add_argument("--peer", action="append", choices=sorted(OPEN_PEERS),
+                    help="peers to run (default: every one installed)")
+    ap.add_argument("--no-peer", action="store_true", help="leave the peers out")
+    ap.add_argument("--wall", action="store_true",
+                    help="ratios of the loop's elapsed time, not its CPU time")
     ap.add_argument("--json", action="store_true", help="print one JSON object, no table")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     args = ap.parse_args(argv)
@@ -477,31 +535,16 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("bench: must run as root (loads BPF programs)", file=sys.stderr)
         return EXIT_USAGE
-    opensnoop = None if args.no_peer else args.opensnoop
-
-    with tempfile.TemporaryDirectory(prefix="aw-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        try:
-            exe = compile_openloop(tmp)
-            bench = Bench(exe, tmp, args.iterations, args.ringbuf_pages, opensnoop)
-            # Warm-up, not recorded (page cache, CPU frequency, the first exec): one full run,
-            # as a shorter one left the first untraced run of round 0 up to 1.3x slow.
-            subprocess.run([str(exe), str(args.iterations), str(tmp / "warmup.ns")],
-                           check=True)
-            samples = run_rounds(bench, args.rounds, progress=not (args.quiet or args.json))
-        except (BenchError, SetupError, ValueError, subprocess.CalledProcessError) as e:
-            print(f"bench: {e}", file=sys.stderr)
-            return EXIT_USAGE
-
-    meta: dict[str, Any] = {
-        "benchmark": "open_close", "iterations": args.iterations, "rounds": args.rounds,
-        "ringbuf_pages": args.ringbuf_pages, "cpus": os.cpu_count(),
-        "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "ratio": "median of per-round ratios to untraced",
-        "opensnoop": opensnoop, "opensnoop_error": bench.opensnoop_error,
-        "no_peer": args.no_peer,
-    }
-    summary = summarize(samples, args.iterations)
+    peers = [] if args.no_peer or args.getpid else \
+        [OPEN_PEERS[n] for n in (args.peer or OPEN_PEERS) if OPEN_PEERS[n].available()]
+    try:
+        summary, meta, samples, _ = measure_s1(args.iterations, args.rounds,
+                                               args.ringbuf_pages, peers, args.getpid,
+                                               progress=not (args.quiet or args.json),
+                                               wall=args.wall)
+    except (BenchError, SetupError, ValueError, subprocess.CalledProcessError) as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps({**meta, "modes": summary,
                           "samples": [asdict(s) for s in samples]}, indent=1))

@@ -9,8 +9,10 @@ as a `loss` event and in each session's end summary.
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import secrets
+import select
 import time
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -26,7 +28,7 @@ from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats
 from collector.replay import Analyzer
 from collector.response import KillReport, Responder
 from detectors.config import Config as DetectionConfig
-from probes import loader
+from probes import loader, ringbuf
 from probes.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
@@ -34,6 +36,11 @@ DEFAULT_LAUNCHERS = ("bwrap",)
 MAX_ENDED_SESSIONS = 1024
 ADOPT_LAUNCHERS_SLOT = 0  # AW_CFG_ADOPT_LAUNCHERS
 POLL_BUDGET = 4096  # records handled per poll before the loop gets control back
+# While records flow, poll() waits at most this long: the probes wake the reader at most
+# once per 250 µs per CPU (AW_WAKE_NS in probes/include/agentwatch.h) and send the records
+# in between without a wake-up, so this bounds how long such a record can wait. An idle
+# collector waits the caller's full timeout: the first record after a quiet spell wakes it.
+ACTIVE_POLL_MS = 1
 
 
 class SessionError(RuntimeError):
@@ -112,20 +119,21 @@ class Collector:
         self._callback_error: BaseException | None = None
         self._last_tick = 0.0
         self._budget = POLL_BUDGET
+        self._active = False  # the last poll handled records: poll again soon
         self._enforced_mgr: Any = None
         # pids the kernel killed, and their sessions: a signal such a process sent to
         # agentwatch as it died must still be known as a session's (session_of)
         self.kernel_victims: OrderedDict[int, str] = OrderedDict()
         self._lib: Any = None
+        self._reader: ringbuf.RingReader | None = None  # the events ring, read in bulk
+        self._epoll: select.epoll | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, adopt_launchers: bool = False) -> None:
         """Load the probes. With adopt_launchers, every exec of a launcher on the host
         (default: bwrap) starts a new session in the kernel (the daemon's mode)."""
         self.bpf = loader.load(self.config)
-        self.bpf[b"events"].open_ring_buffer(self._on_record)
-        self.bpf[b"enforced"].open_ring_buffer(self._on_record)  # wakes poll() up
-        self._open_enforced_first()
+        self._open_rings()
         table = self.bpf[b"launchers"]
         for name in self.launchers:
             raw = name.encode()
@@ -200,6 +208,22 @@ class Collector:
         session.egress = True
         return None
 
+    def _open_rings(self) -> None:
+        """The events ring is read in bulk through its pages (probes/ringbuf.py) where the
+        machine allows it, else through BCC's callback; the enforced ring through a BCC
+        reader of its own (_open_enforced_first). One epoll waits on both."""
+        events, enforced = self.bpf[b"events"], self.bpf[b"enforced"]
+        if ringbuf.supported():
+            self._reader = ringbuf.RingReader(events.map_fd,
+                                              self.config.ringbuf_pages * mmap.PAGESIZE)
+            self._epoll = select.epoll()
+            self._epoll.register(events.map_fd, select.EPOLLIN)
+            self._epoll.register(enforced.map_fd, select.EPOLLIN)
+        else:
+            events.open_ring_buffer(self._on_record)
+            enforced.open_ring_buffer(self._on_record)  # wakes poll() up
+        self._open_enforced_first()
+
     def _open_enforced_first(self) -> None:
         """A second consumer of the `enforced` ring, drained before every poll: BCC's one
         manager serves its rings in a fixed order and stops at the events ring's budget,
@@ -246,6 +270,12 @@ class Collector:
         if self._enforced_mgr:
             self._lib.bpf_free_ringbuf(self._enforced_mgr)
             self._enforced_mgr = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
         if self.bpf is not None:
             self._detach_tracepoints()
             self.bpf.cleanup()
@@ -599,10 +629,13 @@ class Collector:
         return -1 if self._budget <= 0 else 0
 
     def _handle_record(self, data: Any, size: int) -> None:
-        # An exception must not escape into ctypes (it would print and drop it): it is
-        # kept and re-raised by poll() in the caller's frame.
+        self._handle_bytes(ctypes.string_at(data, size))
+
+    def _handle_bytes(self, raw: bytes) -> None:
+        # An exception must not escape into ctypes (it would print and drop it) nor stop a
+        # batch: it is kept and re-raised by poll() in the caller's frame.
         try:
-            event = self.decoder.decode(ctypes.string_at(data, size))
+            event = self.decoder.decode(raw)
             if event.kernel_kill is not None:
                 self._kernel_killed(event)
             if isinstance(event, SessionEvent):
@@ -624,7 +657,19 @@ class Collector:
     def poll(self, timeout_ms: int = 100) -> None:
         self._budget = POLL_BUDGET
         self._consume_enforced()
-        self.bpf.ring_buffer_poll(timeout_ms)
+        timeout = min(timeout_ms, ACTIVE_POLL_MS) if self._active else timeout_ms
+        if self._reader is not None and self._epoll is not None:
+            if not self._reader.pending():
+                self._epoll.poll(timeout / 1000)
+            self._consume_enforced()
+            self._budget -= self._reader.read(self._handle_bytes, self._budget)
+        else:
+            self.bpf.ring_buffer_poll(timeout)
+            if self._budget > 0:
+                # epoll reports the ring only after a wake-up: records sent without one
+                # (BPF_RB_NO_WAKEUP) are read here
+                self.bpf.ring_buffer_consume()
+        self._active = self._budget < POLL_BUDGET
         self._consume_enforced()
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
@@ -668,7 +713,10 @@ class Collector:
         while True:
             self._budget = POLL_BUDGET
             self._consume_enforced()
-            self.bpf.ring_buffer_consume()
+            if self._reader is not None:
+                self._budget -= self._reader.read(self._handle_bytes, self._budget)
+            else:
+                self.bpf.ring_buffer_consume()
             if self._budget > 0 or time.monotonic() > deadline \
                     or self._callback_error is not None:
                 break

@@ -9,8 +9,15 @@
  * can change the buffer between our read and the kernel's. Opens through io_uring do not
  * go through these syscalls.
  *
- * Cost: unwatched, one hash lookup at entry and one at exit; watched, one user string
- * read, a per-thread in-flight entry and a ring-buffer copy of the path's length.
+ * Cost: unwatched, one hash lookup at entry and a task-storage lookup at exit (a pointer
+ * in the task, no hashing); watched, one user string read into the thread's own in-flight
+ * record and a ring-buffer copy of the path's length.
+ *
+ * The in-flight record lives in task-local storage (BPF_TASK_STORAGE), made on a thread's
+ * first watched open and freed with the thread: the entry writes the record in place and
+ * the exit sends it, with no per-call allocation, 4 KiB copy or hash update as a
+ * (tid -> record) hash map needs (bench/README.md: that was a third of the watched cost).
+ * A record is in flight while its `type` is AW_EV_OPEN (0 in a new or finished one).
  */
 #include "agentwatch.h"
 
@@ -34,8 +41,10 @@ struct aw_open {
     char path[AW_PATH_MAX];
 };
 
-BPF_F_TABLE("hash", u32, struct aw_open, open_inflight, AW_MAX_INFLIGHT, BPF_F_NO_PREALLOC);
-BPF_PERCPU_ARRAY(open_scratch, struct aw_open, 1);
+BPF_TASK_STORAGE(open_inflight, struct aw_open);
+#ifdef AW_LAYOUT_CHECK
+BPF_ARRAY(layout_open, struct aw_open, 1);  /* tests/test_layout.py: task storage has no ctypes view */
+#endif
 
 static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64 flags,
                                          u64 mode, u64 resolve, u32 of)
@@ -44,10 +53,12 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
     struct aw_proc *p = aw_current(id);
     if (!p)
         return 0;
-    u32 zero = 0;
-    struct aw_open *rec = open_scratch.lookup(&zero);
-    if (!rec)
+    struct aw_open *rec = open_inflight.task_storage_get(bpf_get_current_task_btf(), 0,
+                                                         BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!rec) {
+        aw_count_lost(AW_LOST_INFLIGHT);
         return 0;
+    }
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_OPEN, p, id);
     rec->ret = 0;
     rec->dfd = dfd;
@@ -68,24 +79,21 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
             aw_kill_current((struct aw_hdr *)rec, why, p);
             aw_submit_enforced(rec, offsetof(struct aw_open, path) + rec->path_len,
                                sizeof(*rec));
+            rec->type = 0;
             return 0;
         }
     }
-    u32 tid = id;
-    if (open_inflight.update(&tid, rec) != 0)
-        aw_count_lost(AW_LOST_INFLIGHT);
-    return 0;
+    return 0;  /* in flight: rec->type is AW_EV_OPEN until the exit sends it */
 }
 
 static __always_inline int aw_open_exit(long ret)
 {
-    u32 tid = bpf_get_current_pid_tgid();
-    struct aw_open *rec = open_inflight.lookup(&tid);
-    if (!rec)
+    struct aw_open *rec = open_inflight.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!rec || rec->type != AW_EV_OPEN)
         return 0;
     rec->ret = ret;
     aw_submit(rec, offsetof(struct aw_open, path) + rec->path_len, sizeof(*rec));
-    open_inflight.delete(&tid);
+    rec->type = 0;
     return 0;
 }
 

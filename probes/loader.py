@@ -84,7 +84,9 @@ def load(config: ProbeConfig | None = None) -> BPF:
     try:
         os.dup2(devnull, 2)
         try:
-            return _attach_generic(BPF(text=text, cflags=cflags), config)
+            bpf = _attach_generic(BPF(text=text, cflags=cflags), config)
+            _trim_heap()
+            return bpf
         except Exception:  # noqa: BLE001 - BCC raises bare Exception
             pass
         finally:
@@ -97,6 +99,15 @@ def load(config: ProbeConfig | None = None) -> BPF:
     except Exception as e:  # noqa: BLE001
         raise ProbeLoadError(f"cannot load the BPF probes: {e} (the compiler or verifier "
                              "output is above; `agentwatch doctor` checks the host)") from e
+
+
+def _trim_heap() -> None:
+    """Give the compiler's freed memory back to the system: clang/LLVM leave ~40 MB of
+    free heap behind after BCC's compile, which glibc keeps resident otherwise."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _attach_generic(bpf: BPF, config: ProbeConfig) -> BPF:

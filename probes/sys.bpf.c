@@ -436,9 +436,9 @@ static __always_inline void aw_sys_strings(struct aw_sys *rec, const struct aw_s
  * been seen: a seccomp filter (sandbox-runtime's, Docker's) refused it before the
  * sys_enter tracepoint runs, and only sys_exit fires. Sandboxes refuse exactly the calls
  * an escape needs (unshare, mount, AF_UNIX sockets...), so the attempt is reported: the
- * arguments are read from the user registers saved at syscall entry (x86_64 pt_regs at the
- * top of the kernel stack; the syscall did not run, so they are as the process passed
- * them), the strings from its memory. No kill in the kernel: the call did not happen. */
+ * arguments are read from the user registers saved at syscall entry (x86_64 pt_regs,
+ * found with bpf_task_pt_regs; the syscall did not run, so they are as the process
+ * passed them), the strings from its memory. No kill in the kernel: the call did not happen. */
 static __always_inline int aw_sys_refused(void *ctx)
 {
     long ret = *(long *)(ctx + 16);
@@ -459,21 +459,20 @@ static __always_inline int aw_sys_refused(void *ctx)
     struct aw_sys *rec = sys_scratch.lookup(&zero);
     if (!rec)
         return 0;
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    void *stack = NULL;
-    if (bpf_probe_read_kernel(&stack, sizeof(stack), &task->stack) != 0 || !stack)
-        return 0;
-    struct pt_regs regs = {};
-    if (bpf_probe_read_kernel(&regs, sizeof(regs),
-                              (struct pt_regs *)(stack + THREAD_SIZE) - 1) != 0)
+    /* the user registers saved at syscall entry (x86_64 struct pt_regs, as u64 words:
+     * r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax) */
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    void *regs = (void *)bpf_task_pt_regs(task);
+    u64 w[16] = {};
+    if (!regs || bpf_probe_read_kernel(w, sizeof(w), regs) != 0)
         return 0;
     u64 *a = &rec->arg0;
-    a[0] = regs.di;
-    a[1] = regs.si;
-    a[2] = regs.dx;
-    a[3] = regs.r10;
-    a[4] = regs.r8;
-    a[5] = regs.r9;
+    a[0] = w[14];  /* di */
+    a[1] = w[13];  /* si */
+    a[2] = w[12];  /* dx */
+    a[3] = w[7];   /* r10 */
+    a[4] = w[9];   /* r8 */
+    a[5] = w[8];   /* r9 */
     u32 nargs = spec->nargs;
 #pragma unroll
     for (int i = 0; i < AW_SYS_NARGS; i++)

@@ -22,7 +22,7 @@ CASES: list[tuple[str, Layout]] = [
     ("exec_inflight", proc.EXEC),
     ("layout_exit", proc.EXIT),
     ("layout_session", proc.SESSION),
-    ("open_inflight", file.OPEN),
+    ("layout_open", file.OPEN),
     ("connect_inflight", net.CONNECT),
     ("sys_inflight", syscalls.SYSCALL),
 ]
