@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
@@ -166,14 +167,38 @@ def _stream(name: str, follow_: bool, json_output: bool, since: str | None,
     logs = Path(log_dir) if log_dir else st.log_dir()
     colour = sys.stdout.isatty()
 
+    # SIGTERM (a supervisor, `timeout`) ends the stream between lines, never inside one:
+    # a reader must not get half a JSON object. A line longer than the pipe takes several
+    # write()s and the signal may come while one blocks; Python's buffered writer then
+    # drops the rest of the line (seen with CPython 3.11), so lines go out through
+    # os.write, looping over partial writes.
+    state = {"writing": False, "stop": False}
+
+    def on_term(_sig: int, _frame: object) -> None:
+        if state["writing"]:
+            state["stop"] = True
+        else:
+            raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    fd = sys.stdout.fileno()
+
     def emit(ev: object) -> None:
         if json_output:
-            sys.stdout.buffer.write(ev.to_json() + b"\n")  # type: ignore[attr-defined]
+            line = ev.to_json() + b"\n"  # type: ignore[attr-defined]
         elif name == "alerts":
-            sys.stdout.write(alert_line(ev, colour) + "\n")  # type: ignore[arg-type]
+            line = (alert_line(ev, colour) + "\n").encode(  # type: ignore[arg-type]
+                "utf-8", "backslashreplace")
         else:
-            sys.stdout.write(st.event_line(ev) + "\n")  # type: ignore[arg-type]
-        sys.stdout.flush()
+            line = (st.event_line(ev) + "\n").encode(  # type: ignore[arg-type]
+                "utf-8", "backslashreplace")
+        state["writing"] = True
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        state["writing"] = False
+        if state["stop"]:
+            raise SystemExit(0)
 
     if not follow_ and not logs.is_dir():
         raise _fail(f"no log directory {logs} (is the daemon running with --log-dir?)", 1)

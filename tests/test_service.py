@@ -55,6 +55,31 @@ def test_rotation_keeps_whole_lines_and_the_retention_count(tmp_path: Path) -> N
     assert seen == [f"/x/{i}" for i in range(200 - len(seen), 200)]
 
 
+def test_a_terminated_follower_never_cuts_a_line(tmp_path: Path) -> None:
+    """SIGTERM to `agentwatch alerts --follow --json` while it is blocked writing a line
+    longer than the pipe: the line is finished, then it exits 0 (a reader never gets
+    half a JSON object)."""
+    log = tmp_path / "alerts.jsonl"
+    sink = JsonlSink(str(log))
+    for i in range(3):
+        sink.write(AlertEvent(ts=1_000 + i, session="00000000000000aa", pid=1,
+                              detector="canary_touch", severity="critical",
+                              action={"requested": "kill", "taken": "kill"},
+                              summary=f"{i} " + "x" * 300_000, key=str(i)))
+    sink.close()
+    env = {**os.environ, "AGENTWATCH_RUN_DIR": str(tmp_path / "run")}  # no daemon there
+    p = subprocess.Popen([AW, "alerts", "--follow", "--json", "--log-dir", str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert p.stdout is not None
+    first = p.stdout.read(1000)  # it has started writing, and is blocked on the full pipe
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    rest, err = p.communicate(timeout=30)
+    lines = (first + rest).splitlines()
+    assert lines and all(json.loads(line)["detector"] == "canary_touch" for line in lines)
+    assert p.returncode == 0, err
+
+
 def test_since_and_filters() -> None:
     from collector.stream import Filter, StreamError, parse_since
 
