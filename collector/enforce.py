@@ -41,8 +41,9 @@ from probes.decode import KILL_REASONS
 
 EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 EN_MONITOR = 0x40
+EN_FORKBOMB = 0x80
 FD_PROBES = (("aw_fd_close", "close"), ("aw_fd_close_range", "close_range"))
-CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO = 1, 2, 3
+CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = 1, 2, 3, 4
 WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
 DENY_DIR = 0x100
 HASH_MAX = 256  # AW_HASH_MAX: longer paths are left to user space
@@ -76,6 +77,7 @@ class Policy:
     exempt_comms: list[str] = field(default_factory=list)
     detectors: list[str] = field(default_factory=list)       # enforced in the kernel
     protected: list[int] = field(default_factory=list)       # agentwatch's pids and tids
+    fork_max: int = 0                                        # live processes per session
 
     def describe(self) -> str:
         if not self.mask:
@@ -186,6 +188,11 @@ def policy_for(config: Config) -> Policy:
         for path in literal_paths(list(p.get("paths", []))):
             pol.deny_paths.setdefault(path, WHY_CODE["monitor_tamper"] | DENY_DIR)
         pol.detectors.append("monitor_tamper")
+    p = kills("fork_bomb")
+    if p is not None and not p.get("count_threads") and int(p.get("max_live") or 0) > 0:
+        pol.fork_max = int(p["max_live"])  # the rate limit (max_forks) stays user space's
+        pol.mask |= EN_FORKBOMB
+        pol.detectors.append("fork_bomb")
     if pol.deny_paths:
         pol.mask |= EN_PATHS
     pol.exempt_comms = sorted(exempt)
@@ -234,6 +241,7 @@ def apply(bpf: Any, pol: Policy) -> None:
     ns = _host_pid_ns() if pol.mask & EN_PTRACE else None
     cfg[ctypes.c_int(CFG_PIDNS_DEV)] = ctypes.c_uint64(ns[0] if ns else 0)
     cfg[ctypes.c_int(CFG_PIDNS_INO)] = ctypes.c_uint64(ns[1] if ns else 0)
+    cfg[ctypes.c_int(CFG_FORK_MAX)] = ctypes.c_uint64(pol.fork_max)
     sysprobe.set_enforce(bpf, pol.syscalls)
     deny = bpf[b"deny_paths"]
     deny.clear()

@@ -28,7 +28,7 @@ LOST_NAMES = {**TYPE_NAMES, 13: "enforced_ring_full", 14: "inflight_full",
 # AW_WHY_*: why the kernel killed a process at a call's entry, as a detector id
 KILL_REASONS = {1: "kernel_tamper", 2: "namespace_escape", 3: "mount_escape",
                 4: "process_injection", 5: "canary_touch", 6: "runtime_socket",
-                7: "reverse_shell", 8: "monitor_tamper"}
+                7: "reverse_shell", 8: "monitor_tamper", 9: "fork_bomb"}
 
 _HDR = Layout("aw_hdr", tuple(HDR_FIELDS), None).struct
 # Hot path: the minimum size of each type computed once, not per record.

@@ -138,7 +138,10 @@ static __always_inline int aw_fork_exit(long ret)
     if (!rec)
         return 0;  /* unwatched, or the child's own return from clone */
     rec->ret = ret;
-    aw_submit(rec, sizeof(*rec), sizeof(*rec));
+    if (rec->hdr_flags & AW_HF_KILLED)  /* past the session's process limit */
+        aw_submit_enforced(rec, sizeof(*rec), sizeof(*rec));
+    else
+        aw_submit(rec, sizeof(*rec), sizeof(*rec));
     fork_inflight.delete(&tid);
     return 0;
 }
@@ -162,6 +165,21 @@ TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
     return aw_fork_enter(flags, AW_CLONE_NEW | AW_CLONE_NEWTIME);
 }
 TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return aw_fork_exit(args->ret); }
+
+/* A fork bomb, decided in the kernel: the fork that takes the session past
+ * AW_CFG_FORK_MAX live processes (thread groups, as sessions.live counts them) kills the
+ * forking process at once; its record (and so the kill) goes to the enforced ring from
+ * the clone's exit. Each further fork of the bomb's other processes does the same, and
+ * user space kills the whole tree when the first record arrives. */
+static __always_inline void aw_fork_limit(struct aw_proc *p, struct aw_fork *f)
+{
+    u32 key = AW_CFG_FORK_MAX;
+    u64 *max = config.lookup(&key);
+    u64 session = p->session;
+    struct aw_session *s = sessions.lookup(&session);
+    if (max && *max && s && s->live > (s64)*max)
+        aw_kill_current((struct aw_hdr *)f, AW_WHY_FORKBOMB, p);
+}
 
 /* The session filter's inheritance: runs in the parent, before the child is woken. */
 TRACEPOINT_PROBE(sched, sched_process_fork)
@@ -191,6 +209,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
         aw_count_lost(AW_LOST_UNTRACKED);
     } else {
         aw_session_join(p->session);
+        if (f && !(p->flags & AW_PF_KILLED) && (aw_enforce_mask(p) & AW_EN_FORKBOMB))
+            aw_fork_limit(p, f);
         u32 tgid = id >> 32;
         struct aw_fdset *set = inet_fds.lookup(&tgid);
         if (set && (flags & CLONE_FILES))

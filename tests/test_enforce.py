@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,40 @@ def test_user_space_path_when_kernel_enforcement_is_off(enforcing: tuple[Any, An
     assert not [e for e in events.session(r.session) if e.kernel_kill]
     (a,) = [a for a in _alerts(alerts, r.session) if a.detector == "namespace_escape"]
     assert a.action["taken"] == "kill" and a.action["by"] == "user space", a.action
+
+
+def test_fork_bomb_past_the_process_limit_is_killed_in_the_kernel(
+        enforcing: tuple[Any, Any, Any], tmp: Path) -> None:
+    """fork_bomb's max_live decided in the kernel: the fork that takes the session past
+    the limit kills the forker before clone() returns; user space kills the children."""
+    c, alerts, events = enforcing
+    params = c.analyzer.engine.config.detectors["fork_bomb"].params
+    old = params["max_live"]
+    params["max_live"] = 40
+    c.apply_policy()
+    try:
+        r = _run(c, """
+            for _ in range(300):
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+        """, tmp / "marker-forkbomb")
+    finally:
+        params["max_live"] = old
+        c.apply_policy()
+    assert r.exit_status == 128 + 9, f"not killed (exit {r.exit_status})"
+    evs = events.session(r.session)
+    killed = [e for e in evs if e.kernel_kill]
+    assert killed and {e.kernel_kill for e in killed} == {"fork_bomb"}
+    children = [e.child_pid for e in evs if e.kind == "fork" and not e.thread]
+    assert 38 <= len(children) <= 45, len(children)  # stopped at the limit, not at 300
+    deadline = time.monotonic() + 5
+    while any(os.path.exists(f"/proc/{pid}") for pid in children) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")]
+    got = [a for a in _alerts(alerts, r.session) if a.detector == "fork_bomb"]
+    assert got and got[0].action["by"] == "kernel", [a.action for a in got]
 
 
 def test_monitor_mode_kills_nothing_in_the_kernel(enforcing: tuple[Any, Any, Any],

@@ -131,7 +131,8 @@ struct aw_session {
 #define AW_CFG_ENFORCE 1          /* AW_EN_*: what the kernel kills for (enforce mode) */
 #define AW_CFG_PIDNS_DEV 2        /* the host pid namespace (dev, inode) for ptrace checks; */
 #define AW_CFG_PIDNS_INO 3        /* inode 0: no ptrace enforcement */
-#define AW_CFG_SLOTS 4
+#define AW_CFG_FORK_MAX 4         /* AW_EN_FORKBOMB: live processes a session may have */
+#define AW_CFG_SLOTS 5
 
 /* In-kernel enforcement: a watched process past its sandbox's setup that makes one of
  * these calls gets SIGKILL from bpf_send_signal at the syscall's entry. The call itself
@@ -145,6 +146,9 @@ struct aw_session {
 #define AW_EN_REVSHELL 0x20 /* an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`) */
 #define AW_EN_MONITOR 0x40  /* a signal (kill, tkill, tgkill; kill(-1)) or pidfd_open aimed at
                                a `protected` pid (agentwatch), by a host-pid-ns caller */
+#define AW_EN_FORKBOMB 0x80 /* a fork that takes its session past AW_CFG_FORK_MAX live
+                               processes: the forking process (its new child is killed
+                               with the rest of the tree by user space) */
 
 /* Why the kernel killed (AW_HF_KILLED's reason; user space maps it to a detector id). */
 #define AW_WHY_TAMPER 1
@@ -155,6 +159,7 @@ struct aw_session {
 #define AW_WHY_RUNTIME_SOCKET 6
 #define AW_WHY_REVSHELL 7
 #define AW_WHY_MONITOR 8
+#define AW_WHY_FORKBOMB 9
 
 /* CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}; clone3 and unshare add CLONE_NEWTIME (0x80,
  * which in clone() is part of the exit signal) */
