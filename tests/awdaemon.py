@@ -260,8 +260,8 @@ class Supervisor:
                 return
             if self._stop.wait(self.delay):
                 return
-            self.restarts += 1
             self.daemon.spawn()
+            self.restarts += 1  # after: whoever waits on it finds the new process
 
     def stop(self) -> int | None:
         self._stop.set()
