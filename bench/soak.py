@@ -5,7 +5,7 @@
     SOAK_SECONDS=600 make soak     # longer
 
 Runs `agentwatch daemon` in enforce mode (its own run, log and state directories; it
-adopts only sandboxes started through a bubblewrap named `aw9box`, so no one else's
+adopts only sandboxes started through a bubblewrap named `awbox<pid>`, so no one else's
 sandbox on the host is touched) under a supervisor that applies the packaged unit's
 Restart= policy, and for SOAK_SECONDS keeps a random mix of jobs running, each in a
 sandbox of its own:
