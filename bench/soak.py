@@ -5,7 +5,7 @@
     SOAK_SECONDS=600 make soak     # longer
 
 Runs `agentwatch daemon` in enforce mode (its own run, log and state directories; it
-adopts only sandboxes started through a bubblewrap named `aw9box`, so no one else's
+adopts only sandboxes started through a bubblewrap named `awbox<pid>`, so no one else's
 sandbox on the host is touched) under a supervisor that applies the packaged unit's
 Restart= policy, and for SOAK_SECONDS keeps a random mix of jobs running, each in a
 sandbox of its own:
@@ -300,6 +300,19 @@ def main() -> int:
     print(f"soak: {args.seconds:.0f} s, seed {args.seed}, in {tmp}", flush=True)
     sup.start()
     outs = outsiders()
+    try:
+        return _soak(args, tmp, daemon, sup, outs, srv)
+    finally:  # whatever happened: no outsider, flooder or daemon is left behind
+        for p in outs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if sup.daemon.alive():
+            sup.stop()
+
+
+def _soak(args: argparse.Namespace, tmp: Path, daemon: Daemon, sup: Supervisor,
+          outs: list[subprocess.Popen[bytes]], srv: socket.socket) -> int:
     soak = Soak(tmp, args.seconds, random.Random(args.seed), daemon)
     t0 = time.monotonic()
     deadline = t0 + args.seconds
@@ -350,9 +363,6 @@ def main() -> int:
     if status["sessions"]:  # every sandbox has exited: none may stay "running"
         failures.append(f"{len(status['sessions'])} sessions never ended: "
                         f"{[x['session'] for x in status['sessions']][:10]}")
-    for p in outs:
-        p.kill()
-        p.wait()
 
     kinds = Counter(f"{j.kind}:{j.name}" for j in soak.jobs)
     escapes = [j for j in soak.jobs if j.kind == "escape"]

@@ -11,6 +11,7 @@ their descendants and for late events.
 from __future__ import annotations
 
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,30 @@ def proc_stat(pid: int) -> ProcStat | None:
                         int(fields[1]), int(fields[6]))
     except (OSError, ValueError, IndexError):
         return None
+
+
+_BOOT_TO_EPOCH_NS = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+_TICK_NS = 10**9 // (os.sysconf("SC_CLK_TCK") or 100)
+
+
+def proc_started_ns(pid: int) -> int | None:
+    """When the process now holding `pid` started (ns since the epoch, to a clock tick),
+    from /proc/<pid>/stat's starttime; None if there is none."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return ticks * _TICK_NS + _BOOT_TO_EPOCH_NS
+
+
+def same_process(pid: int, seen_ns: int) -> bool:
+    """Is the process now holding `pid` the one an event of time `seen_ns` came from? A
+    process that started after that event is another one under a reused pid (a fork
+    flood goes through pid_max in seconds): its /proc tells nothing about ours."""
+    started = proc_started_ns(pid)
+    return started is not None and started <= seen_ns + 2 * _TICK_NS
 
 
 def proc_stats() -> dict[int, ProcStat]:
@@ -202,12 +227,13 @@ class ProcessTable:
             if ev.ret == 0:
                 proc.fds = {fd: v for fd, v in proc.fds.items() if not v[1]}
                 proc.argv = ev.argv
-                exe = _readlink(f"/proc/{ev.pid}/exe") if self.read_proc else None
+                live = self.read_proc and same_process(ev.pid, ev.ts)
+                exe = _readlink(f"/proc/{ev.pid}/exe") if live else None
                 if exe is None:  # gone already, or a replay (which has the recorded exe)
                     exe = ev.exe or resolve_path(proc, ev.tid, ev.dfd, ev.filename) \
                         or ev.filename
                 proc.exe = exe
-                if self.read_proc:
+                if live:
                     proc.cwd = _readlink(f"/proc/{ev.pid}/cwd") or proc.cwd
                     proc.ns = read_ns(ev.pid) or proc.ns
         elif isinstance(ev, ForkEvent):
@@ -272,7 +298,7 @@ class ProcessTable:
                 is_socket = args.get("socket")
             elif entry is not None:
                 is_socket = entry[0].startswith("socket:")
-            elif self.read_proc:
+            elif self.read_proc and same_process(ev.pid, ev.ts):
                 is_socket = socket_fd(ev.pid, ret)
             else:
                 is_socket = None

@@ -24,7 +24,13 @@ import orjson
 from collector import enforce
 from collector.cgroup import SessionCgroup, prune_stale
 from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent, one_line
-from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats
+from collector.proctable import (
+    ProcessTable,
+    proc_argv,
+    proc_ppid,
+    proc_stats,
+    same_process,
+)
 from collector.replay import Analyzer
 from collector.response import KillReport, Responder
 from detectors.config import Config as DetectionConfig
@@ -608,10 +614,12 @@ class Collector:
             # The kernel could not know the root's parent: /proc tells, and _on_record fills
             # it into the root's events (the kernel entry is not rewritten: its phase flags
             # may change at any moment).
-            ppid = proc_ppid(ev.root_pid) or 0
+            # (unless the pid is another process's by now: then nothing from /proc)
+            live = same_process(ev.root_pid, ev.ts)
+            ppid = (proc_ppid(ev.root_pid) or 0) if live else 0
             self._register(int(name, 16), name, ev.session_kind, ev.root_pid, ppid,
-                           proc_argv(ev.root_pid), ev.ts, ev.uid,
-                           _readlink(f"/proc/{ev.root_pid}/cwd"))
+                           proc_argv(ev.root_pid) if live else [], ev.ts, ev.uid,
+                           _readlink(f"/proc/{ev.root_pid}/cwd") if live else None)
             return
         session = self.sessions.get(name)
         if session is None or session.ended or session.kind == "run" \

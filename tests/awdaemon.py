@@ -3,9 +3,10 @@
 Each daemon gets directories of its own (run, log, state: `AGENTWATCH_RUN_DIR`,
 `AGENTWATCH_LOG_DIR`, `AGENTWATCH_STATE_DIR`), so that it never meets another engineer's
 daemon on the same host, and adopts only a launcher of its own: a symlink to bubblewrap
-named `LAUNCHER` (the kernel adopts by command name, which an exec through a symlink takes
-from the link). Other people's bubblewrap sandboxes are never adopted, so an enforce-mode
-daemon here can only ever kill sandboxes this process started.
+named `LAUNCHER`, unique to this process (the kernel adopts by command name, which an
+exec through a symlink takes from the link). Other people's bubblewrap sandboxes are never
+adopted, so an enforce-mode daemon here can only ever kill sandboxes this process
+started.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 AW = str(Path(sys.executable).parent / "agentwatch")
-LAUNCHER = "aw9box"
+# unique per test process: two runs of these tests on one host (two engineers, or CI and
+# a developer) must not adopt, re-adopt or kill each other's sandboxes
+LAUNCHER = f"awbox{os.getpid()}"  # a command name: at most 15 bytes
 
 
 def launcher(tmp: Path) -> str:
@@ -260,8 +263,8 @@ class Supervisor:
                 return
             if self._stop.wait(self.delay):
                 return
-            self.restarts += 1
             self.daemon.spawn()
+            self.restarts += 1  # after: whoever waits on it finds the new process
 
     def stop(self) -> int | None:
         self._stop.set()

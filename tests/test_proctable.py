@@ -226,3 +226,22 @@ def test_nothing_is_inherited_from_a_parent_of_another_session() -> None:
     child = t.get(300)
     assert child.cwd is None and 4 not in child.fds
     assert t.get(300).session == other
+
+
+def test_proc_is_read_only_for_the_process_an_event_came_from() -> None:
+    """/proc/<pid> is read late (the event waited in the ring): by then the pid may be
+    another process's. One that started after the event is not the event's."""
+    import subprocess
+    import time
+
+    from collector.proctable import same_process
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        now = time.time_ns()
+        assert same_process(child.pid, now)
+        assert not same_process(child.pid, now - 60 * 10**9)  # an event from before it
+    finally:
+        child.kill()
+        child.wait()
+    assert not same_process(child.pid, time.time_ns())  # gone
