@@ -39,6 +39,17 @@ def launcher(tmp: Path) -> str:
     return str(link)
 
 
+def visible_under_tmp() -> list[str]:
+    """The checkout and the venv (sys.executable runs in the sandboxes) when they live
+    under /tmp, which the sandboxes replace with a tmpfs of their own."""
+    out: list[str] = []
+    for p in (str(Path(__file__).resolve().parent.parent), sys.prefix):
+        if (p == "/tmp" or p.startswith("/tmp/")) and not any(
+                p == o or p.startswith(o + "/") for o in out):
+            out.append(p)
+    return out
+
+
 def sandbox(tmp: Path, *cmd: str, host_proc: bool = True, binds: tuple[str, ...] = ()) \
         -> list[str]:
     """A bubblewrap sandbox (read-only root, private /tmp but `tmp` read-only, `binds`
@@ -50,6 +61,8 @@ def sandbox(tmp: Path, *cmd: str, host_proc: bool = True, binds: tuple[str, ...]
     if not host_proc:
         argv.append("--unshare-pid")
     argv += ["--ro-bind", str(tmp), str(tmp)]  # under the private /tmp: scripts are here
+    for keep in visible_under_tmp():  # a checkout (and its venv's python) in /tmp
+        argv += ["--ro-bind", keep, keep]
     for b in binds:
         argv += ["--bind", b, b]
     return [*argv, "--", *cmd]

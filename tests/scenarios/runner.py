@@ -422,8 +422,10 @@ class Runs:
     def _command(self, sc: Scenario, way: str, ws: Path, fifo: Path | None) -> list[str]:
         inner = sc.argv()
         if way == "bwrap":
+            keep = [] if not str(REPO).startswith("/tmp/") else \
+                ["--ro-bind", str(REPO), str(REPO)]  # a checkout under /tmp: its scripts
             return [str(self.fx.shim / "bwrap"), "--ro-bind", "/", "/", "--dev", "/dev",
-                    "--proc", "/proc", "--tmpfs", "/tmp", "--bind", str(ws), str(ws),
+                    "--proc", "/proc", "--tmpfs", "/tmp", *keep, "--bind", str(ws), str(ws),
                     "--chdir", str(ws), "--unshare-ipc", "--unshare-uts", "--unshare-net",
                     "--die-with-parent", "--", *inner]
         if way == "srt":
