@@ -171,13 +171,11 @@ TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return aw_fork_exit(args->ret); }
  * forking process at once; its record (and so the kill) goes to the enforced ring from
  * the clone's exit. Each further fork of the bomb's other processes does the same, and
  * user space kills the whole tree when the first record arrives. */
-static __always_inline void aw_fork_limit(struct aw_proc *p, struct aw_fork *f)
+static __always_inline void aw_fork_limit(struct aw_proc *p, struct aw_fork *f, s64 live)
 {
     u32 key = AW_CFG_FORK_MAX;
     u64 *max = config.lookup(&key);
-    u64 session = p->session;
-    struct aw_session *s = sessions.lookup(&session);
-    if (max && *max && s && s->live > (s64)*max)
+    if (max && *max && live > (s64)*max)
         aw_kill_current((struct aw_hdr *)f, AW_WHY_FORKBOMB, p);
 }
 
@@ -208,9 +206,9 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     if (watched.update(&child, &c) != 0) {
         aw_count_lost(AW_LOST_UNTRACKED);
     } else {
-        aw_session_join(p->session);
+        s64 live = aw_session_join(p->session);
         if (f && !(p->flags & AW_PF_KILLED) && (aw_enforce_mask(p) & AW_EN_FORKBOMB))
-            aw_fork_limit(p, f);
+            aw_fork_limit(p, f, live);
         u32 tgid = id >> 32;
         struct aw_fdset *set = inet_fds.lookup(&tgid);
         if (set && (flags & CLONE_FILES))

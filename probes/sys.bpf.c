@@ -411,6 +411,36 @@ static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long re
     return inet && newfd <= 2 && old != newfd;
 }
 
+/* The arguments the syscall does not take zeroed, then the spec's filter (ioctl,
+ * fcntl): 0 when the call is not to be reported. */
+static __always_inline int aw_sys_keep(struct aw_sys *rec, const struct aw_sys_spec *spec)
+{
+    u64 *a = &rec->arg0;
+    u32 nargs = spec->nargs;
+#pragma unroll
+    for (int i = 0; i < AW_SYS_NARGS; i++)
+        if (i >= nargs)
+            a[i] = 0;
+    if (spec->filter_arg < AW_SYS_NARGS) {
+        u64 v = aw_sys_arg(rec, spec->filter_arg) & spec->filter_mask;
+        if (v != spec->filter_v1 && v != spec->filter_v2)
+            return 0;
+    }
+    return 1;
+}
+
+/* A fresh record's return value, flags and blob bookkeeping (the scratch is reused). */
+static __always_inline void aw_sys_clear(struct aw_sys *rec, long ret, u32 flags)
+{
+    rec->ret = ret;
+    rec->sys_flags = flags;
+    rec->blob_len = 0;
+    rec->sa_len = 0;
+    rec->addrlen = 0;
+    rec->payload_len = 0;
+    rec->payload_size = 0;
+}
+
 /* Strings, packed: each offset is clamped to what the previous ones can use. */
 static __always_inline void aw_sys_strings(struct aw_sys *rec, const struct aw_sys_spec *spec)
 {
@@ -473,25 +503,11 @@ static __always_inline int aw_sys_refused(void *ctx)
     a[3] = w[7];   /* r10 */
     a[4] = w[9];   /* r8 */
     a[5] = w[8];   /* r9 */
-    u32 nargs = spec->nargs;
-#pragma unroll
-    for (int i = 0; i < AW_SYS_NARGS; i++)
-        if (i >= nargs)
-            a[i] = 0;
-    if (spec->filter_arg < AW_SYS_NARGS) {
-        u64 v = aw_sys_arg(rec, spec->filter_arg) & spec->filter_mask;
-        if (v != spec->filter_v1 && v != spec->filter_v2)
-            return 0;
-    }
+    if (!aw_sys_keep(rec, spec))
+        return 0;
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
-    rec->ret = ret;
     rec->nr = nr;
-    rec->sys_flags = AW_SF_NO_ENTRY;
-    rec->blob_len = 0;
-    rec->sa_len = 0;
-    rec->addrlen = 0;
-    rec->payload_len = 0;
-    rec->payload_size = 0;
+    aw_sys_clear(rec, ret, AW_SF_NO_ENTRY);
     aw_sys_strings(rec, spec);
     u64 used = aw_sys_blob_off(rec);
     aw_submit(rec, offsetof(struct aw_sys, data) + used, sizeof(*rec));
@@ -518,28 +534,14 @@ int aw_sys_enter(void *ctx)
     u64 *a = &rec->arg0;
     if (bpf_probe_read_kernel(a, AW_SYS_NARGS * sizeof(u64), ctx + 16) != 0)
         return 0;
-    u32 nargs = spec->nargs;
-#pragma unroll
-    for (int i = 0; i < AW_SYS_NARGS; i++)
-        if (i >= nargs)
-            a[i] = 0;
-    if (spec->filter_arg < AW_SYS_NARGS) {
-        u64 v = aw_sys_arg(rec, spec->filter_arg) & spec->filter_mask;
-        if (v != spec->filter_v1 && v != spec->filter_v2)
-            return 0;
-    }
+    if (!aw_sys_keep(rec, spec))
+        return 0;
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
     rec->nr = nr;
     u32 why = aw_sys_violation(rec, spec, p, id);
     if (why)
         aw_kill_current((struct aw_hdr *)rec, why, p);  /* first; the record follows */
-    rec->ret = 0;
-    rec->sys_flags = 0;
-    rec->blob_len = 0;
-    rec->sa_len = 0;
-    rec->addrlen = 0;
-    rec->payload_len = 0;
-    rec->payload_size = 0;
+    aw_sys_clear(rec, 0, 0);
 
     aw_sys_strings(rec, spec);
 

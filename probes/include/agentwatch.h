@@ -227,13 +227,14 @@ static __always_inline void aw_fill_hdr(struct aw_hdr *h, u32 type, const struct
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }
 
-/* A thread group joined or left a session: keep the live count; the last one out sends
- * the session's end record. */
-static __always_inline void aw_session_join(u64 session)
+/* A thread group joined or left a session: keep the live count (returned on a join);
+ * the last one out sends the session's end record. */
+static __always_inline s64 aw_session_join(u64 session)
 {
     struct aw_session *s = sessions.lookup(&session);
-    if (s)
-        __sync_fetch_and_add(&s->live, 1);
+    if (!s)
+        return 0;
+    return __sync_fetch_and_add(&s->live, 1) + 1;  /* the session's live count now */
 }
 
 /* Send a finished record of `size` bytes; `max` (a constant once inlined) bounds it for
