@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +285,17 @@ class Supervisor:
         code = self.daemon.stop()
         self._notify.close()
         return code
+
+
+def running(tmp: Path, config: Path) -> Iterator[Daemon]:
+    """A module fixture's body: the daemon started (or the test failed under CI=true /
+    skipped without BPF), yielded, stopped."""
+    from tests.conftest import bpf_unavailable
+
+    d = Daemon(tmp, config)
+    try:
+        d.start()
+    except AssertionError as e:
+        bpf_unavailable(f"the daemon did not start: {e}")
+    yield d
+    d.stop()

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import Daemon, sandbox, wait
+from tests.awdaemon import Daemon, running, sandbox, wait
 from tests.conftest import REPO, bpf_unavailable
 
 pytestmark = pytest.mark.bpf
@@ -68,13 +68,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     for name, code in (("open_flood", OPEN_FLOOD), ("escape", ESCAPE)):
         (tmp / f"{name}.py").write_text(code)
     build_forkflood(tmp)
-    d = Daemon(tmp, config)
-    try:
-        d.start()
-    except AssertionError as e:
-        bpf_unavailable(f"the daemon did not start: {e}")
-    yield d
-    d.stop()
+    yield from running(tmp, config)
 
 
 def build_forkflood(tmp: Path) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import AW, Daemon, sandbox, wait
+from tests.awdaemon import AW, Daemon, running, sandbox, wait
 from tests.conftest import bpf_unavailable
 
 pytestmark = pytest.mark.bpf
@@ -130,13 +130,7 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def daemon(tmp: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp, tmp / "config.toml")
-    try:
-        d.start()
-    except AssertionError as e:
-        bpf_unavailable(f"the daemon did not start: {e}")
-    yield d
-    d.stop()
+    yield from running(tmp, tmp / "config.toml")
 
 
 def test_hostile_data_through_the_daemon(daemon: Daemon, tmp: Path) -> None:

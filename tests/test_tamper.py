@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import Daemon, sandbox, wait
+from tests.awdaemon import Daemon, running, sandbox, wait
 from tests.conftest import bpf_unavailable
 
 pytestmark = pytest.mark.bpf
@@ -34,13 +34,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     (tmp / "etc").mkdir()
     config = tmp / "etc" / "config.toml"
     config.write_text('mode = "enforce"\n')
-    d = Daemon(tmp, config)
-    try:
-        d.start()
-    except AssertionError as e:
-        bpf_unavailable(f"the daemon did not start: {e}")
-    yield d
-    d.stop()
+    yield from running(tmp, config)
 
 
 def _attempt(d: Daemon, name: str, code: str, binds: tuple[str, ...] = (),
