@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/kill_latency.py [--trials 40] [--json]
 
-The victim (`violate.c`, built with cc at start) runs as a session (`collector.run.run`,
+The victim (`violate.c`, built with cc at start) runs as a session (`service.run.run`,
 the code path of `agentwatch run`, in its own cgroup) under `mode = "enforce"`, calls
 unshare(CLONE_NEWUSER) (namespace_escape, action kill), then makes getppid() calls in a
 loop, counting in shared memory each one that returns. Two paths:
@@ -37,10 +37,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from collector.events import ExitEvent, SyscallEvent  # noqa: E402
-from collector.run import run  # noqa: E402
-from collector.runtime import Collector  # noqa: E402
 from detectors.config import parse  # noqa: E402
 from probes.loader import ProbeConfig  # noqa: E402
+from service.pipeline import Collector  # noqa: E402
+from service.run import run  # noqa: E402
 
 
 class Keep:

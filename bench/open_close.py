@@ -19,7 +19,7 @@ frequency, a noisy neighbour) touches every mode alike:
   unwatched      the collector loaded and polling, another process (a `sleep`) watched as a
                  session, the loop run outside any session: every openat pays the probes'
                  `watched` lookup at entry and the in-flight lookup at exit.
-  watched        the loop run as a session (`collector.run.run`); every event is decoded, goes
+  watched        the loop run as a session (`service.run.run`); every event is decoded, goes
                  through the process table and to a sink that only counts it.
   watched-jsonl  the same, with a JsonlSink writing JSON Lines to /dev/null as well.
   floor          no agentwatch: a BPF program that does nothing (returns 0) on each of
@@ -86,11 +86,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.peers import OPEN_PEERS, Peer, PeerError, attach  # noqa: E402
 from collector.events import Event, OpenEvent  # noqa: E402
-from collector.run import run  # noqa: E402
-from collector.runtime import Collector, Sink  # noqa: E402
-from collector.sinks import JsonlSink  # noqa: E402
 from probes.kernel import SetupError  # noqa: E402
 from probes.loader import ProbeConfig  # noqa: E402
+from service.pipeline import Collector, Sink  # noqa: E402
+from service.run import run  # noqa: E402
+from service.sinks import JsonlSink  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "openloop.c"
@@ -322,7 +322,7 @@ class Bench:
 
     def unload(self) -> None:
         if self.collector is not None:
-            self.collector.sinks = []  # ours: closed here, not by the collector
+            self.service.sinks = []  # ours: closed here, not by the collector
             self.collector.close()
             self.collector = None
         if self.jsonl is not None:

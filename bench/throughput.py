@@ -6,7 +6,7 @@ arrives (none lost by the kernel, none missing from what was delivered, the even
 at most 2 s after the load ends), then bisects once between the last good and the first
 lossy rate (bench/rates.py). Reported: the highest rate measured with zero loss, and the
 tracer's CPU use (cores) and resident memory at that rate. agentwatch runs the load as a
-session (`collector.run.run`) with every event decoded, put through the process table and
+session (`service.run.run`) with every event decoded, put through the process table and
 written as JSON Lines (to /dev/null: the serialising is paid, the disk is not); peers run
 `-p PID` with their output to a file.
 
@@ -34,8 +34,8 @@ from bench.peers import Peer, PeerError, exec_exit_pairs  # noqa: E402
 from bench.peers import attach as attach_peer  # noqa: E402
 from bench.rates import Search, Step, zero_loss_search  # noqa: E402
 from collector.events import Event, ExecEvent, ExitEvent, OpenEvent  # noqa: E402
-from collector.run import run  # noqa: E402
-from collector.runtime import Collector  # noqa: E402
+from service.pipeline import Collector  # noqa: E402
+from service.run import run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -124,7 +124,7 @@ class ConnectEvent(Event):
 
 @dataclass(slots=True, kw_only=True)
 class SyscallEvent(Event):
-    """One syscall of the generic probe (probes/sys.py lists them), failed ones included."""
+    """One syscall of the generic probe (probes/syscalls.py lists them), failed ones included."""
 
     kind: str = "syscall"
     ret: int

@@ -25,6 +25,7 @@ from collector.events import (
     OpenEvent,
     SyscallEvent,
 )
+from probes.syscalls import PATH_BASES
 
 MAX_FDS = 4096  # open file descriptors remembered per process (for dirfd resolution)
 
@@ -354,17 +355,9 @@ class ProcessTable:
 
 
 
-_PATH_BASES: dict[str, tuple[tuple[str, str | None, bool], ...]] = {}
-
-
 def _path_bases() -> dict[str, tuple[tuple[str, str | None, bool], ...]]:
-    """probes.sys's table of path arguments, loaded on first use (probes imports
-    collector.events: a module-level import would be circular)."""
-    if not _PATH_BASES:
-        from probes.sys import PATH_BASES
-
-        _PATH_BASES.update(PATH_BASES)
-    return _PATH_BASES
+    """probes/syscalls.py's table of path arguments."""
+    return PATH_BASES
 
 
 def socket_fd(pid: int, fd: int) -> bool | None:

@@ -8,7 +8,7 @@ when the window closes one `folded` alert carries the count of the others.
 
 Actions are not carried out here: in `monitor` mode an alert says what would have been
 done; in `enforce` mode a freeze or kill is left `pending` for the response engine
-(collector/response.py) to carry out and report; a replay reports it as not carried out.
+(response/responder.py) to carry out and report; a replay reports it as not carried out.
 Nothing here does I/O: the caller passes
 process and session views (from the collector's process table, or from a recording).
 """

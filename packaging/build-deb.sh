@@ -48,7 +48,7 @@ pip=("$VENV/bin/python" -m pip)
 # 1. agentwatch's wheel, from a staged copy of the sources (nothing is written in the
 #    work tree: no egg-info, no build/lib outside build/).
 cp -a "$here/pyproject.toml" "$here/README.md" "$work/src/"
-for pkg in probes collector detectors; do
+for pkg in probes collector detectors response service; do
     cp -a "$here/$pkg" "$work/src/"
 done
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
@@ -86,7 +86,7 @@ import sys, zipfile
 from pathlib import Path
 whl, src = sys.argv[1], Path(sys.argv[2])
 names = set(zipfile.ZipFile(whl).namelist())
-want = sorted(str(p.relative_to(src)) for t in ("probes", "collector", "detectors")
+want = sorted(str(p.relative_to(src)) for t in ("probes", "collector", "detectors", "response", "service")
               for pat in ("*.py", "*.bpf.c", "*.h") for p in (src / t).rglob(pat))
 missing = [w for w in want if w not in names]
 if missing:

@@ -1,11 +1,9 @@
-"""Decoders for file.bpf.c: open, openat and openat2 records."""
+"""Record layout and constants of file.bpf.c: open, openat and openat2 (decoded by
+collector/decode/file.py)."""
 
 from __future__ import annotations
 
-import os
-
-from collector.events import Event, OpenEvent, errno_name, text
-from probes.layout import Header, Layout
+from probes.layout import Layout
 
 AW_EV_OPEN = 4
 AW_PATH_MAX = 4096
@@ -17,58 +15,3 @@ OPEN = Layout.record("aw_open", [
     ("ret", "s64"), ("dfd", "s32"), ("syscall", "u32"), ("flags", "u64"), ("mode", "u64"),
     ("resolve", "u64"), ("path_len", "u32"), ("open_flags", "u32"),
 ], tail=("path", AW_PATH_MAX))
-_OPEN = OPEN.struct
-_TAIL = OPEN.fixed_size
-
-_ACCMODE = {os.O_RDONLY: "O_RDONLY", os.O_WRONLY: "O_WRONLY", os.O_RDWR: "O_RDWR"}
-# Composite flags first so that their bits are not named twice.
-_FLAG_BITS: list[tuple[int, str]] = [
-    (getattr(os, "O_TMPFILE", 0), "O_TMPFILE"), (os.O_SYNC, "O_SYNC"),
-] + [
-    (getattr(os, name), name) for name in (
-        "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND", "O_NONBLOCK", "O_DSYNC",
-        "O_ASYNC", "O_DIRECT", "O_LARGEFILE", "O_DIRECTORY", "O_NOFOLLOW", "O_NOATIME",
-        "O_CLOEXEC", "O_PATH",
-    ) if getattr(os, name, 0)
-]
-
-
-_NAMES_CACHE: dict[int, tuple[str, ...]] = {}
-
-
-def flag_names(flags: int) -> list[str]:
-    """O_* names of open flags, access mode first; unknown bits as one hex entry."""
-    names = _NAMES_CACHE.get(flags)
-    if names is None:
-        if len(_NAMES_CACHE) > 1024:  # a process can pass any bits: keep it bounded
-            _NAMES_CACHE.clear()
-        names = _NAMES_CACHE[flags] = tuple(_flag_names(flags))
-    return list(names)
-
-
-def _flag_names(flags: int) -> list[str]:
-    names = [_ACCMODE.get(flags & os.O_ACCMODE, f"O_ACCMODE_{flags & os.O_ACCMODE}")]
-    rest = flags & ~os.O_ACCMODE
-    for bits, name in _FLAG_BITS:
-        if bits and rest & bits == bits:
-            names.append(name)
-            rest &= ~bits
-    if rest:
-        names.append(hex(rest))
-    return names
-
-
-def decode_open(hdr: Header, data: bytes) -> Event:
-    t = _OPEN.unpack_from(data)
-    ret, dfd, sys, flags, mode, resolve, path_len, of = t[12:20]
-    path = text(data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0])
-    return OpenEvent(
-        **hdr, ret=ret, error=errno_name(ret),
-        syscall=SYSCALLS[sys] if sys < len(SYSCALLS) else str(sys), path=path,
-        raw_path=path,
-        dfd=None if dfd == AT_FDCWD else dfd, flags=flags, flag_names=flag_names(flags),
-        mode=mode, resolve=resolve, fault=bool(of & (OF_PATH_FAULT | OF_HOW_FAULT)),
-    )
-
-
-DECODERS = {AW_EV_OPEN: (OPEN, decode_open)}

@@ -21,7 +21,7 @@ from probes import kernel
 if TYPE_CHECKING:
     from bcc import BPF
 
-    from probes import sys as syscalls
+    from probes import sysprobe
 
 PROBE_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = PROBE_DIR / "include"
@@ -111,14 +111,14 @@ def _trim_heap() -> None:
 
 
 def _attach_generic(bpf: BPF, config: ProbeConfig) -> BPF:
-    """The generic syscall probe (sys.bpf.c) is attached from its table in probes/sys.py,
+    """The generic syscall probe (sys.bpf.c) is attached from its table in probes/syscalls.py,
     to the tracepoints this kernel has; the result is kept for attached_syscalls()."""
     if "sys" not in config.concerns:
         return bpf
-    from probes import sys as syscalls
+    from probes import sysprobe
 
     try:
-        result = syscalls.install(bpf)
+        result = sysprobe.install(bpf)
     except BaseException:
         bpf.cleanup()
         raise
@@ -126,10 +126,10 @@ def _attach_generic(bpf: BPF, config: ProbeConfig) -> BPF:
     return bpf
 
 
-def attached_syscalls(bpf: BPF) -> syscalls.AttachResult | None:
-    """Which syscalls of probes/sys.py's table are traced by this loaded object, which have
+def attached_syscalls(bpf: BPF) -> sysprobe.AttachResult | None:
+    """Which syscalls of probes/syscalls.py's table are traced by this loaded object, which have
     no tracepoint on this kernel, and which failed to attach (None: `sys` not loaded)."""
-    result: syscalls.AttachResult | None = getattr(bpf, "agentwatch_syscalls", None)
+    result: sysprobe.AttachResult | None = getattr(bpf, "agentwatch_syscalls", None)
     return result
 
 

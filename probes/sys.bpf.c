@@ -1,6 +1,6 @@
 /* sys: one generic probe pair for many syscalls, driven by a table user space fills.
  *
- * Traces: syscalls:sys_enter_X and sys_exit_X for every syscall X of probes/sys.py's table
+ * Traces: syscalls:sys_enter_X and sys_exit_X for every syscall X of probes/syscalls.py's table
  * whose tracepoints exist here: the loader attaches `aw_sys_enter` and `aw_sys_exit` to each
  * (file system changes, namespaces and mounts, credentials, modules and bpf, ptrace and
  * signals, sockets, dup). On x86_64 every sys_enter context is `__syscall_nr` at offset 8
@@ -55,7 +55,7 @@
 #define AW_SF_PAYLOAD 0x4        /* payload bytes follow the sockaddr area of the blob */
 #define AW_SF_NO_ENTRY 0x8       /* refused before sys_enter (seccomp): seen at exit only */
 
-/* One per syscall number, written by user space (probes/sys.py). */
+/* One per syscall number, written by user space (probes/syscalls.py). */
 struct aw_sys_spec {
     u8 on;          /* 1: this number is traced */
     u8 nargs;       /* arguments the syscall takes; the others are zeroed */
@@ -613,7 +613,7 @@ int aw_sys_exit(void *ctx)
     return 0;
 }
 
-/* close() and close_range(): attached only with AW_EN_REVSHELL (collector/enforce.py). */
+/* close() and close_range(): attached only with AW_EN_REVSHELL (response/enforce.py). */
 int aw_fd_close(void *ctx)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;

@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 Root tests load the real probes once per test session (`collector`) and run small real
-workloads as sessions through `collector.run.run`, the code path of `agentwatch run`.
+workloads as sessions through `service.run.run`, the code path of `agentwatch run`.
 Without root or a loadable kernel they skip on a developer's machine, but with CI=true
 they FAIL: a BPF test that cannot load is a hidden failure, never a pass.
 """
@@ -25,7 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from collector.events import Event  # noqa: E402
-from collector.sinks import MemorySink  # noqa: E402
+from service.sinks import MemorySink  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -65,7 +65,7 @@ def sibling() -> Iterator[subprocess.Popen[bytes]]:
 def loaded() -> Iterator[tuple[object, RecordingSink]]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.runtime import Collector
+    from service.pipeline import Collector
 
     sink = RecordingSink()
     collector = Collector([sink])
@@ -91,7 +91,7 @@ class SessionRun:
 @pytest.fixture
 def run_session(loaded: tuple[object, RecordingSink]):  # type: ignore[no-untyped-def]
     """run_session(argv) -> SessionRun: argv run as a watched session, its events."""
-    from collector.run import run
+    from service.run import run
 
     collector, sink = loaded
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from collector.events import AlertEvent, Event
-from collector.replay import Analyzer, read_events
 from detectors.config import Config, defaults, parse
+from service.replay import Analyzer, read_events
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "detectors"
 

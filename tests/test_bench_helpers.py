@@ -13,7 +13,7 @@ import pytest
 
 from bench.peers import EXEC_PEERS, OPEN_PEERS, count_lost, count_matching, exec_exit_pairs
 from bench.rates import Step, zero_loss_search
-from probes.ringbuf import BUSY, DISCARD, RingReader
+from collector.ringbuf import BUSY, DISCARD, RingReader
 
 
 # ---------------------------------------------------------------------- rate search

@@ -45,9 +45,9 @@ WORKLOADS = {
 def detecting() -> Iterator[tuple[object, object]]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.runtime import Collector
-    from collector.sinks import MemorySink
     from detectors.config import defaults
+    from service.pipeline import Collector
+    from service.sinks import MemorySink
 
     alerts = MemorySink()
     c = Collector([], detection=defaults(), alert_sinks=[alerts])
@@ -64,7 +64,7 @@ def test_benign_workload_raises_no_loud_alert(detecting, name: str, tmp_path: Pa
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     if name == "c-build" and not (shutil.which("cc") and shutil.which("make")):
         bpf_unavailable("cc and make are needed for the C build workload")
-    from collector.run import run
+    from service.run import run
 
     collector, alerts = detecting
     workspace = tmp_path / "workspace"

@@ -58,7 +58,7 @@ def test_ebpf_prints_every_probe_source() -> None:
 def test_a_full_disk_is_reported_not_a_traceback(tmp_path: Path) -> None:
     """/dev/full fails every write with ENOSPC: one clear line, events counted as dropped."""
     from collector.events import OpenEvent
-    from collector.sinks import JsonlSink
+    from service.sinks import JsonlSink
 
     sink = JsonlSink("/dev/full")
     for _ in range(3):

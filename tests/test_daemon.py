@@ -189,7 +189,7 @@ def test_attach_adopts_a_running_tree(bpf_collector, tmp_path: Path) -> None:
 
 
 def test_attach_refuses_pid_1_and_missing(bpf_collector) -> None:
-    from collector.runtime import SessionError
+    from service.pipeline import SessionError
 
     collector, _ = bpf_collector
     for pid in (1, os.getpid(), 4_000_000):

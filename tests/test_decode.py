@@ -10,9 +10,11 @@ import struct
 import orjson
 import pytest
 
+from collector.decode import DecodeError, RecordDecoder
+from collector.decode import file as file_decode
+from collector.decode import net as net_decode
 from collector.events import EVENT_TYPES, ExecEvent, errno_name
 from probes import file, net, proc
-from probes.decode import DecodeError, RecordDecoder
 from probes.layout import Layout
 
 HDR = dict(type=0, size=0, ts=1_000_000_000, session=0xABC, pid=42, tid=43, ppid=1, uid=1000,
@@ -75,8 +77,8 @@ def test_open(dec: RecordDecoder) -> None:
 
 
 def test_flag_names_unknown_bits_and_composites() -> None:
-    assert file.flag_names(os.O_WRONLY | os.O_SYNC) == ["O_WRONLY", "O_SYNC"]
-    assert file.flag_names(os.O_RDONLY | (1 << 30))[-1] == hex(1 << 30)
+    assert file_decode.flag_names(os.O_WRONLY | os.O_SYNC) == ["O_WRONLY", "O_SYNC"]
+    assert file_decode.flag_names(os.O_RDONLY | (1 << 30))[-1] == hex(1 << 30)
 
 
 def _sa_in(ip: str, port: int) -> bytes:
@@ -85,22 +87,22 @@ def _sa_in(ip: str, port: int) -> bytes:
 
 
 def test_sockaddr_families() -> None:
-    assert net.decode_sockaddr(_sa_in("10.0.0.1", 443), 16) == ("AF_INET", "10.0.0.1", 443)
+    assert net_decode.decode_sockaddr(_sa_in("10.0.0.1", 443), 16) == ("AF_INET", "10.0.0.1", 443)
     six = (struct.pack("=H", socket.AF_INET6) + struct.pack("!H", 53) + b"\0" * 4
            + socket.inet_pton(socket.AF_INET6, "fe80::1") + struct.pack("=I", 2))
-    assert net.decode_sockaddr(six, 28) == ("AF_INET6", "fe80::1%2", 53)
+    assert net_decode.decode_sockaddr(six, 28) == ("AF_INET6", "fe80::1%2", 53)
     unix = struct.pack("=H", socket.AF_UNIX) + b"/run/docker.sock\0"
-    assert net.decode_sockaddr(unix, len(unix)) == ("AF_UNIX", "/run/docker.sock", None)
+    assert net_decode.decode_sockaddr(unix, len(unix)) == ("AF_UNIX", "/run/docker.sock", None)
     abstract = struct.pack("=H", socket.AF_UNIX) + b"\0name\0x"
     # Abstract names may hold NULs: kept, and JSON escapes them (\\u0000).
-    assert net.decode_sockaddr(abstract, len(abstract)) == ("AF_UNIX", "@name\x00x", None)
+    assert net_decode.decode_sockaddr(abstract, len(abstract)) == ("AF_UNIX", "@name\x00x", None)
 
 
 def test_sockaddr_short_and_odd() -> None:
-    assert net.decode_sockaddr(b"", 0) == ("AF_UNSPEC", None, None)
-    assert net.decode_sockaddr(_sa_in("1.2.3.4", 1), 4) == ("AF_INET", None, None)
-    assert net.decode_sockaddr(struct.pack("=H", 38) + b"x" * 20, 22)[0] == "AF_38"
-    assert net.decode_sockaddr(_sa_in("1.2.3.4", 1), 10**6)[1] == "1.2.3.4"
+    assert net_decode.decode_sockaddr(b"", 0) == ("AF_UNSPEC", None, None)
+    assert net_decode.decode_sockaddr(_sa_in("1.2.3.4", 1), 4) == ("AF_INET", None, None)
+    assert net_decode.decode_sockaddr(struct.pack("=H", 38) + b"x" * 20, 22)[0] == "AF_38"
+    assert net_decode.decode_sockaddr(_sa_in("1.2.3.4", 1), 10**6)[1] == "1.2.3.4"
 
 
 def test_connect_record(dec: RecordDecoder) -> None:

@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from collector.events import Event, LossEvent, OpenEvent, SessionEvent
-from collector.replay import ReadReport, parse_line, read_events, replay
 from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches
 from detectors.config import ConfigError, defaults, defaults_toml, load, parse
 from detectors.engine import Engine, run_over
+from service.replay import ReadReport, parse_line, read_events, replay
 
 AW = str(Path(sys.executable).parent / "agentwatch")
 S = "00000000000000aa"
@@ -153,7 +153,7 @@ def test_monitor_and_enforce_say_what_was_or_would_be_done() -> None:
     assert a.action["requested"] == "kill" and a.action["taken"] == "none"
     assert "monitor mode: would kill" in a.action["result"]
     (b,) = _engine_with(_Kill(), mode="enforce").process(_open("/x"))
-    # enforce: left to the response engine (collector/response.py), which fills it in
+    # enforce: left to the response engine (response/responder.py), which fills it in
     assert b.action["taken"] == "pending" and b.action["result"] == "pending"
     assert a.summary == "it happened | what=it path=/x" and a.mitre == ["T0000"]
 
@@ -270,10 +270,10 @@ def test_live_losses_raise_an_event_loss_alert() -> None:
 
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.run import run
-    from collector.runtime import Collector
-    from collector.sinks import MemorySink
     from probes.loader import ProbeConfig
+    from service.pipeline import Collector
+    from service.run import run
+    from service.sinks import MemorySink
 
     events, alerts = MemorySink(), MemorySink()
     c = Collector([events], ProbeConfig(ringbuf_pages=1), detection=defaults(),

@@ -146,7 +146,7 @@ def test_monitor_tamper_covers_threads_sockets_and_its_own_files() -> None:
     control socket under /run/agentwatch, and a config file and log directory outside
     the default places (the live analyzer adds the daemon's own ones: protect_self)."""
     from collector.events import ConnectEvent, OpenEvent, SyscallEvent
-    from collector.replay import protect_self
+    from service.replay import protect_self
     from tests.detector_fixtures import config, replay
 
     events = load_events("monitor_tamper", "positive")
@@ -177,8 +177,8 @@ def test_monitor_tamper_in_the_kernel_policy() -> None:
     are the kernel's to kill for; monitor mode or an exception: user space's."""
     import os
 
-    from collector import enforce
     from detectors.config import parse
+    from response import enforce
 
     pol = enforce.policy_for(parse({"mode": "enforce", "detectors": {"monitor_tamper": {
         "monitor_pids": ["4242"], "paths": ["/srv/aw/config.toml", "/etc/agentwatch/**",

@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from collector.events import EVENT_TYPES, AlertEvent, Event, SessionEvent
-from collector.replay import Analyzer, read_events
 from detectors.config import Config, defaults, parse
+from service.replay import Analyzer, read_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "detectors"
 MINE = ("credential_read", "canary_touch", "protected_read", "write_outside_workspace",

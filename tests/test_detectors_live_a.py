@@ -1,5 +1,5 @@
 """File and process detectors against REAL workloads (root, real probes): for each detector
-a small workload run as a watched session (`collector.run.run`, the code path of
+a small workload run as a watched session (`service.run.run`, the code path of
 `agentwatch run`) does the thing the detector is about, and the alert it raises is checked:
 detector id, severity, requested action and key fields, and no unexpected loud alert from
 other detectors.
@@ -43,8 +43,8 @@ AGENT_HOME = "/home/agent"
 def _collector(detection: Any, probe_config: Any = None) -> tuple[Any, Any]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.runtime import Collector
-    from collector.sinks import MemorySink
+    from service.pipeline import Collector
+    from service.sinks import MemorySink
 
     alerts = MemorySink()
     c = Collector([], probe_config, detection=detection, alert_sinks=[alerts])
@@ -117,7 +117,7 @@ def session_alerts(watch: tuple[Any, Any], argv: list[str],
                    workspace: Path, monkeypatch: pytest.MonkeyPatch,
                    expect_status: int | None = 0) -> list[AlertEvent]:
     """Run argv as a session in `workspace` with a timeout; its alerts."""
-    from collector.run import run
+    from service.run import run
 
     collector, alerts = watch
     monkeypatch.chdir(workspace)  # the session's workspace is the root's cwd
@@ -518,9 +518,9 @@ def test_fork_bomb_bounded_burst(tuned, workspace: Path,
 
 
 def test_event_loss_from_a_flood(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from collector.run import run
     from detectors.config import defaults
     from probes.loader import ProbeConfig
+    from service.run import run
 
     c, alerts = _collector(defaults(), ProbeConfig(ringbuf_pages=1))
     monkeypatch.chdir(workspace)

@@ -1,5 +1,5 @@
 """Escape, kernel and network detectors against REAL workloads (root): each test runs a
-small payload as a watched session through `collector.run.run` (the code path of
+small payload as a watched session through `service.run.run` (the code path of
 `agentwatch run`) under the default detectors, and checks the alert it raises: detector
 id, severity, requested action and key fields. Techniques that would be harmful on the
 host (mounts, namespaces, kernel knobs, a listener under /run) run inside bubblewrap
@@ -38,8 +38,8 @@ TIMEOUT = ["timeout", "-k", "5", "60"]  # every workload: 60 s at most
 def _collector(detection: Any) -> Iterator[tuple[Any, Any]]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.runtime import Collector
-    from collector.sinks import MemorySink
+    from service.pipeline import Collector
+    from service.sinks import MemorySink
 
     alerts = MemorySink()
     c = Collector([], detection=detection, alert_sinks=[alerts])
@@ -95,7 +95,7 @@ def py(code: str) -> list[str]:
 
 def watch(detecting: tuple[Any, Any], argv: list[str]) -> tuple[int, list[Any]]:
     """Run argv (with a timeout) as a session: its exit status and its alerts."""
-    from collector.run import run
+    from service.run import run
 
     collector, alerts = detecting
     mark = len(alerts.events)

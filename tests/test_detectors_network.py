@@ -109,7 +109,7 @@ def test_reverse_shell_ignores_unix_socket_stdio_unless_told() -> None:
     assert dups
     for e in dups:
         e.args["unix_socket"] = True  # type: ignore[attr-defined]
-    from collector.replay import Analyzer
+    from service.replay import Analyzer
     from tests.detector_fixtures import config
 
     def dup_keys(cfg: dict[str, dict[str, object]] | None) -> list[str]:

@@ -35,7 +35,7 @@ def test_readme_quick_start_has_exactly_two_commands() -> None:
 
 
 def test_detectors_md_is_generated_from_the_registry() -> None:
-    from detectors.docs import markdown
+    from service.docs import markdown
 
     text = (DOCS / "detectors.md").read_text()
-    assert text == markdown(), "regenerate: .venv/bin/python -m detectors.docs > docs/detectors.md"
+    assert text == markdown(), "regenerate: .venv/bin/python -m service.docs > docs/detectors.md"

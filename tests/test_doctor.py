@@ -1,4 +1,4 @@
-"""Tests of `agentwatch doctor` (collector/doctor.py).
+"""Tests of `agentwatch doctor` (service/doctor.py).
 
 The bpf-marked tests run the real checks on this host: they load BPF programs, make cgroups
 and run bubblewrap, so they need root. A check that fails is a failing test, never a skip.
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import doctor
-from collector.doctor import Check, format_check, main, run_checks
+from service import doctor
+from service.doctor import Check, format_check, main, run_checks
 
 REPO = Path(__file__).resolve().parent.parent
 ORDER = [
@@ -142,7 +142,7 @@ def test_run_checks_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.bpf
 def test_doctor_as_a_subprocess_prints_one_line_per_check() -> None:
-    code = "import sys; from collector.doctor import main; sys.exit(main())"
+    code = "import sys; from service.doctor import main; sys.exit(main())"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert "Traceback" not in r.stdout + r.stderr, r.stderr

@@ -1,7 +1,7 @@
 """In-kernel enforcement against REAL calls (root, real probes, bpf_send_signal, cgroup
 sock_addr programs).
 
-Each workload runs as a watched session (`collector.run.run`), makes one forbidden call,
+Each workload runs as a watched session (`service.run.run`), makes one forbidden call,
 then tries to write a marker file. With the kernel path the process is killed at the
 call's entry, so the marker never appears; the alert says the kernel acted. Sandboxes'
 own setup (bubblewrap, sandbox-runtime's helper) is not killed; a nested launcher is.
@@ -58,10 +58,10 @@ def runtime_sock(tmp: Path) -> Iterator[str]:
 def enforcing(tmp: Path, runtime_sock: str) -> Iterator[tuple[Any, Any]]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.runtime import Collector
-    from collector.sinks import MemorySink
     from detectors.catalog.escape import RUNTIME_SOCKETS
     from detectors.config import parse
+    from service.pipeline import Collector
+    from service.sinks import MemorySink
 
     config = parse({"mode": "enforce", "detectors": {
         "canary_touch": {"paths": [str(tmp / "decoy.txt"), str(tmp / "decoys/**")]},
@@ -79,7 +79,7 @@ def enforcing(tmp: Path, runtime_sock: str) -> Iterator[tuple[Any, Any]]:
 
 
 def _run(c: Any, code: str, marker: Path) -> Any:
-    from collector.run import run
+    from service.run import run
 
     marker.unlink(missing_ok=True)
     prog = "import ctypes, os, socket, sys, time\nL = ctypes.CDLL(None, use_errno=True)\n" \
@@ -236,7 +236,7 @@ def _bwrap(*cmd: str) -> list[str]:
 
 
 def test_sandbox_setup_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
-    from collector.run import run
+    from service.run import run
 
     c, alerts, _events = enforcing
     r = run(_bwrap("sh", "-c", "echo inside"), collector=c)
@@ -245,7 +245,7 @@ def test_sandbox_setup_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
 
 
 def test_sandbox_runtime_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
-    from collector.run import run
+    from service.run import run
 
     if not SRT.exists():
         pytest.fail(f"{SRT} missing (make test installs sandbox-runtime)")
@@ -261,7 +261,7 @@ def test_sandbox_runtime_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
 
 
 def test_a_nested_launcher_is_killed(enforcing: tuple[Any, Any, Any]) -> None:
-    from collector.run import run
+    from service.run import run
 
     c, alerts, events = enforcing
     # the payload (a shell) starts a sandbox of its own: not the outer sandbox's setup
@@ -276,7 +276,7 @@ def test_egress_is_refused_in_the_kernel(enforcing: tuple[Any, Any, Any], tmp: P
     """In a network namespace of the test's own (only loopback, no route anywhere)."""
     from pyroute2 import IPRoute, netns
 
-    from collector.run import run
+    from service.run import run
 
     c, alerts, _events = enforcing
     name = f"aw-egress-{os.getpid()}"
@@ -348,7 +348,7 @@ def test_reverse_shell_dup_is_killed_in_the_kernel(enforcing: tuple[Any, Any, An
 
 def test_bash_dev_tcp_is_killed_in_the_kernel(enforcing: tuple[Any, Any, Any],
                                               tmp: Path, listener: int) -> None:
-    from collector.run import run
+    from service.run import run
 
     c, alerts, events = enforcing
     # a script, so that no command line names /dev/tcp: only the dup is there to see

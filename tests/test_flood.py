@@ -182,7 +182,7 @@ def test_open_flood_on_every_core_with_an_escape_in_the_same_session(
     _still_responsive(d)
 
 
-KERNEL_RULES = {  # each killed in the kernel at the call's entry (collector/enforce.py)
+KERNEL_RULES = {  # each killed in the kernel at the call's entry (response/enforce.py)
     "setns": ("L.setns(os.open('/proc/self/ns/net', os.O_RDONLY), 0)", "namespace_escape"),
     "mount": ("L.mount(b'none', b'/tmp', b'tmpfs', 0, None)", "mount_escape"),
     "bpf": ("L.syscall(321, 11, ctypes.create_string_buffer(128), 128)", "kernel_tamper"),

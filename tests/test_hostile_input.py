@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.replay import ReadReport, parse_line, read_events
+from collector.decode import _DISPATCH, _HDR, DecodeError, RecordDecoder
 from detectors.config import ConfigError, load, parse
-from probes.decode import _DISPATCH, _HDR, DecodeError, RecordDecoder
+from service.replay import ReadReport, parse_line, read_events
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

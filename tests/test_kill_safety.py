@@ -4,7 +4,7 @@ the responder's steps, a whole-session kill never signals a process outside the 
 never a protected pid, and leaves no member of the session alive unless it says so.
 
 The kernel is not mocked for a test about events here: this checks the responder's
-algorithm (collector/response.py) against a model of the two facts it relies on, which
+algorithm (response/responder.py) against a model of the two facts it relies on, which
 the root tests show on the real kernel (tests/test_response.py): a pidfd holds the process
 it was opened on, whatever happens to the number; and a process leaves the `watched` map
 at exit, before its pid can be freed and reused.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.response import Responder
+from response.responder import Responder
 
 SID = 7
 PIDS = list(range(100, 124))  # few pids: reuse is frequent

@@ -9,8 +9,7 @@ import os
 
 import pytest
 
-from probes import file, net, proc
-from probes import sys as syscalls
+from probes import file, net, proc, syscalls
 from probes.layout import Layout
 from tests.conftest import bpf_unavailable
 
@@ -26,7 +25,7 @@ CASES: list[tuple[str, Layout]] = [
     ("connect_inflight", net.CONNECT),
     ("sys_inflight", syscalls.SYSCALL),
 ]
-# struct aw_proc, written by user space when a session starts (collector/runtime.py)
+# struct aw_proc, written by user space when a session starts (service/pipeline.py)
 PROC_FIELDS = {"session": 0, "ppid": 8, "flags": 12, "exit_code": 16, "exit_signal": 20}
 
 

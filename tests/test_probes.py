@@ -1,6 +1,6 @@
 """Root tests: real probes, real syscalls from small workloads run as sessions.
 
-Each workload runs through `collector.run.run` (the code of `agentwatch run`) and the test
+Each workload runs through `service.run.run` (the code of `agentwatch run`) and the test
 finds the event its syscall must produce, with the fields and the return value.
 """
 
@@ -329,9 +329,9 @@ def test_lost_events_are_counted_and_reported() -> None:
     if os.geteuid() != 0:
         from tests.conftest import bpf_unavailable
         bpf_unavailable("loading BPF needs root")
-    from collector.run import run
-    from collector.runtime import Collector
     from probes.loader import ProbeConfig
+    from service.pipeline import Collector
+    from service.run import run
     from tests.conftest import RecordingSink
 
     sink = RecordingSink()

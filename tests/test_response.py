@@ -1,6 +1,6 @@
 """The response engine against REAL process trees (root, real probes, real signals).
 
-Each tree runs as a watched session (`collector.run.run`, the code path of `agentwatch
+Each tree runs as a watched session (`service.run.run`, the code path of `agentwatch
 run`), in its own cgroup or not, builds itself (tests/trees.py), then opens a decoy:
 canary_touch asks for a kill. Every member must die, an unrelated process started by the
 test must survive, and no signal may go to a process outside the session. Monitor mode
@@ -44,9 +44,9 @@ def decoy() -> Iterator[Path]:
 def responder(decoy: Path) -> Iterator[tuple[Any, Any]]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from collector.runtime import Collector
-    from collector.sinks import MemorySink
     from detectors.config import parse
+    from service.pipeline import Collector
+    from service.sinks import MemorySink
 
     # the user-space path alone (tests/test_enforce.py covers the kernel's own kills)
     config = parse({"mode": "enforce", "kernel_enforcement": False,
@@ -78,7 +78,7 @@ def _bomb_sleepers() -> list[int]:
 
 def _run_tree(c: Any, alerts: Any, shape: str, decoy: Path, cgroup: bool,
               hold: float = 300.0) -> tuple[Any, list[int], list[AlertEvent]]:
-    from collector.run import run
+    from service.run import run
 
     pidfile = Path(tempfile.mktemp(prefix="aw-tree-"))
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from collector import runtime
-from collector.runtime import Collector, Session
-from collector.sinks import MemorySink
+from service import pipeline as runtime
+from service.pipeline import Collector, Session
+from service.sinks import MemorySink
 
 
 def test_ended_sessions_are_pruned_for_a_long_running_daemon(

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from collector.events import AlertEvent, OpenEvent
-from collector.sinks import JsonlSink
+from service.sinks import JsonlSink
 from tests.conftest import bpf_unavailable
 
 AW = str(Path(sys.executable).parent / "agentwatch")
@@ -82,7 +82,7 @@ def test_a_terminated_follower_never_cuts_a_line(tmp_path: Path) -> None:
 
 
 def test_since_and_filters() -> None:
-    from collector.stream import Filter, StreamError, parse_since
+    from service.stream import Filter, StreamError, parse_since
 
     now = 1_800_000_000.0
     assert parse_since("10m", now) == int((now - 600) * 1e9)
@@ -99,14 +99,14 @@ def test_since_and_filters() -> None:
 
 
 def test_event_line_escapes_control_characters() -> None:
-    from collector.stream import event_line
+    from service.stream import event_line
 
     line = event_line(_open_event(1, path="/tmp/a\nb\x1b[31m"))
     assert "\n" not in line and "\x1b" not in line and "\\n" in line
 
 
 def test_log_files_oldest_first(tmp_path: Path) -> None:
-    from collector.stream import log_files
+    from service.stream import log_files
 
     for name in ("alerts.jsonl", "alerts.jsonl.1", "alerts.jsonl.10", "alerts.jsonl.2",
                  "alerts.jsonl.tmp"):

@@ -1,4 +1,4 @@
-"""Unit tests for the generic syscall probe's table and decoder (probes/sys.py): the table's
+"""Unit tests for the generic syscall probe's table and decoder (probes/syscalls.py): the table's
 rules, its numbers against the kernel headers, argument names, the DNS name parser fed
 hostile bytes, and records packed with the same layout the kernel uses (test_layout.py
 proves that layout equals the C struct)."""
@@ -15,10 +15,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from collector import dns
+from collector.decode import RecordDecoder
 from collector.events import EVENT_TYPES, SyscallEvent
-from probes import sys as syscalls
-from probes.decode import RecordDecoder
+from probes import linux, syscalls
 from probes.layout import Layout
+from service.docs import markdown_table
 
 HDR = dict(type=6, size=0, ts=1_000_000_000, session=0xABC, pid=42, tid=43, ppid=1,
            uid=1000, gid=1000, hdr_flags=0, cgroup=77, comm=b"agent\0")
@@ -105,14 +107,14 @@ def test_spec_slots() -> None:
 
 
 def test_docs_table_is_the_spec_table() -> None:
-    assert syscalls.markdown_table() in DOCS.read_text()
+    assert markdown_table() in DOCS.read_text()
 
 
 # ------------------------------------------------------------------------------ names
 
 
 def test_flag_and_enum_names() -> None:
-    k = syscalls.KINDS
+    k = linux.KINDS
     assert k["clone_flags"](0x20000 | 0x10000000) == ["CLONE_NEWNS", "CLONE_NEWUSER"]
     assert k["clone_flags"](0x4000000 | 0x1) == ["CLONE_NEWUTS", 1]  # unknown bits: a number
     assert k["clone_flags"](0) == []
@@ -145,30 +147,30 @@ def dns_query_msg(name: str, qid: int = 0x1234) -> bytes:
 
 
 def test_dns_query_names() -> None:
-    assert syscalls.dns_query(dns_query_msg("example.com")) == "example.com"
+    assert dns.dns_query(dns_query_msg("example.com")) == "example.com"
     long_name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 chars: the maximum
-    assert syscalls.dns_query(dns_query_msg(long_name)) == long_name
-    assert syscalls.dns_query(dns_query_msg("")) == "."
+    assert dns.dns_query(dns_query_msg(long_name)) == long_name
+    assert dns.dns_query(dns_query_msg("")) == "."
 
 
 def test_dns_over_tcp_length_prefix() -> None:
     msg = dns_query_msg("tcp.example")
     framed = struct.pack("!H", len(msg)) + msg
-    assert syscalls.dns_query(framed, len(framed)) == "tcp.example"
-    assert syscalls.dns_query(framed, len(framed) + 5) is None  # the prefix does not match
+    assert dns.dns_query(framed, len(framed)) == "tcp.example"
+    assert dns.dns_query(framed, len(framed) + 5) is None  # the prefix does not match
 
 
 def test_dns_compression_pointers() -> None:
     hdr = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
     # a name that is only a pointer to itself loops: refused; so is a pointer forwards
     loop = hdr + b"\xc0\x0c"
-    assert syscalls.dns_name(loop, 12) is None
+    assert dns.dns_name(loop, 12) is None
     forward = hdr + b"\xc0\x20" + b"\0" * 40
-    assert syscalls.dns_name(forward, 12) is None
+    assert dns.dns_name(forward, 12) is None
     # a valid backward pointer: the first name, then a second name "www" + pointer to it
     first = b"\x07example\x03com\x00"
     msg = hdr + first + b"\x03www\xc0\x0c"
-    assert syscalls.dns_name(msg, 12 + len(first)) == "www.example.com"
+    assert dns.dns_name(msg, 12 + len(first)) == "www.example.com"
     # a chain of pointers longer than the hop limit
     chain = bytearray(hdr + first)
     start = len(chain)
@@ -176,27 +178,27 @@ def test_dns_compression_pointers() -> None:
     for _ in range(20):
         prev = len(chain) - 2
         chain += bytes([0xC0 | prev >> 8, prev & 0xFF])
-    assert syscalls.dns_name(bytes(chain), start) == "example.com"
-    assert syscalls.dns_name(bytes(chain), len(chain) - 2) is None
+    assert dns.dns_name(bytes(chain), start) == "example.com"
+    assert dns.dns_name(bytes(chain), len(chain) - 2) is None
 
 
 def test_dns_truncated_and_malformed() -> None:
     msg = dns_query_msg("example.com")
     for cut in range(len(msg) - 4):  # every cut inside the name (or header) is refused
-        assert syscalls.dns_query(msg[:cut]) is None
-    assert syscalls.dns_name(msg[:12] + b"\x40abc\0", 12) is None  # reserved label type
+        assert dns.dns_query(msg[:cut]) is None
+    assert dns.dns_name(msg[:12] + b"\x40abc\0", 12) is None  # reserved label type
     too_long = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + (b"\x3f" + b"a" * 63) * 5 + b"\0"
-    assert syscalls.dns_query(too_long) is None
+    assert dns.dns_query(too_long) is None
     response = bytearray(msg)
     response[2] |= 0x80
-    assert syscalls.dns_query(bytes(response)) is None
-    assert syscalls.dns_query(b"") is None
+    assert dns.dns_query(bytes(response)) is None
+    assert dns.dns_query(b"") is None
 
 
 def test_dns_label_escapes() -> None:
     hdr = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0)
     msg = hdr + b"\x05a.b\\\xff\x03com\x00"
-    assert syscalls.dns_query(msg) == "a\\.b\\\\\\255.com"
+    assert dns.dns_query(msg) == "a\\.b\\\\\\255.com"
 
 
 def test_dns_parser_never_raises_on_garbage() -> None:
@@ -206,7 +208,7 @@ def test_dns_parser_never_raises_on_garbage() -> None:
         blob = bytes(rnd.randrange(256) for _ in range(n))
         if rnd.random() < 0.5 and n >= 12:  # make the header plausible half of the time
             blob = struct.pack("!HHHHHH", 1, 0x0100, 1, 0, 0, 0) + blob[12:]
-        name = syscalls.dns_query(blob, rnd.choice([None, n, n + 2]))
+        name = dns.dns_query(blob, rnd.choice([None, n, n + 2]))
         assert name is None or isinstance(name, str)
 
 

@@ -1,4 +1,4 @@
-"""Root tests of the generic syscall probe (sys.bpf.c + probes/sys.py): for every syscall of
+"""Root tests of the generic syscall probe (sys.bpf.c + probes/syscalls.py): for every syscall of
 the table, a small real workload makes the call (through libc's syscall(), so that the
 syscall is exactly the one meant) and the test finds its event with its arguments and its
 return value, failed attempts included. Only loopback addresses are ever used.
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from collector.events import SyscallEvent
-from probes import sys as syscalls
+from probes import syscalls, sysprobe
 from tests.conftest import busy_outsider
 
 pytestmark = pytest.mark.bpf
@@ -390,7 +390,7 @@ def test_kernel_syscalls(run_session, bpf_collector) -> None:
             assert e.args == want and e.ret < 0
         else:
             assert name in attach.missing and not calls(r, name)
-            assert not syscalls.tracepoint_exists(name)
+            assert not sysprobe.tracepoint_exists(name)
 
 
 def test_attach_result_matches_the_kernel(bpf_collector) -> None:
@@ -401,7 +401,7 @@ def test_attach_result_matches_the_kernel(bpf_collector) -> None:
     assert attach is not None
     assert set(attach.attached) | set(attach.missing) == set(syscalls.BY_NAME)
     for s in syscalls.SYSCALLS:
-        assert (s.name in attach.attached) == syscalls.tracepoint_exists(s.tp), s.name
+        assert (s.name in attach.attached) == sysprobe.tracepoint_exists(s.tp), s.name
 
 
 # ------------------------------------------------------------------------------ processes

@@ -35,7 +35,7 @@
 /* Ring-buffer wake-ups: each CPU wakes the reader at most once per AW_WAKE_NS; records in
  * between are sent with BPF_RB_NO_WAKEUP. A wake-up is an irq_work (a self-IPI, a VM exit on
  * a VM) in the traced process's context, paid per record when the reader keeps up. The
- * reader polls again within 1 ms while records flow (collector/runtime.py,
+ * reader polls again within 1 ms while records flow (service/pipeline.py,
  * ACTIVE_POLL_MS), so a record never waits longer than that; the first record after a
  * quiet spell (> AW_WAKE_NS since this CPU's last wake-up) wakes the reader at once.
  * 250 µs: at most 4000 wake-ups a second per CPU, well under 0.1 µs per event at the
@@ -52,14 +52,14 @@
 #define AW_ARGV_MAX 64            /* argv entries copied per exec (bound) */
 #define AW_SOCKADDR_MAX 128       /* sizeof(struct sockaddr_storage) */
 
-/* Event type codes (user space: one decoder per code in probes/decode.py). */
+/* Event type codes (user space: one decoder per code in collector/decode/). */
 enum aw_type {
     AW_EV_EXEC = 1,
     AW_EV_FORK = 2,
     AW_EV_EXIT = 3,
     AW_EV_OPEN = 4,
     AW_EV_CONNECT = 5,
-    AW_EV_SYSCALL = 6,  /* the generic syscall probe (sys.bpf.c, table in probes/sys.py) */
+    AW_EV_SYSCALL = 6,  /* the generic syscall probe (sys.bpf.c, table in probes/syscalls.py) */
     AW_EV_SESSION = 7,  /* session start (launcher adopted) / end (last process gone) */
     AW_EV_MAX = 8,
 };

@@ -245,7 +245,7 @@ def _pids_cgroup_root(base: Path) -> Path | None:
         root = v1 / f"aw-scenarios-{os.getpid()}"
         root.mkdir()
         return root
-    from collector.cgroup import cgroup2_mount
+    from response.cgroup import cgroup2_mount
 
     v2 = cgroup2_mount()
     if v2 is not None and "pids" in (v2 / "cgroup.controllers").read_text().split():
@@ -291,7 +291,7 @@ def make_fixtures(base: Path) -> Fixtures:
     config.write_text(CONFIG.format(decoy=decoy))
     (base / "run").mkdir(mode=0o700)
     (base / "log").mkdir()
-    from collector.cgroup import cgroup2_mount
+    from response.cgroup import cgroup2_mount
 
     v2 = cgroup2_mount()
     if v2 is not None:  # agentwatch run's session cgroups, apart from anyone else's

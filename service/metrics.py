@@ -12,7 +12,7 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collector.runtime import Collector
+    from service.pipeline import Collector
 
 
 class MetricsError(RuntimeError):
@@ -31,7 +31,7 @@ def _label(v: str) -> str:
 
 
 def render(c: Collector) -> str:
-    from collector.control import status
+    from service.control import status
 
     st = status(c, "daemon")
     out: list[str] = []

@@ -94,9 +94,9 @@ def protect_self(params: dict[str, Any], own_paths: list[str]) -> None:
     /proc/<id>), and where it keeps its configuration, state, logs and sockets when they
     are not the default places (`own_paths`: the config file, the log directory; the run
     and state directories from the environment)."""
-    from collector.control import run_dir
-    from collector.enforce import own_ids
     from probes.kernel import state_dir
+    from response.enforce import own_ids
+    from service.control import run_dir
 
     pids = params.get("monitor_pids")
     if isinstance(pids, list):

@@ -1,8 +1,9 @@
-"""docs/detectors.md, generated from the registry so that it cannot drift:
+"""Generated documentation. docs/detectors.md, from the registry so that it cannot drift:
 
-    .venv/bin/python -m detectors.docs > docs/detectors.md
+    .venv/bin/python -m service.docs > docs/detectors.md
 
-(tests/test_docs.py fails when the file differs from what this prints)."""
+(tests/test_docs.py fails when the file differs from what this prints); and the syscall
+table of docs/events.md from probes/syscalls.py (`markdown_table`, kept equal by a test)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from detectors.base import REGISTRY
 from detectors.config import defaults
+from probes.syscalls import SYSCALLS, Syscall
 
 HEADER = """# Detectors
 
@@ -65,8 +67,8 @@ EXAMPLE_PARAMS: dict[str, dict[str, Any]] = {
 
 def example_alert(did: str) -> str | None:
     """The first alert the detector raises over its recorded positive fixture."""
-    from collector.replay import replay
-    from collector.sinks import alert_line
+    from service.replay import replay
+    from service.sinks import alert_line
 
     fixture = FIXTURES / did / "positive.jsonl"
     if not fixture.is_file():
@@ -132,3 +134,12 @@ def markdown() -> str:
 
 if __name__ == "__main__":
     sys.stdout.write(markdown())
+
+
+def markdown_table(table: tuple[Syscall, ...] = SYSCALLS) -> str:
+    """The covered syscalls as the Markdown table in docs/events.md (kept equal by a test)."""
+    rows = ["| group | syscall | args | also |", "| --- | --- | --- | --- |"]
+    for s in table:
+        args = ", ".join(f"{n} ({k})" for n, k in s.args if k != "ptr")
+        rows.append(f"| {s.group} | `{s.name}` | {args} | {s.note} |")
+    return "\n".join(rows)

@@ -18,12 +18,12 @@ from pathlib import Path
 from types import FrameType
 
 from collector.events import Event, SessionEvent
-from collector.metrics import MetricsServer
-from collector.runtime import DEFAULT_LAUNCHERS, Collector, Sink
-from collector.sinks import HumanAlertSink, JsonlSink, SinkError
-from collector.stream import StreamError, StreamServer, daemon_lock
 from detectors.config import Config as DetectionConfig
 from probes import kernel
+from service.metrics import MetricsServer
+from service.pipeline import DEFAULT_LAUNCHERS, Collector, Sink
+from service.sinks import HumanAlertSink, JsonlSink, SinkError
+from service.stream import StreamError, StreamServer, daemon_lock
 
 
 def _announce(event: Event) -> None:

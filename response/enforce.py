@@ -36,8 +36,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.decode import KILL_REASONS
 from detectors.config import Config
-from probes.decode import KILL_REASONS
 
 EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 EN_MONITOR = 0x40
@@ -234,7 +234,7 @@ def _host_pid_ns() -> tuple[int, int] | None:
 
 def apply(bpf: Any, pol: Policy) -> None:
     """Write the policy into the kernel's maps (a previous one is replaced)."""
-    from probes import sys as sysprobe
+    from probes import sysprobe
 
     cfg = bpf[b"config"]
     cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(0)  # off while the maps change
@@ -264,7 +264,7 @@ def apply(bpf: Any, pol: Policy) -> None:
 def _fd_probes(bpf: Any, on: bool) -> None:
     """close()/close_range() probes (inet socket fds tracking): attached only while the
     reverse-shell rule is on, so that no one else pays for them."""
-    from probes import sys as sysprobe
+    from probes import sysprobe
 
     attached = getattr(bpf, "_aw_fd_probes", False)
     if on == attached:

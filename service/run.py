@@ -12,11 +12,11 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from collector.cgroup import CgroupError, SessionCgroup
-from collector.runtime import Collector, Sink
-from collector.sinks import HumanAlertSink, JsonlSink
 from detectors.config import Config as DetectionConfig
 from probes.loader import ProbeConfig
+from response.cgroup import CgroupError, SessionCgroup
+from service.pipeline import Collector, Sink
+from service.sinks import HumanAlertSink, JsonlSink
 
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXEC = 126

@@ -11,15 +11,14 @@ import struct
 import time
 from collections.abc import Callable
 
+from collector.decode import file, net, proc, syscall
 from collector.events import Event, text
-from probes import file, net, proc
-from probes import sys as syscalls
 from probes.layout import HDR_FIELDS, Header, Layout
 
 Decoder = Callable[[Header, bytes], Event]
 
 DECODERS: dict[int, tuple[Layout, Decoder]] = {**proc.DECODERS, **file.DECODERS,
-                                               **net.DECODERS, **syscalls.DECODERS}
+                                               **net.DECODERS, **syscall.DECODERS}
 TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect", 6: "syscall",
               7: "session"}
 # Slots of the kernel's `lost` array (enum aw_lost in include/agentwatch.h).

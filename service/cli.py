@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from collector.sinks import SinkError
 from probes.kernel import SetupError
+from service.sinks import SinkError
 
 if TYPE_CHECKING:
     from detectors.config import Config
@@ -77,7 +77,7 @@ def run(
     if ebpf:
         typer.echo(loader.source())
         raise typer.Exit(0)
-    from collector import run as runmod
+    from service import run as runmod
 
     detection = _detection(config, mode)
     try:
@@ -113,9 +113,9 @@ def daemon(
 ) -> None:
     """Watch every sandbox on the host: each exec of a launcher starts a session.
     SIGHUP (or `agentwatch reload`) re-reads --config; SIGTERM drains and stops."""
-    from collector import daemon as d
-    from collector.metrics import MetricsError, parse_address
-    from collector.runtime import DEFAULT_LAUNCHERS, SessionError
+    from service import daemon as d
+    from service.metrics import MetricsError, parse_address
+    from service.pipeline import DEFAULT_LAUNCHERS, SessionError
 
     detection = _detection(config, mode)
     if metrics is not None:
@@ -156,8 +156,8 @@ def _stream(name: str, follow_: bool, json_output: bool, since: str | None,
     import os
     from pathlib import Path
 
-    from collector import stream as st
-    from collector.sinks import alert_line
+    from service import stream as st
+    from service.sinks import alert_line
 
     try:
         since_ns = st.parse_since(since) if since else None
@@ -246,7 +246,7 @@ def status(json_output: JsonOpt = False) -> None:
     """Running agentwatch processes: sessions, counters, losses, uptime."""
     import orjson
 
-    from collector.control import ControlError, collectors
+    from service.control import ControlError, collectors
 
     try:
         replies = [r for r in collectors(op="status") if r.get("ok")]
@@ -282,7 +282,7 @@ def status(json_output: JsonOpt = False) -> None:
 def reload() -> None:
     """Make the running daemon re-read its configuration (like SIGHUP), and say how it
     went: a bad file is refused and the configuration in force stays."""
-    from collector.control import ControlError, collectors
+    from service.control import ControlError, collectors
 
     try:
         replies = [r for r in collectors(op="reload")]
@@ -311,8 +311,8 @@ def attach(
     mode: ModeOpt = None,
 ) -> None:
     """Adopt a running process tree as a session; runs until the tree is gone."""
-    from collector import daemon as d
-    from collector.runtime import SessionError
+    from service import daemon as d
+    from service.pipeline import SessionError
 
     detection = _detection(config, mode)
     try:
@@ -333,9 +333,9 @@ def replay(
     json_output: Annotated[bool, typer.Option("--json", help="Alerts as JSON Lines.")] = False,
 ) -> None:
     """Run the detectors over a recording and print the alerts (no root needed)."""
-    from collector.replay import ReplayError, alert_identity
-    from collector.replay import replay as do_replay
-    from collector.sinks import alert_line
+    from service.replay import ReplayError, alert_identity
+    from service.replay import replay as do_replay
+    from service.sinks import alert_line
 
     base = _detection(config, None)
     try:
@@ -411,7 +411,7 @@ def session_list(
     """Sessions watched by the agentwatch processes running on this host."""
     import orjson
 
-    from collector.control import ControlError, list_sessions
+    from service.control import ControlError, list_sessions
 
     try:
         sessions = list_sessions()
@@ -429,7 +429,7 @@ def session_list(
 
 
 def _session_op(op: str, session: str) -> None:
-    from collector.control import ControlError, act
+    from service.control import ControlError, act
 
     try:
         typer.echo(f"session {session}: {act(op, session)}")
@@ -460,7 +460,7 @@ def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON list.")] = False,
 ) -> None:
     """Check, by trying each, what this host's kernel lets agentwatch do."""
-    from collector import doctor as doc
+    from service import doctor as doc
 
     raise typer.Exit(doc.main(json_output=json_output))
 

@@ -26,11 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from collector.control import listen_unix, peer_is_root, run_dir
 from collector.events import AlertEvent, Event, one_line
 from collector.proctable import proc_stat
-from collector.replay import parse_line
 from detectors.base import SEVERITIES
+from service.control import listen_unix, peer_is_root, run_dir
+from service.replay import parse_line
 
 MAX_QUEUE = 8 << 20
 LOG_DIR_ENV = "AGENTWATCH_LOG_DIR"

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from collector import enforce
-from collector.cgroup import SessionCgroup, prune_stale
+from collector import ringbuf
+from collector.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
 from collector.events import AlertEvent, Event, ExecEvent, LossEvent, SessionEvent, one_line
 from collector.proctable import (
     ProcessTable,
@@ -31,11 +31,12 @@ from collector.proctable import (
     proc_stats,
     same_process,
 )
-from collector.replay import Analyzer
-from collector.response import KillReport, Responder
 from detectors.config import Config as DetectionConfig
-from probes import loader, ringbuf
-from probes.decode import LOST_NAMES, DecodeError, RecordDecoder, session_name
+from probes import loader
+from response import enforce
+from response.cgroup import SessionCgroup, prune_stale
+from response.responder import KillReport, Responder
+from service.replay import Analyzer
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 DEFAULT_LAUNCHERS = ("bwrap",)
@@ -115,7 +116,7 @@ class Collector:
         self.policy = enforce.Policy()
         self.egress = enforce.Egress()
         self._egress_attacher: enforce.EgressAttacher | None = None
-        self.control: Any = None  # collector.control.ControlServer, when serving
+        self.control: Any = None  # service.control.ControlServer, when serving
         self.servers: list[Any] = []  # more things served from the poll loop (.serve())
         self.started = time.time()
         self.alert_counts: Counter[tuple[str, str]] = Counter()  # (detector, severity)
@@ -215,7 +216,7 @@ class Collector:
         return None
 
     def _open_rings(self) -> None:
-        """The events ring is read in bulk through its pages (probes/ringbuf.py) where the
+        """The events ring is read in bulk through its pages (collector/ringbuf.py) where the
         machine allows it, else through BCC's callback; the enforced ring through a BCC
         reader of its own (_open_enforced_first). One epoll waits on both."""
         events, enforced = self.bpf[b"events"], self.bpf[b"enforced"]
@@ -257,7 +258,7 @@ class Collector:
     def serve_control(self, reload: Callable[[], tuple[bool, str]] | None = None,
                       role: str = "run") -> str | None:
         """Serve the control socket (`agentwatch session ...`); why not, or None."""
-        from collector.control import ControlError, ControlServer
+        from service.control import ControlError, ControlServer
 
         try:
             self.control = ControlServer(self, reload=reload, role=role)

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from collector import cgroup as cgroups
+from response import cgroup as cgroups
 
 if TYPE_CHECKING:
-    from collector.runtime import Collector
+    from service.pipeline import Collector
 
 RUN_DIR_ENV = "AGENTWATCH_RUN_DIR"
 MAX_REQUEST = 4096

@@ -48,8 +48,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from collector.cgroup import cgroup2_mount, remove_cgroup
 from probes import kernel
+from response.cgroup import cgroup2_mount, remove_cgroup
 
 Status = Literal["ok", "missing", "unavailable"]
 Level = Literal["must", "recommended", "optional"]

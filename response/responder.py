@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from collector.cgroup import CgroupError, SessionCgroup
 from collector.proctable import proc_ppid
+from response.cgroup import CgroupError, SessionCgroup
 
 Members = Callable[[int], Iterable[int]]        # session id -> its tgids now
 IsMember = Callable[[int, int], bool]           # (pid, session id) -> in the session now?
