@@ -39,169 +39,34 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from probes import kernel
-from response.cgroup import cgroup2_mount, remove_cgroup
-
-Status = Literal["ok", "missing", "unavailable"]
-Level = Literal["must", "recommended", "optional"]
+from response.cgroup import cgroup2_mount
+from service.doctor_util import (
+    Check,
+    Level,
+    Status,
+    StderrCapture,
+    bpf_object,
+    format_check,
+    kill_and_reap,
+    reason,
+    short,
+    temp_cgroup,
+    wait_child,
+    with_cleanup_errors,
+)
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
 BTF_MAGIC = 0xEB9F
 # Bit numbers in the capability sets of /proc/<pid>/status (linux/capability.h).
 REQUIRED_CAPS = {"CAP_BPF": 39, "CAP_PERFMON": 38, "CAP_SYS_ADMIN": 21, "CAP_KILL": 5}
-NAME_WIDTH = 24
-STATUS_WIDTH = 12
-_REASON_MAX = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str
-    status: Status
-    level: Level
-    detail: str
-    fix: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-def format_check(c: Check) -> str:
-    """One line: status, name, detail, and for a failed check its level and the fix."""
-    if c.status == "ok":
-        label = "ok"
-    elif c.level == "must":
-        label = c.status.upper()
-    else:
-        label = c.status
-    text = f"{label:<{STATUS_WIDTH - 1}} {c.name:<{NAME_WIDTH - 1}} {_one_line(c.detail)}"
-    if c.status != "ok":
-        text += f" [{c.level}]"
-        if c.fix:
-            text += f" -> fix: {_one_line(c.fix)}"
-    return text.rstrip()
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-class _StderrCapture:
-    """Redirects file descriptor 2 (where libbcc and clang write) to a temporary file."""
-
-    def __init__(self) -> None:
-        self.text = ""
-        self._saved = -1
-        self._tmp: Any = None
-
-    def __enter__(self) -> _StderrCapture:
-        sys.stderr.flush()
-        self._tmp = tempfile.TemporaryFile()
-        self._saved = os.dup(2)
-        os.dup2(self._tmp.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sys.stderr.flush()
-        os.dup2(self._saved, 2)
-        os.close(self._saved)
-        self._tmp.seek(0)
-        self.text = self._tmp.read().decode(errors="replace")
-        self._tmp.close()
-
-
-def _short(text: str, limit: int = _REASON_MAX) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _reason(exc: BaseException, stderr: str = "") -> str:
-    """The gist of a BCC failure, from its exception and what it wrote to stderr."""
-    msg = str(exc).strip() or type(exc).__name__
-    if msg == "Need super-user privileges to run":
-        # BCC's wording for any EPERM from BPF_PROG_LOAD, even when we are root.
-        who = "as root" if os.geteuid() == 0 else "not root"
-        return f"program load refused with EPERM ({who})"
-    if msg.startswith("Failed to compile BPF module"):
-        for line in stderr.splitlines():
-            if "error:" in line:
-                return _short("compile failed: " + line.split("error:", 1)[1].strip())
-        return _short("compile failed: " + (stderr.strip().splitlines() or [msg])[-1])
-    if "kprobe_events" in stderr and "No such file" in stderr:
-        return "the kernel has no kprobes (tracefs has no kprobe_events)"
-    return _short(msg.splitlines()[0] if msg.splitlines() else msg)
-
-
-@contextmanager
-def _bpf(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
-    """A BPF object that is cleaned up afterwards, even when its constructor fails half-way
-    (the constructor auto-attaches TRACEPOINT_PROBE/KFUNC_PROBE/LSM_PROBE functions)."""
-    from bcc import BPF
-
-    b = BPF.__new__(BPF)
-    try:
-        b.__init__(text=text.encode(), cflags=cflags or [])  # cflags: str (BCC encodes them)
-        yield b
-    finally:
-        try:
-            b.cleanup()
-        except Exception:  # partially built object; nothing more to free
-            pass
-
-
-def _wait_child(pid: int, timeout: float) -> int | None:
-    """waitpid with a timeout: the wait status, or None if the child is still running."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.01)
-
-
-def _kill_and_reap(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-@contextmanager
-def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
-    """A new empty child cgroup of `root`, removed afterwards (a failure goes to `errors`)."""
-    path = root / f"agentwatch-doctor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        err = remove_cgroup(path)
-        if err:
-            errors.append(err)
-
-
-def _with_cleanup_errors(c: Check, errors: list[str]) -> Check:
-    if not errors:
-        return c
-    return replace(c, detail=f"{c.detail}; cleanup: {'; '.join(errors)}")
+REASON_MAX = 200
 
 
 # --------------------------------------------------------------------------- checks
@@ -251,7 +116,7 @@ def check_tracefs() -> Check:
     try:
         return Check("tracefs", "ok", "must", kernel.ensure_tracefs())
     except kernel.SetupError as e:
-        return Check("tracefs", "missing", "must", _short(str(e)),
+        return Check("tracefs", "missing", "must", short(str(e)),
                      f"as root: mount -t tracefs nodev {kernel.TRACEFS}")
     except OSError as e:  # e.g. EACCES on /sys/kernel/tracing when not root
         return Check("tracefs", "missing", "must",
@@ -269,7 +134,7 @@ def check_kernel_headers(tracefs_ok: bool = True) -> Check:
     try:
         where = kernel.ensure_kernel_headers()
     except kernel.SetupError as e:
-        return Check(name, "missing", "must", _short(str(e)), _headers_fix())
+        return Check(name, "missing", "must", short(str(e)), _headers_fix())
     except OSError as e:  # the merged tree goes under the state directory
         return Check(name, "missing", "must", f"cannot prepare headers under "
                      f"{kernel.state_dir()}: {e.strerror or e}", "run as root")
@@ -277,13 +142,13 @@ def check_kernel_headers(tracefs_ok: bool = True) -> Check:
         return Check(name, "missing", "must", f"{where}; compile not tried: "
                      "tracepoint programs need tracefs", f"mount tracefs at {kernel.TRACEFS}")
     text = "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }"
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(text):
+        with cap, bpf_object(text):
             pass
     except Exception as e:  # BCC raises plain Exception
-        return Check(name, "missing", "must", f"{_reason(e, cap.text)} (headers: "
-                     f"{_short(where, 100)})", _headers_fix())
+        return Check(name, "missing", "must", f"{reason(e, cap.text)} (headers: "
+                     f"{short(where, 100)})", _headers_fix())
     return Check(name, "ok", "must",
                  f"a tracepoint program compiled, loaded and attached; headers: {where}")
 
@@ -308,16 +173,16 @@ def check_ring_buffer() -> Check:
     def on_event(_ctx: Any, data: Any, _size: int) -> None:
         got.append(ct.cast(data, ct.POINTER(ct.c_uint32)).contents.value)
 
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(_RINGBUF_TEXT, [f"-DTARGET_PID={me}"]) as b:
+        with cap, bpf_object(_RINGBUF_TEXT, [f"-DTARGET_PID={me}"]) as b:
             b[b"events"].open_ring_buffer(on_event)
             deadline = time.monotonic() + 2.0
             while me not in got and time.monotonic() < deadline:
                 os.getppid()
                 b.ring_buffer_poll(200)
     except Exception as e:
-        return Check(name, "missing", "must", _reason(e, cap.text),
+        return Check(name, "missing", "must", reason(e, cap.text),
                      "a kernel with BPF ring buffers (BPF_MAP_TYPE_RINGBUF, Linux 5.8+)")
     if me in got:
         return Check(name, "ok", "must", "event received through a 4 KiB BPF ring buffer")
@@ -354,10 +219,10 @@ def check_send_signal() -> Check:
     if pid == 0:
         _loop_getppid(15.0)
     reaped = False
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(_SIGNAL_TEXT, [f"-DTARGET_PID={pid}"]):
-            status = _wait_child(pid, 3.0)
+        with cap, bpf_object(_SIGNAL_TEXT, [f"-DTARGET_PID={pid}"]):
+            status = wait_child(pid, 3.0)
         if status is None:
             return Check(name, "unavailable", "recommended",
                          "child still alive 3 s after the program was attached",
@@ -370,11 +235,11 @@ def check_send_signal() -> Check:
                      f"child ended without SIGKILL (wait status {status:#x})",
                      "a kernel with bpf_send_signal (Linux 5.3+)")
     except Exception as e:
-        return Check(name, "unavailable", "recommended", _reason(e, cap.text),
+        return Check(name, "unavailable", "recommended", reason(e, cap.text),
                      "a kernel with bpf_send_signal (Linux 5.3+)")
     finally:
         if not reaped:
-            _kill_and_reap(pid)
+            kill_and_reap(pid)
 
 
 def check_cgroup_v2() -> Check:
@@ -385,7 +250,7 @@ def check_cgroup_v2() -> Check:
                      "mount -t cgroup2 none /sys/fs/cgroup (or /sys/fs/cgroup/unified)")
     errors: list[str] = []
     try:
-        with _temp_cgroup(root, errors) as cg:
+        with temp_cgroup(root, errors) as cg:
             absent = [f for f in ("cgroup.kill", "cgroup.freeze") if not (cg / f).exists()]
     except OSError as e:
         return Check(name, "missing", "recommended",
@@ -398,7 +263,7 @@ def check_cgroup_v2() -> Check:
     else:
         result = Check(name, "ok", "recommended",
                        f"{root}: a child cgroup has cgroup.kill and cgroup.freeze")
-    return _with_cleanup_errors(result, errors)
+    return with_cleanup_errors(result, errors)
 
 
 _SOCK_ADDR_TEXT = r"""
@@ -448,11 +313,11 @@ def check_sock_addr() -> Check:
     from bcc import BPF, BPFAttachType
 
     attach_type = BPFAttachType.CGROUP_INET4_CONNECT
-    cap = _StderrCapture()
+    cap = StderrCapture()
     errors: list[str] = []
     outcome = ""
     try:
-        with cap, _bpf(_SOCK_ADDR_TEXT) as b, _temp_cgroup(root, errors) as cg, \
+        with cap, bpf_object(_SOCK_ADDR_TEXT) as b, temp_cgroup(root, errors) as cg, \
                 socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(1)
@@ -470,7 +335,7 @@ def check_sock_addr() -> Check:
             finally:
                 os.close(cg_fd)
     except Exception as e:
-        result = Check(name, "unavailable", "recommended", _reason(e, cap.text), fix)
+        result = Check(name, "unavailable", "recommended", reason(e, cap.text), fix)
     else:
         if outcome == "EPERM":
             result = Check(name, "ok", "recommended", "a connect4 program on a temporary cgroup "
@@ -478,7 +343,7 @@ def check_sock_addr() -> Check:
         else:
             result = Check(name, "unavailable", "recommended", "connect4 program attached, but "
                            f"the child got: {outcome or 'no answer'}", fix)
-    return _with_cleanup_errors(result, errors)
+    return with_cleanup_errors(result, errors)
 
 
 def _run_connect_child(cg: Path, port: int) -> str:
@@ -491,12 +356,12 @@ def _run_connect_child(cg: Path, port: int) -> str:
     reaped = False
     try:
         outcome = _read_with_timeout(rfd, 3.0)
-        reaped = _wait_child(pid, 1.0) is not None
+        reaped = wait_child(pid, 1.0) is not None
         return outcome
     finally:
         os.close(rfd)
         if not reaped:
-            _kill_and_reap(pid)
+            kill_and_reap(pid)
 
 
 _HIT_COUNTER = r"""
@@ -516,16 +381,16 @@ def _try_hook(name: str, body: str, attach: Callable[[Any], None] | None,
               trigger: Callable[[], object], fix: str, never_ran: str) -> Check:
     """Load (and attach) an optional kind of probe that counts calls by this process, do
     something that should fire it, and check that it ran."""
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(_HIT_COUNTER + body, [f"-DTARGET_PID={os.getpid()}"]) as b:
+        with cap, bpf_object(_HIT_COUNTER + body, [f"-DTARGET_PID={os.getpid()}"]) as b:
             if attach is not None:
                 attach(b)
             for _ in range(3):
                 trigger()
             hits = sum(v.value for v in b[b"hits"].values())
     except Exception as e:
-        return Check(name, "unavailable", "optional", _reason(e, cap.text), fix)
+        return Check(name, "unavailable", "optional", reason(e, cap.text), fix)
     if hits:
         return Check(name, "ok", "optional", f"loaded, attached and ran ({hits} hits)")
     return Check(name, "unavailable", "optional", never_ran, fix)
@@ -608,7 +473,7 @@ def check_bubblewrap() -> Check:
                      "apt-get install bubblewrap")
     if r.returncode != 0:
         err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
-        return Check(name, "missing", "recommended", _short(f"bwrap failed: {err}"),
+        return Check(name, "missing", "recommended", short(f"bwrap failed: {err}"),
                      "allow namespaces for bwrap (e.g. kernel.unprivileged_userns_clone=1, "
                      "AppArmor profile)")
     return Check(name, "ok", "recommended",
@@ -623,7 +488,7 @@ def _guarded(name: str, level: Level, fn: Callable[[], Check]) -> Check:
         return fn()
     except Exception as e:
         status: Status = "missing" if level == "must" else "unavailable"
-        return Check(name, status, level, _short(f"check failed: {type(e).__name__}: {e}"),
+        return Check(name, status, level, short(f"check failed: {type(e).__name__}: {e}"),
                      "report this as an agentwatch bug")
 
 
