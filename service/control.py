@@ -27,21 +27,17 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from response import cgroup as cgroups
+from service.paths import run_dir
 
 if TYPE_CHECKING:
     from service.pipeline import Collector
 
-RUN_DIR_ENV = "AGENTWATCH_RUN_DIR"
 MAX_REQUEST = 4096
 OPS = ("sessions", "freeze", "thaw", "kill", "status", "reload")
 
 
 class ControlError(RuntimeError):
     pass
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get(RUN_DIR_ENV, "/run/agentwatch"))
 
 
 def listen_unix(path: Path, backlog: int) -> socket.socket:

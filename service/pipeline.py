@@ -36,7 +36,7 @@ from probes import loader
 from response import enforce
 from response.cgroup import SessionCgroup, prune_stale
 from response.responder import KillReport, Responder
-from service.replay import Analyzer
+from service.analysis import Analyzer
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 DEFAULT_LAUNCHERS = ("bwrap",)
