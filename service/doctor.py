@@ -569,16 +569,16 @@ def check_agentwatch_probes() -> Check:
     from probes import loader
 
     try:
-        bpf = loader.load()
+        probes = loader.load()
     except kernel.SetupError as e:
         return Check(name, "missing", "must", str(e).splitlines()[0][:300],
                      "the compiler or verifier output is on stderr; `agentwatch run "
                      "--ebpf` prints the program")
     try:
-        progs = len(bpf.funcs)
-        result = loader.attached_syscalls(bpf)
+        progs = len(probes.bcc.funcs)
+        result = probes.syscalls
     finally:
-        bpf.cleanup()
+        probes.bcc.cleanup()
     detail = f"{progs} programs loaded and attached"
     if result is not None:
         total = len(result.attached) + len(result.missing) + len(result.failed)

@@ -111,7 +111,7 @@ class Collector:
         self.stats = Stats()
         self.sessions: dict[str, Session] = {}
         self._ended: deque[str] = deque()  # ended sessions, oldest first (kept for late events)
-        self.bpf: Any = None
+        self.bpf: Any = None  # probes.loader.Probes, from start() to close()
         self.responder: Responder | None = None
         self.policy = enforce.Policy()
         self.egress = enforce.Egress()
@@ -284,24 +284,8 @@ class Collector:
             self._epoll.close()
             self._epoll = None
         if self.bpf is not None:
-            self._detach_tracepoints()
-            self.bpf.cleanup()
+            self.bpf.close()
             self.bpf = None
-
-    def _detach_tracepoints(self) -> None:
-        """Close the tracepoints' perf events from many threads at once: the kernel waits
-        for an RCU grace period at each, one after the other in BCC's cleanup (about 15 s
-        for ~180 of them on 2 cores); concurrent waits share grace periods."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from bcc.libbcc import lib
-
-        fds = list(self.bpf.tracepoint_fds.values())
-        if not fds:
-            return
-        with ThreadPoolExecutor(max_workers=min(64, len(fds))) as pool:
-            list(pool.map(lib.bpf_close_perf_event_fd, fds))
-        self.bpf.tracepoint_fds.clear()
 
     # ------------------------------------------------------------------ sessions
     def _watch(self, pid: int, ppid: int, sid: int) -> None:
@@ -673,11 +657,11 @@ class Collector:
             self._consume_enforced()
             self._budget -= self._reader.read(self._handle_bytes, self._budget)
         else:
-            self.bpf.ring_buffer_poll(timeout)
+            self.bpf.bcc.ring_buffer_poll(timeout)
             if self._budget > 0:
                 # epoll reports the ring only after a wake-up: records sent without one
                 # (BPF_RB_NO_WAKEUP) are read here
-                self.bpf.ring_buffer_consume()
+                self.bpf.bcc.ring_buffer_consume()
         self._active = self._budget < POLL_BUDGET
         self._consume_enforced()
         if self._callback_error is not None:
@@ -725,7 +709,7 @@ class Collector:
             if self._reader is not None:
                 self._budget -= self._reader.read(self._handle_bytes, self._budget)
             else:
-                self.bpf.ring_buffer_consume()
+                self.bpf.bcc.ring_buffer_consume()
             if self._budget > 0 or time.monotonic() > deadline \
                     or self._callback_error is not None:
                 break
