@@ -322,7 +322,7 @@ class Bench:
 
     def unload(self) -> None:
         if self.collector is not None:
-            self.service.sinks = []  # ours: closed here, not by the collector
+            self.collector.sinks = []  # ours: closed here, not by the collector
             self.collector.close()
             self.collector = None
         if self.jsonl is not None:

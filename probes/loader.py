@@ -5,7 +5,9 @@ One BPF object holds every concern (`proc`, `file`, `net`, `sys`) so that they s
 files; BCC's rewriter only rewrites the main translation unit (map method calls such as
 `watched.lookup()` inside an #included file are not rewritten), so the loader builds that
 unit by concatenating the shared header and each concern file, in order. Configuration
-goes through cflags (-D), never through editing the C text.
+goes through cflags (-D), never through editing the C text. `load` returns a `Probes`:
+BCC's object with what agentwatch knows of it (which syscalls the generic probe covers,
+whether the fd probes are attached), instead of attributes set on BCC's object.
 """
 
 from __future__ import annotations
@@ -64,7 +66,42 @@ class ProbeLoadError(kernel.SetupError):
     """The probes did not compile or load; the message says why and what to run."""
 
 
-def load(config: ProbeConfig | None = None) -> BPF:
+class Probes:
+    """The loaded probes: BCC's BPF object (`bcc`), the generic syscall probe's attach
+    result (`syscalls`, None when `sys` is not loaded), whether the close()/close_range()
+    probes are attached now (`fd_probes`, response/enforce.py's), and its maps by name
+    (`probes[b"watched"]`)."""
+
+    def __init__(self, bcc: BPF, syscalls: sysprobe.AttachResult | None = None) -> None:
+        self.bcc = bcc
+        self.syscalls = syscalls
+        self.fd_probes = False
+
+    def __getitem__(self, name: bytes) -> Any:
+        return self.bcc[name]
+
+    def close(self) -> None:
+        """Detach every program and free the maps (BCC's cleanup), the tracepoints first."""
+        self._detach_tracepoints()
+        self.bcc.cleanup()
+
+    def _detach_tracepoints(self) -> None:
+        """Close the tracepoints' perf events from many threads at once: the kernel waits
+        for an RCU grace period at each, one after the other in BCC's cleanup (about 15 s
+        for ~180 of them on 2 cores); concurrent waits share grace periods."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bcc.libbcc import lib
+
+        fds = list(self.bcc.tracepoint_fds.values())
+        if not fds:
+            return
+        with ThreadPoolExecutor(max_workers=min(64, len(fds))) as pool:
+            list(pool.map(lib.bpf_close_perf_event_fd, fds))
+        self.bcc.tracepoint_fds.clear()
+
+
+def load(config: ProbeConfig | None = None) -> Probes:
     """Prepare the host (tracefs, headers), compile and attach every probe."""
     config = config or ProbeConfig()
     if os.geteuid() != 0:
@@ -110,11 +147,11 @@ def _trim_heap() -> None:
         pass
 
 
-def _attach_generic(bpf: BPF, config: ProbeConfig) -> BPF:
+def _attach_generic(bpf: BPF, config: ProbeConfig) -> Probes:
     """The generic syscall probe (sys.bpf.c) is attached from its table in probes/syscalls.py,
-    to the tracepoints this kernel has; the result is kept for attached_syscalls()."""
+    to the tracepoints this kernel has; the result is kept in Probes.syscalls."""
     if "sys" not in config.concerns:
-        return bpf
+        return Probes(bpf)
     from probes import sysprobe
 
     try:
@@ -122,18 +159,16 @@ def _attach_generic(bpf: BPF, config: ProbeConfig) -> BPF:
     except BaseException:
         bpf.cleanup()
         raise
-    bpf.agentwatch_syscalls = result
-    return bpf
+    return Probes(bpf, result)
 
 
-def attached_syscalls(bpf: BPF) -> sysprobe.AttachResult | None:
-    """Which syscalls of probes/syscalls.py's table are traced by this loaded object, which have
+def attached_syscalls(probes: Probes) -> sysprobe.AttachResult | None:
+    """Which syscalls of probes/syscalls.py's table are traced by these probes, which have
     no tracepoint on this kernel, and which failed to attach (None: `sys` not loaded)."""
-    result: sysprobe.AttachResult | None = getattr(bpf, "agentwatch_syscalls", None)
-    return result
+    return probes.syscalls
 
 
-def read_lost(bpf: BPF) -> list[int]:
+def read_lost(bpf: BPF | Probes) -> list[int]:
     """Per-slot loss counters summed over CPUs."""
     table: Any = bpf[b"lost"]
     out = []

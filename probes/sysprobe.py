@@ -1,7 +1,7 @@
 """The generic syscall probe's kernel side: the table (probes/syscalls.py) written into the
 `sys_spec` map, the per-syscall kill classes, and the programs attached to the tracepoints
 of every syscall of the table that this kernel has (what is missing is returned and kept
-by the loader: `probes.loader.attached_syscalls(bpf)`).
+by the loader: `probes.loader.Probes.syscalls`).
 """
 
 from __future__ import annotations

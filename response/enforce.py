@@ -34,10 +34,13 @@ import os
 import pwd
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector.decode import KILL_REASONS
 from detectors.config import Config
+
+if TYPE_CHECKING:
+    from probes.loader import Probes
 
 EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
 EN_MONITOR = 0x40
@@ -232,7 +235,7 @@ def _host_pid_ns() -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def apply(bpf: Any, pol: Policy) -> None:
+def apply(bpf: Probes, pol: Policy) -> None:
     """Write the policy into the kernel's maps (a previous one is replaced)."""
     from probes import sysprobe
 
@@ -261,25 +264,24 @@ def apply(bpf: Any, pol: Policy) -> None:
     cfg[ctypes.c_int(CFG_ENFORCE)] = ctypes.c_uint64(pol.mask)
 
 
-def _fd_probes(bpf: Any, on: bool) -> None:
+def _fd_probes(probes: Probes, on: bool) -> None:
     """close()/close_range() probes (inet socket fds tracking): attached only while the
     reverse-shell rule is on, so that no one else pays for them."""
     from probes import sysprobe
 
-    attached = getattr(bpf, "_aw_fd_probes", False)
-    if on == attached:
+    if on == probes.fd_probes:
         return
     for fn, call in FD_PROBES:
         if not sysprobe.tracepoint_exists(call):
             continue
         tp = f"syscalls:sys_enter_{call}".encode()
         if on:
-            bpf.attach_tracepoint(tp=tp, fn_name=fn.encode())
+            probes.bcc.attach_tracepoint(tp=tp, fn_name=fn.encode())
         else:
-            bpf.detach_tracepoint(tp=tp)
+            probes.bcc.detach_tracepoint(tp=tp)
     if not on:
-        bpf[b"inet_fds"].clear()
-    bpf._aw_fd_probes = on
+        probes[b"inet_fds"].clear()
+    probes.fd_probes = on
 
 
 # ------------------------------------------------------------------------------ egress
@@ -314,7 +316,7 @@ def egress_for(config: Config) -> Egress:
     return Egress(True, allow, list(p.get("metadata", [])))
 
 
-def apply_egress(bpf: Any, eg: Egress) -> None:
+def apply_egress(bpf: Probes, eg: Egress) -> None:
     import ipaddress
 
     tries = {name: bpf[name.encode()] for name in
@@ -335,8 +337,8 @@ def apply_egress(bpf: Any, eg: Egress) -> None:
 class EgressAttacher:
     """Loads the four cgroup programs once, attaches them to session cgroups."""
 
-    def __init__(self, bpf: Any) -> None:
-        self.bpf = bpf
+    def __init__(self, probes: Probes) -> None:
+        self.probes = probes
         self._fns: list[tuple[Any, Any]] | None = None
 
     def attach(self, cgroup_fd: int) -> None:
@@ -346,8 +348,8 @@ class EgressAttacher:
             self._fns = []
             for name, attach in EGRESS_HOOKS:
                 kind = getattr(BPFAttachType, attach)
-                fn = self.bpf.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR,
-                                        attach_type=kind)
+                fn = self.probes.bcc.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR,
+                                               attach_type=kind)
                 self._fns.append((fn, kind))
         for fn, kind in self._fns:
-            self.bpf.attach_func(fn, cgroup_fd, kind)
+            self.probes.bcc.attach_func(fn, cgroup_fd, kind)

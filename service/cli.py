@@ -113,9 +113,9 @@ def daemon(
 ) -> None:
     """Watch every sandbox on the host: each exec of a launcher starts a session.
     SIGHUP (or `agentwatch reload`) re-reads --config; SIGTERM drains and stops."""
+    from collector.sessions import DEFAULT_LAUNCHERS, SessionError
     from service import daemon as d
     from service.metrics import MetricsError, parse_address
-    from service.pipeline import DEFAULT_LAUNCHERS, SessionError
 
     detection = _detection(config, mode)
     if metrics is not None:
@@ -311,8 +311,8 @@ def attach(
     mode: ModeOpt = None,
 ) -> None:
     """Adopt a running process tree as a session; runs until the tree is gone."""
+    from collector.sessions import SessionError
     from service import daemon as d
-    from service.pipeline import SessionError
 
     detection = _detection(config, mode)
     try:

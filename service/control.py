@@ -20,28 +20,28 @@ import contextlib
 import os
 import socket
 import struct
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from response import cgroup as cgroups
+from service.paths import run_dir
 
 if TYPE_CHECKING:
-    from service.pipeline import Collector
+    from collector.ingest import Stats
+    from collector.sessions import Session
+    from response.enforce import Egress, Policy
+    from service.analysis import Analyzer
 
-RUN_DIR_ENV = "AGENTWATCH_RUN_DIR"
 MAX_REQUEST = 4096
 OPS = ("sessions", "freeze", "thaw", "kill", "status", "reload")
 
 
 class ControlError(RuntimeError):
     pass
-
-
-def run_dir() -> Path:
-    return Path(os.environ.get(RUN_DIR_ENV, "/run/agentwatch"))
 
 
 def listen_unix(path: Path, backlog: int) -> socket.socket:
@@ -70,8 +70,32 @@ def peer_is_root(conn: socket.socket) -> bool:
     return uid == 0
 
 
+class Controlled(Protocol):
+    """What the control socket, `status` and the metrics use of a running collector
+    (service/pipeline.py's Collector, which serves them from its poll loop)."""
+
+    started: float
+    analyzer: Analyzer | None
+    policy: Policy
+    egress: Egress
+    stats: Stats
+    sessions: dict[str, Session]
+    alert_counts: Counter[tuple[str, str]]
+
+    @property
+    def kills(self) -> Counter[str]: ...
+    @property
+    def sessions_started(self) -> int: ...
+    def session_members(self, sid: int) -> list[int]: ...
+    def kill_session(self, session: Session) -> str: ...
+    def freeze_session(self, session: Session) -> str: ...
+    def thaw_session(self, session: Session) -> str: ...
+    def ring_fill(self) -> float | None: ...
+    def sink_dropped(self) -> int: ...
+
+
 class ControlServer:
-    def __init__(self, collector: Collector, directory: Path | None = None,
+    def __init__(self, collector: Controlled, directory: Path | None = None,
                  reload: Callable[[], tuple[bool, str]] | None = None,
                  role: str = "run") -> None:
         self.collector = collector
@@ -155,7 +179,7 @@ class ControlServer:
                 for s in c.sessions.values() if not s.ended]
 
 
-def status(c: Collector, role: str) -> dict[str, Any]:
+def status(c: Controlled, role: str) -> dict[str, Any]:
     """What `agentwatch status` and the metrics show: counters since start."""
     import time
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from types import FrameType
 
 from collector.events import Event, SessionEvent
+from collector.sessions import DEFAULT_LAUNCHERS
 from detectors.config import Config as DetectionConfig
 from probes import kernel
 from service.metrics import MetricsServer
-from service.pipeline import DEFAULT_LAUNCHERS, Collector, Sink
+from service.pipeline import Collector, Sink
 from service.sinks import HumanAlertSink, JsonlSink, SinkError
 from service.stream import StreamError, StreamServer, daemon_lock
 

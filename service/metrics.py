@@ -12,7 +12,7 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.pipeline import Collector
+    from service.control import Controlled
 
 
 class MetricsError(RuntimeError):
@@ -30,7 +30,7 @@ def _label(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render(c: Collector) -> str:
+def render(c: Controlled) -> str:
     from service.control import status
 
     st = status(c, "daemon")
@@ -75,7 +75,7 @@ def render(c: Collector) -> str:
 
 
 class MetricsServer:
-    def __init__(self, collector: Collector, address: str) -> None:
+    def __init__(self, collector: Controlled, address: str) -> None:
         self.collector = collector
         host, port = parse_address(address)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

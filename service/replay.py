@@ -2,26 +2,22 @@
 
 `read_events` never raises on a bad line: a recording cut mid-line (a daemon killed), a
 line that is not JSON, not UTF-8, of an unknown kind or with wrong fields is skipped and
-counted, with its file and line number, in `ReadReport`. `Analyzer` runs the detector
-engine over events, live (sharing the collector's process table) or over a recording
-(building its own table from the events, with no /proc reads).
+counted, with its file and line number, in `ReadReport`. `replay` runs the detectors
+(service/analysis.py's `Analyzer`) over a recording.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import orjson
 
-from collector.events import EVENT_TYPES, AlertEvent, Event, SessionEvent
-from collector.proctable import ProcessTable
-from detectors.base import ProcView, SessionView
+from collector.events import EVENT_TYPES, AlertEvent, Event
 from detectors.config import Config
-from detectors.engine import Engine
+from service.analysis import Analyzer
 
 _BASE_TYPES: dict[str, tuple[type, ...]] = {"v": (int,), "ts": (int,), "pid": (int,),
                                            "kind": (str,)}
@@ -87,79 +83,6 @@ def read_events(path: str | Path, report: ReadReport | None = None) -> Iterator[
                 continue
             report.events += 1
             yield ev
-
-
-def protect_self(params: dict[str, Any], own_paths: list[str]) -> None:
-    """monitor_tamper's view of this agentwatch: its pid and thread ids (signals, ptrace,
-    /proc/<id>), and where it keeps its configuration, state, logs and sockets when they
-    are not the default places (`own_paths`: the config file, the log directory; the run
-    and state directories from the environment)."""
-    from probes.kernel import state_dir
-    from response.enforce import own_ids
-    from service.control import run_dir
-
-    pids = params.get("monitor_pids")
-    if isinstance(pids, list):
-        for pid in sorted(own_ids()):
-            if str(pid) not in pids:
-                pids.append(str(pid))
-    paths = params.get("paths")
-    if isinstance(paths, list):
-        for p in [*own_paths, str(run_dir()), str(state_dir())]:
-            p = os.path.abspath(p)
-            for pat in (p, p + "/**"):
-                if pat not in paths:
-                    paths.append(pat)
-
-
-class Analyzer:
-    """Detector engine + the views it needs (process, ancestry, session)."""
-
-    def __init__(self, config: Config, table: ProcessTable | None = None,
-                 live: bool = False, own_paths: list[str] | None = None) -> None:
-        self.own_table = table is None
-        self.live = live
-        self.table = table if table is not None else ProcessTable(read_proc=False)
-        self.sessions: dict[str, SessionView] = {}
-        if live and "monitor_tamper" in config.detectors:
-            protect_self(config.detectors["monitor_tamper"].params, own_paths or [])
-        self.engine = Engine(config, proc=self._proc, ancestry=self._ancestry,
-                             session=self._session)
-
-    def _proc(self, pid: int) -> ProcView | None:
-        p = self.table.get(pid)
-        if p is None:
-            return None
-        return ProcView(pid=p.pid, ppid=p.ppid, exe=p.exe, argv=p.argv, cwd=p.cwd,
-                        comm=p.comm)
-
-    def _ancestry(self, pid: int) -> list[dict[str, Any]]:
-        return [p.brief() for p in self.table.ancestry(pid)]
-
-    def _session(self, name: str) -> SessionView | None:
-        return self.sessions.get(name)
-
-    def feed(self, ev: Event) -> list[AlertEvent]:
-        if isinstance(ev, SessionEvent) and ev.phase == "start" and ev.session:
-            self.sessions[ev.session] = SessionView(ev.session, ev.session_kind,
-                                                    ev.root_pid, ev.cwd)
-            if self.own_table:
-                self.table.add_root(ev.root_pid, ev.ppid, ev.session, ev.argv, ev.ts,
-                                    uid=ev.uid, cwd=ev.cwd)
-        elif self.own_table and not isinstance(ev, AlertEvent):
-            self.table.observe(ev)
-        alerts = self.engine.process(ev)
-        if not self.live:
-            for a in alerts:
-                if a.action.get("taken") == "pending":
-                    a.action = {**a.action, "taken": "none",
-                                "result": f"replay: would {a.action['requested']} the session"}
-        if isinstance(ev, SessionEvent) and ev.phase == "end" and ev.session:
-            self.sessions.pop(ev.session, None)
-        return alerts
-
-    def finish(self) -> list[AlertEvent]:
-        return self.engine.flush()
 
 
 def replay(path: str | Path, config: Config) -> tuple[list[AlertEvent], ReadReport]:

@@ -29,7 +29,8 @@ from typing import Any
 from collector.events import AlertEvent, Event, one_line
 from collector.proctable import proc_stat
 from detectors.base import SEVERITIES
-from service.control import listen_unix, peer_is_root, run_dir
+from service.control import listen_unix, peer_is_root
+from service.paths import run_dir
 from service.replay import parse_line
 
 MAX_QUEUE = 8 << 20

@@ -146,7 +146,7 @@ def test_monitor_tamper_covers_threads_sockets_and_its_own_files() -> None:
     control socket under /run/agentwatch, and a config file and log directory outside
     the default places (the live analyzer adds the daemon's own ones: protect_self)."""
     from collector.events import ConnectEvent, OpenEvent, SyscallEvent
-    from service.replay import protect_self
+    from service.analysis import protect_self
     from tests.detector_fixtures import config, replay
 
     events = load_events("monitor_tamper", "positive")

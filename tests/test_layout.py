@@ -25,7 +25,7 @@ CASES: list[tuple[str, Layout]] = [
     ("connect_inflight", net.CONNECT),
     ("sys_inflight", syscalls.SYSCALL),
 ]
-# struct aw_proc, written by user space when a session starts (service/pipeline.py)
+# struct aw_proc, written by user space when a session starts (collector/sessions.py)
 PROC_FIELDS = {"session": 0, "ppid": 8, "flags": 12, "exit_code": 16, "exit_signal": 20}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service import pipeline as runtime
+from collector import sessions
 from service.pipeline import Collector, Session
 from service.sinks import MemorySink
 
@@ -13,8 +13,8 @@ def test_ended_sessions_are_pruned_for_a_long_running_daemon(
         monkeypatch: pytest.MonkeyPatch) -> None:
     sink = MemorySink()
     c = Collector([sink])
-    monkeypatch.setattr(c, "check_losses", lambda: None)  # reads the kernel's counters
-    monkeypatch.setattr(runtime, "MAX_ENDED_SESSIONS", 3)
+    monkeypatch.setattr(c.ingest, "check_losses", lambda: None)  # reads the kernel's counters
+    monkeypatch.setattr(sessions, "MAX_ENDED_SESSIONS", 3)
     for i in range(5):
         s = Session(id=i, name=f"s{i}", kind="attach", root_pid=100 + i, argv=["x"],
                     started_ns=0)

@@ -1,7 +1,8 @@
-"""The machinery of `agentwatch doctor` (service/doctor.py): the result record, a capture
-of what libbcc and clang write to stderr, the gist of a BCC failure, a BPF object that is
-cleaned up even when its constructor fails half-way, and child-process and cgroup helpers
-that always clean up."""
+"""What `agentwatch doctor`'s checks are made of: the `Check` record and its one-line format,
+and the trials' plumbing: compiling and loading a small BPF program with BCC's compiler output
+captured (`_bpf`, its gist in `_reason`), a child process waited for or killed and reaped, a
+throw-away cgroup, and the cleanup errors added to a check's detail.
+"""
 
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from response.cgroup import remove_cgroup
 
 Status = Literal["ok", "missing", "unavailable"]
 Level = Literal["must", "recommended", "optional"]
-
 NAME_WIDTH = 24
 STATUS_WIDTH = 12
-REASON_MAX = 200
+_REASON_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +56,14 @@ def format_check(c: Check) -> str:
     return text.rstrip()
 
 
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-class StderrCapture:
+# --------------------------------------------------------------------------- helpers
+
+
+class _StderrCapture:
     """Redirects file descriptor 2 (where libbcc and clang write) to a temporary file."""
 
     def __init__(self) -> None:
@@ -69,7 +71,7 @@ class StderrCapture:
         self._saved = -1
         self._tmp: Any = None
 
-    def __enter__(self) -> StderrCapture:
+    def __enter__(self) -> _StderrCapture:
         sys.stderr.flush()
         self._tmp = tempfile.TemporaryFile()
         self._saved = os.dup(2)
@@ -85,12 +87,12 @@ class StderrCapture:
         self._tmp.close()
 
 
-def short(text: str, limit: int = REASON_MAX) -> str:
+def _short(text: str, limit: int = _REASON_MAX) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def reason(exc: BaseException, stderr: str = "") -> str:
+def _reason(exc: BaseException, stderr: str = "") -> str:
     """The gist of a BCC failure, from its exception and what it wrote to stderr."""
     msg = str(exc).strip() or type(exc).__name__
     if msg == "Need super-user privileges to run":
@@ -100,15 +102,15 @@ def reason(exc: BaseException, stderr: str = "") -> str:
     if msg.startswith("Failed to compile BPF module"):
         for line in stderr.splitlines():
             if "error:" in line:
-                return short("compile failed: " + line.split("error:", 1)[1].strip())
-        return short("compile failed: " + (stderr.strip().splitlines() or [msg])[-1])
+                return _short("compile failed: " + line.split("error:", 1)[1].strip())
+        return _short("compile failed: " + (stderr.strip().splitlines() or [msg])[-1])
     if "kprobe_events" in stderr and "No such file" in stderr:
         return "the kernel has no kprobes (tracefs has no kprobe_events)"
-    return short(msg.splitlines()[0] if msg.splitlines() else msg)
+    return _short(msg.splitlines()[0] if msg.splitlines() else msg)
 
 
 @contextmanager
-def bpf_object(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
+def _bpf(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
     """A BPF object that is cleaned up afterwards, even when its constructor fails half-way
     (the constructor auto-attaches TRACEPOINT_PROBE/KFUNC_PROBE/LSM_PROBE functions)."""
     from bcc import BPF
@@ -124,7 +126,7 @@ def bpf_object(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
             pass
 
 
-def wait_child(pid: int, timeout: float) -> int | None:
+def _wait_child(pid: int, timeout: float) -> int | None:
     """waitpid with a timeout: the wait status, or None if the child is still running."""
     deadline = time.monotonic() + timeout
     while True:
@@ -136,7 +138,7 @@ def wait_child(pid: int, timeout: float) -> int | None:
         time.sleep(0.01)
 
 
-def kill_and_reap(pid: int) -> None:
+def _kill_and_reap(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -148,7 +150,7 @@ def kill_and_reap(pid: int) -> None:
 
 
 @contextmanager
-def temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
+def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
     """A new empty child cgroup of `root`, removed afterwards (a failure goes to `errors`)."""
     path = root / f"agentwatch-doctor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.mkdir()
@@ -160,7 +162,7 @@ def temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
             errors.append(err)
 
 
-def with_cleanup_errors(c: Check, errors: list[str]) -> Check:
+def _with_cleanup_errors(c: Check, errors: list[str]) -> Check:
     if not errors:
         return c
     return replace(c, detail=f"{c.detail}; cleanup: {'; '.join(errors)}")
