@@ -36,36 +36,41 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from collector.decode import KILL_REASONS
 from detectors.config import Config
+from probes import rules
 
-EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-EN_MONITOR = 0x40
-EN_FORKBOMB = 0x80
+# The kernel's numbers, from probes/rules.py (also generated into agentwatch_rules.h)
+V = rules.VALUE
+EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE = (V["AW_EN_TAMPER"], V["AW_EN_NS"], V["AW_EN_MOUNT"],
+                                         V["AW_EN_PTRACE"])
+EN_PATHS, EN_REVSHELL, EN_MONITOR, EN_FORKBOMB = (V["AW_EN_PATHS"], V["AW_EN_REVSHELL"],
+                                                  V["AW_EN_MONITOR"], V["AW_EN_FORKBOMB"])
 FD_PROBES = (("aw_fd_close", "close"), ("aw_fd_close_range", "close_range"))
-CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = 1, 2, 3, 4
-WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
-DENY_DIR = 0x100
-HASH_MAX = 256  # AW_HASH_MAX: longer paths are left to user space
-PROTECTED_MAX = 256  # AW_PROTECTED_MAX
+CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = (
+    V["AW_CFG_ENFORCE"], V["AW_CFG_PIDNS_DEV"], V["AW_CFG_PIDNS_INO"], V["AW_CFG_FORK_MAX"])
+WHY_CODE = {c.detector: c.value for c in rules.REASONS}  # detector id -> AW_WHY_*
+DENY_DIR = V["AW_DENY_DIR"]
+HASH_MAX = V["AW_HASH_MAX"]  # longer paths are left to user space
+PROTECTED_MAX = V["AW_PROTECTED_MAX"]
 
-# aw_sys_spec.enforce classes (AW_SE_* in sys.bpf.c)
-SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = 1, 2, 3, 4, 5
-SE_PTRACE, SE_PROCESS_VM, SE_SIGNAL = 6, 7, 8
+# aw_sys_spec.enforce checks (AW_SE_*)
+SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = (
+    V["AW_SE_TAMPER"], V["AW_SE_NS_JOIN"], V["AW_SE_NS_NEW"], V["AW_SE_MOUNT"],
+    V["AW_SE_MOUNT_EXEMPT"])
+SE_PTRACE, SE_PROCESS_VM, SE_SIGNAL = (V["AW_SE_PTRACE"], V["AW_SE_PROCESS_VM"],
+                                       V["AW_SE_SIGNAL"])
 SIGNAL_CALLS = ("kill", "tkill", "tgkill", "pidfd_open")
 TAMPER_CALLS = ("bpf", "perf_event_open", "init_module", "finit_module", "delete_module")
 MOUNT_CALLS = ("move_mount", "fsopen", "fsmount", "open_tree", "open_tree_attr",
                "mount_setattr", "pivot_root", "chroot")
-KERNEL_PTRACE_REQUESTS = {"PTRACE_ATTACH", "PTRACE_SEIZE", "PTRACE_POKETEXT",
-                          "PTRACE_POKEDATA", "PTRACE_POKEUSER", "PTRACE_SETREGS",
-                          "PTRACE_SETFPREGS", "PTRACE_SETREGSET"}
+KERNEL_PTRACE_REQUESTS = set(rules.PTRACE_KILLS)
 _GLOB = re.compile(r"[*?\[]")
 
 
 def fnv1a64(data: bytes) -> int:
-    h = 0xCBF29CE484222325
+    h = V["AW_FNV_OFFSET"]
     for b in data:
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        h = ((h ^ b) * V["AW_FNV_PRIME"]) & 0xFFFFFFFFFFFFFFFF
     return h
 
 
