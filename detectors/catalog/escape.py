@@ -21,6 +21,13 @@ from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
 from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from detectors.catalog.common import (
+    MOUNT_SYSCALLS,
+    PTRACE_WRITES,
+    after_setup,
+    outcome,
+    write_intent,
+)
 
 # sandbox-runtime's in-sandbox helper: it unshares a pid (and mount) namespace and mounts
 # /proc before it applies its seccomp filter and execs the command.
@@ -31,7 +38,6 @@ CLONE_NEW_BITS = {
     0x8000000: "CLONE_NEWIPC", 0x10000000: "CLONE_NEWUSER", 0x20000000: "CLONE_NEWPID",
     0x40000000: "CLONE_NEWNET",
 }  # CLONE_NEWTIME (0x80) only exists for clone3/unshare: in clone() that byte is a signal
-WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
 # syscalls whose `path` is a change to the file (creat, truncate, chmod ...), not a read
 _PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "chmod",
                  "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "link", "linkat",
@@ -51,24 +57,10 @@ def through_proc_root(path: str | None) -> str | None:
     return path[m.end():] if m else path
 
 
-def after_setup(ev: Event) -> bool:
-    """The event is the session's own doing (not bubblewrap building the sandbox)."""
-    return not ev.setup or ev.nested_launcher
-
-
 def fold_key(ev: Event, key: str) -> str:
     """A nested launcher's setup makes dozens of calls: one alert per launcher process
     (the rest fold into it), not one per mount."""
     return f"nested_launcher:{ev.pid}" if ev.setup and ev.nested_launcher else key
-
-
-def outcome(ev: Event) -> dict[str, Any]:
-    ret = getattr(ev, "ret", None)
-    return {"ret": ret, "error": getattr(ev, "error", None)}
-
-
-def write_intent(ev: OpenEvent) -> bool:
-    return any(f in ev.flag_names for f in WRITE_FLAGS)
 
 
 def track_exe(ctx: Context, ev: Event) -> str | None:
@@ -153,10 +145,6 @@ class NamespaceEscape(Detector):
             **outcome(ev)})
 
 
-MOUNT_SYSCALLS = ["mount", "umount2", "move_mount", "fsopen", "fsmount", "open_tree",
-                  "open_tree_attr", "mount_setattr", "pivot_root", "chroot"]
-
-
 @register
 class MountEscape(Detector):
     """The mount family (mount, umount2, fsopen, fsmount, move_mount, open_tree,
@@ -198,8 +186,6 @@ class MountEscape(Detector):
             **outcome(ev)})
 
 
-PTRACE_WRITES = ["PTRACE_ATTACH", "PTRACE_SEIZE", "PTRACE_POKETEXT", "PTRACE_POKEDATA",
-                 "PTRACE_POKEUSER", "PTRACE_SETREGS", "PTRACE_SETFPREGS", "PTRACE_SETREGSET"]
 _PROC_MEM = re.compile(r"/proc/(\d+)(?:/task/\d+)?/mem\Z")
 
 
@@ -307,7 +293,7 @@ class KernelTamper(Detector):
                 yield Finding(key=f"{ev.syscall}:{ev.path}", fields={
                     "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                     "comm": ev.comm, **outcome(ev)})
-        elif isinstance(ev, OpenEvent) and write_intent(ev) \
+        elif isinstance(ev, OpenEvent) and write_intent(ev, by_names=True) \
                 and path_matches(through_proc_root(ev.path), p["paths"]):
             yield Finding(key=f"write:{ev.path}", fields={
                 "syscall": ev.syscall, "target": ev.path, "path": ev.path,

@@ -7,51 +7,17 @@ Every list and threshold is a param (detectors/config.py).
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import math
 import re
 from collections import Counter, deque
 from collections.abc import Iterable
-from functools import lru_cache
-from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, SyscallEvent
 from detectors.base import Context, Detector, DetectorSpec, Finding, register
+from detectors.catalog.common import in_any, outcome, parse_ip
 
-IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 INET = ("AF_INET", "AF_INET6")
 SENDS = ("sendto", "sendmsg", "sendmmsg")
-
-
-def outcome(ev: Event) -> dict[str, Any]:
-    return {"ret": getattr(ev, "ret", None), "error": getattr(ev, "error", None)}
-
-
-@lru_cache(maxsize=256)
-def _networks(cidrs: tuple[str, ...]) -> tuple[IPNet, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
-
-
-def parse_ip(address: str | None) -> IPAddr | None:
-    """An IP address from an event (IPv6 `%scope` dropped, IPv4-mapped IPv6 unwrapped)."""
-    if not address:
-        return None
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def in_any(ip: IPAddr, cidrs: list[str]) -> bool:
-    try:
-        nets = _networks(tuple(cidrs))
-    except ValueError:
-        return False
-    return any(ip.version == n.version and ip in n for n in nets)
 
 
 @register

@@ -11,11 +11,9 @@ from typing import Any
 
 from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent, SyscallEvent
 from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from detectors.catalog.common import after_setup, is_read_open, result_of
 from detectors.catalog.files import (
     base_fields,
-    by_agent,
-    is_read_open,
-    result_of,
     touched_paths,
     tree_patterns,
     workspace,
@@ -78,7 +76,7 @@ class HostProcAccess(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         pids = _session_pids(ctx, ev)
-        if not by_agent(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
+        if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
             return
         p = ctx.params
         for path in touched_paths(ev):
@@ -116,7 +114,7 @@ class EnvironSnoop(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         pids = _session_pids(ctx, ev)
-        if not isinstance(ev, OpenEvent) or not by_agent(ev) or not is_read_open(ev):
+        if not isinstance(ev, OpenEvent) or not after_setup(ev) or not is_read_open(ev):
             return
         entry = _proc_entry(ev.path)
         if entry is None or entry[1] != "environ":
@@ -162,7 +160,7 @@ class FilelessExec(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
-        if not by_agent(ev):
+        if not after_setup(ev):
             return
         p = ctx.params
         state = ctx.state
