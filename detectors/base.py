@@ -23,6 +23,41 @@ ACTIONS = ("alert", "freeze", "kill")
 
 
 @dataclass(frozen=True)
+class KernelCall:
+    """A syscall the probes check at its entry, and the C check (`AW_SE_*`) that decides."""
+
+    syscall: str
+    check: str                          # AW_SE_* (probes/rules.py)
+    listed_in: str | None = None        # only when the syscall is in this param's list
+    # only when this param lists every one of these values (ptrace requests)
+    requires: tuple[str, tuple[str, ...]] | None = None
+    host_pidns: bool = False            # only when agentwatch runs in the host pid namespace
+
+
+@dataclass(frozen=True)
+class KernelHalf:
+    """What the probes decide by themselves for a detector in enforce mode (its action
+    `kill`, no configured exceptions): response/enforce.py turns this into the kernel's
+    maps. Names, not numbers: their values are probes/rules.py's, which detectors may not
+    import; tests/test_rules.py checks every declaration against it."""
+
+    reason: str                         # AW_WHY_*: the reason its kills carry (one each)
+    enable: str | None = None           # AW_EN_* bit it turns on
+    calls: tuple[KernelCall, ...] = ()
+    deny_paths: str | None = None       # param: literal paths whose opens/connects kill
+    deny_below: bool = False            # ... and what is below them (AW_DENY_DIR)
+    exempt_exes: str | None = None      # param: exe globs whose command names are exempt
+    protect_pids: str | None = None     # param: pids nothing may signal (with agentwatch's)
+    live_limit: str | None = None       # param: live processes per session (AW_CFG_FORK_MAX)
+    # when the rule is on at all
+    needs_call: bool = False            # off when none of `calls` applies
+    needs_param: str | None = None      # off when this param is empty, false or <= 0
+    unless_param: str | None = None     # off when this param is true
+    host_pidns: bool = False            # off outside the host pid namespace
+    enable_needs_call: bool = False     # `enable` only when one of `calls` applies
+
+
+@dataclass(frozen=True)
 class DetectorSpec:
     id: str                       # stable id (DESIGN.md's catalogue)
     title: str                    # Title Case, reads like a rule name
@@ -38,6 +73,8 @@ class DetectorSpec:
     # numeric fields that a folded alert reports as the sum over the repeats it stands for
     # (event_loss's `lost`: the first alert and its folded one together count every loss)
     summed: tuple[str, ...] = ()
+    # its kernel half (in-kernel enforcement), if the probes can decide it by themselves
+    kernel: KernelHalf | None = None
 
 
 @dataclass

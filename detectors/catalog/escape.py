@@ -20,7 +20,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelCall,
+    KernelHalf,
+    path_matches,
+    register,
+)
 from detectors.catalog.common import (
     MOUNT_SYSCALLS,
     PTRACE_WRITES,
@@ -112,6 +121,9 @@ class NamespaceEscape(Detector):
             "allowed_exes": [APPLY_SECCOMP],
             "ns_paths": ["/proc/*/ns/*", "/proc/*/task/*/ns/*"],
         },
+        kernel=KernelHalf(reason="AW_WHY_NS", enable="AW_EN_NS", exempt_exes="allowed_exes",
+                          calls=(KernelCall("setns", "AW_SE_NS_JOIN"),
+                                 KernelCall("unshare", "AW_SE_NS_NEW"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -168,6 +180,12 @@ class MountEscape(Detector):
             # allowed only mount/umount2 (sandbox-runtime's helper mounts its own /proc)
             "allowed_exes": [APPLY_SECCOMP],
         },
+        # mount and umount2 spare `allowed_exes` (by command name), the others do not
+        kernel=KernelHalf(
+            reason="AW_WHY_MOUNT", enable="AW_EN_MOUNT", exempt_exes="allowed_exes",
+            calls=tuple(KernelCall(c, "AW_SE_MOUNT_EXEMPT" if c in ("mount", "umount2")
+                                   else "AW_SE_MOUNT", listed_in="syscalls")
+                        for c in MOUNT_SYSCALLS)),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -213,6 +231,14 @@ class ProcessInjection(Detector):
             # true: a debugger on its own child (strace -f, gdb ./prog) is not flagged
             "allow_children": False,
         },
+        # in the kernel only from the host pid namespace, where the pids named are host pids
+        kernel=KernelHalf(
+            reason="AW_WHY_PTRACE", enable="AW_EN_PTRACE", host_pidns=True,
+            calls=(KernelCall("ptrace", "AW_SE_PTRACE",
+                              requires=("ptrace_requests", tuple(PTRACE_WRITES))),
+                   KernelCall("process_vm_readv", "AW_SE_PROCESS_VM", listed_in="syscalls"),
+                   KernelCall("process_vm_writev", "AW_SE_PROCESS_VM",
+                              listed_in="syscalls"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -276,6 +302,11 @@ class KernelTamper(Detector):
                       "/proc/sys/fs/binfmt_misc/**", "/sys/fs/cgroup/**/release_agent",
                       "/sys/module/**"],
         },
+        # the module calls, bpf and perf_event_open of `syscalls`; paths stay user space's
+        kernel=KernelHalf(
+            reason="AW_WHY_TAMPER", enable="AW_EN_TAMPER", needs_call=True,
+            calls=tuple(KernelCall(c, "AW_SE_TAMPER", listed_in="syscalls") for c in (
+                "bpf", "perf_event_open", "init_module", "finit_module", "delete_module"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -469,6 +500,13 @@ class MonitorTamper(Detector):
             "paths": list(MONITOR_PATHS),
             "broadcast_kill": True,      # kill(-1, sig) reaches every process it may signal
         },
+        # signals and pidfd_open only from the host pid namespace; /proc/<pid> of the
+        # protected pids and the literal `paths` (and below) from anywhere
+        kernel=KernelHalf(
+            reason="AW_WHY_MONITOR", enable="AW_EN_MONITOR", enable_needs_call=True,
+            protect_pids="monitor_pids", deny_paths="paths", deny_below=True,
+            calls=tuple(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
+                        for c in ("kill", "tkill", "tgkill", "pidfd_open"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -556,6 +594,7 @@ class RuntimeSocket(Detector):
         mitre=("T1610", "T1611", "T1559"),
         output="{syscall} {socket} by {comm}",
         params={"sockets": list(RUNTIME_SOCKETS)},
+        kernel=KernelHalf(reason="AW_WHY_RUNTIME_SOCKET", deny_paths="sockets"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

@@ -18,7 +18,16 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SessionEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register, under
+from detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelHalf,
+    path_matches,
+    register,
+    under,
+)
 from detectors.catalog.common import (
     after_setup,
     in_any,
@@ -264,6 +273,8 @@ class CanaryTouch(Detector):
         mitre=("T1083", "T1552.001"),
         output="{comm} touched decoy {path} ({syscall}, {result})",
         params={"paths": []},
+        kernel=KernelHalf(reason="AW_WHY_CANARY", deny_paths="paths", deny_below=True,
+                          needs_param="paths"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 
 from collector.events import ConnectEvent, Event, ExecEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, register
+from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
 from detectors.catalog.common import in_any, outcome, parse_ip
 
 INET = ("AF_INET", "AF_INET6")
@@ -222,6 +222,8 @@ class ReverseShell(Detector):
             # children socketpair stdio); a network socket always is
             "ignore_unix_sockets": True,
         },
+        # an inet socket dup'ed onto fd 0-2 (unix sockets are never killed in the kernel)
+        kernel=KernelHalf(reason="AW_WHY_REVSHELL", enable="AW_EN_REVSHELL"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

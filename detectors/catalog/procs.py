@@ -10,7 +10,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelHalf,
+    path_matches,
+    register,
+)
 from detectors.catalog.common import after_setup, is_read_open, result_of
 from detectors.catalog.files import (
     base_fields,
@@ -260,6 +268,10 @@ class ForkBomb(Detector):
         output="{comm}: {what}",
         params={"max_forks": 2000, "rate_window": 5.0, "max_live": 1500,
                 "count_threads": False},
+        # the live count only (the kernel counts thread groups); the rate stays user space's
+        kernel=KernelHalf(reason="AW_WHY_FORKBOMB", enable="AW_EN_FORKBOMB",
+                          live_limit="max_live", needs_param="max_live",
+                          unless_param="count_threads"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
