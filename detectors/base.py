@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from collector.events import Event
+from collector.events import EVENT_TYPES, Event
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 ACTIONS = ("alert", "freeze", "kill")
+# Every kind a session's events have (all but `loss`, which has no session, and `alert`,
+# which the engine never passes to a detector): for a detector that keeps state from any
+# event (the pids a session has shown, the uid each process last had).
+SESSION_KINDS = frozenset(EVENT_TYPES) - {"loss", "alert"}
+DETECTOR_KINDS = SESSION_KINDS | {"loss"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class DetectorSpec:
     action: str                   # default action, one of ACTIONS
     mitre: tuple[str, ...]        # ATT&CK technique ids
     output: str                   # "what happened | key={key} ..." (str.format over fields)
+    # The event kinds check() looks at, state-keeping included: the engine calls a detector
+    # for these only (most events are opens, and most detectors never look at one).
+    # Mandatory and never empty (check_spec).
+    kinds: frozenset[str]
     params: dict[str, Any] = field(default_factory=dict)  # knobs with built-in defaults
     # built-in exceptions (exe/argv/path globs, as in the config); a configured
     # `exceptions` list replaces them
@@ -117,9 +126,6 @@ class Finding:
 
 class Detector:
     spec: ClassVar[DetectorSpec]
-    # The event kinds check() looks at (None: every kind). The engine calls a detector only
-    # for these: most events are opens, and most detectors never look at one.
-    kinds: ClassVar[frozenset[str] | None] = None
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise NotImplementedError
@@ -128,12 +134,22 @@ class Detector:
 REGISTRY: dict[str, type[Detector]] = {}
 
 
+def check_spec(spec: DetectorSpec) -> None:
+    """A spec the engine can run: known severity and action, and the event kinds it looks
+    at (a spec without them would run on nothing, or be assumed to run on everything)."""
+    if spec.severity not in SEVERITIES or spec.action not in ACTIONS:
+        raise ValueError(f"detector {spec.id}: bad default severity or action")
+    kinds = getattr(spec, "kinds", None)
+    if not isinstance(kinds, frozenset) or not kinds or not kinds <= DETECTOR_KINDS:
+        raise ValueError(f"detector {spec.id}: `kinds` must be a non-empty frozenset of "
+                         f"{sorted(DETECTOR_KINDS)}, not {kinds!r}")
+
+
 def register(cls: type[Detector]) -> type[Detector]:
     spec = cls.spec
     if spec.id in REGISTRY:
         raise ValueError(f"detector {spec.id} registered twice")
-    if spec.severity not in SEVERITIES or spec.action not in ACTIONS:
-        raise ValueError(f"detector {spec.id}: bad default severity or action")
+    check_spec(spec)
     REGISTRY[spec.id] = cls
     return cls
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
 from detectors.base import (
+    SESSION_KINDS,
     Context,
     Detector,
     DetectorSpec,
@@ -108,6 +109,7 @@ class NamespaceEscape(Detector):
 
     spec = DetectorSpec(
         id="namespace_escape",
+        kinds=frozenset({"exec", "fork", "syscall", "open"}),  # exec/fork: track_exe
         title="Namespace Change After Sandbox Setup",
         description="the sandboxed command joined or created namespaces (setns, unshare, "
                     "clone with CLONE_NEW*) or opened a /proc/*/ns/* handle; bubblewrap's "
@@ -168,6 +170,7 @@ class MountEscape(Detector):
 
     spec = DetectorSpec(
         id="mount_escape",
+        kinds=frozenset({"exec", "fork", "syscall"}),  # exec/fork: track_exe
         title="Mount Or Root Change After Sandbox Setup",
         description="the sandboxed command called the mount family, pivot_root or chroot "
                     "after bubblewrap's setup (a nested launcher's setup included)",
@@ -218,6 +221,7 @@ class ProcessInjection(Detector):
 
     spec = DetectorSpec(
         id="process_injection",
+        kinds=frozenset({"fork", "syscall", "open"}),  # fork: own and child pids
         title="Access To Another Process's Memory",
         description="ptrace attach/seize/poke, process_vm_readv/writev or an open of "
                     "/proc/<pid>/mem aimed at a process other than the caller",
@@ -288,6 +292,7 @@ class KernelTamper(Detector):
 
     spec = DetectorSpec(
         id="kernel_tamper",
+        kinds=frozenset({"syscall", "open"}),
         title="Kernel Tampering From The Sandbox",
         description="module load/unload, bpf(), perf_event_open, or a write to kernel "
                     "knobs such as core_pattern, sysrq-trigger or /sys/kernel",
@@ -352,6 +357,7 @@ class PrivilegeEscalation(Detector):
 
     spec = DetectorSpec(
         id="privilege_escalation",
+        kinds=SESSION_KINDS,  # each process's last uid/gid, from any event
         title="Privilege Escalation Attempt",
         description="setuid/setgid bits or file capabilities set, a set*id transition to "
                     "uid/gid 0 from nonzero, or capset with dangerous capabilities",
@@ -424,9 +430,9 @@ class ExploitPrimitive(Detector):
     TIOCLINUX), raw IP and packet sockets. Alert only: a few runtimes use some of them.
     bubblewrap's own setup calls (setup: true, not nested) are skipped."""
 
-    kinds = frozenset({"syscall"})
     spec = DetectorSpec(
         id="exploit_primitive",
+        kinds=frozenset({"syscall"}),
         title="Exploit Primitive Used",
         description="userfaultfd, keyctl, io_uring_setup, TIOCSTI/TIOCLINUX ioctls, or a "
                     "raw/packet socket",
@@ -488,6 +494,7 @@ class MonitorTamper(Detector):
 
     spec = DetectorSpec(
         id="monitor_tamper",
+        kinds=frozenset({"open", "connect", "syscall"}),
         title="Tampering With agentwatch",
         description="signals or ptrace aimed at agentwatch's processes, or access to its "
                     "config, state, logs or pinned BPF maps",
@@ -586,6 +593,7 @@ class RuntimeSocket(Detector):
 
     spec = DetectorSpec(
         id="runtime_socket",
+        kinds=frozenset({"connect", "syscall", "open"}),
         title="Container Runtime Or Host IPC Socket Access",
         description="connect/bind/send/open of docker, containerd, cri-o or podman "
                     "sockets, or of host IPC sockets (D-Bus, systemd)",

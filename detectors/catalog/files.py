@@ -144,6 +144,7 @@ class CredentialRead(Detector):
 
     spec = DetectorSpec(
         id="credential_read",
+        kinds=frozenset({"open", "syscall", "connect"}),
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -266,6 +267,7 @@ class CanaryTouch(Detector):
 
     spec = DetectorSpec(
         id="canary_touch",
+        kinds=frozenset({"open", "syscall", "exec", "connect"}),  # touched_paths
         title="Decoy File Touched",
         description="any access to a configured decoy (canary) file or directory",
         severity="critical",
@@ -304,6 +306,7 @@ class ProtectedRead(Detector):
 
     spec = DetectorSpec(
         id="protected_read",
+        kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
         title="Protected Data Read",
         description="read of configured protected paths: answer keys, hidden tests, eval "
                     "data, other repositories' .git history",
@@ -380,6 +383,7 @@ class WriteOutsideWorkspace(Detector):
 
     spec = DetectorSpec(
         id="write_outside_workspace",
+        kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
         title="Write Outside The Workspace",
         description="write-intent open, rename, unlink, chmod, link... outside the workspace "
                     "and allowed paths, denied attempts included",
@@ -463,6 +467,7 @@ class PersistenceWrite(Detector):
 
     spec = DetectorSpec(
         id="persistence_write",
+        kinds=frozenset({"open", "syscall"}),  # written_paths
         title="Persistence Location Written",
         description="write to shell rc files, cron, systemd units, authorized_keys, "
                     ".git/hooks, ld.so.preload, accounts",

@@ -34,9 +34,9 @@ class EgressViolation(Detector):
     violations in a session the action becomes kill (0: never). Unix sockets are
     `runtime_socket`'s; sends on a connected socket were checked at its connect."""
 
-    kinds = frozenset({"connect", "syscall"})
     spec = DetectorSpec(
         id="egress_violation",
+        kinds=frozenset({"connect", "syscall"}),
         title="Network Egress Outside The Allowlist",
         description="a connect or send to an address outside the allowlist (cloud "
                     "metadata addresses always); kill above a count per session",
@@ -113,9 +113,9 @@ class DnsExfil(Detector):
     the query's last two labels, so a burst to one domain is one alert and a count. Data
     encoded in short labels below the rate limit is not caught."""
 
-    kinds = frozenset({"syscall"})
     spec = DetectorSpec(
         id="dns_exfil",
+        kinds=frozenset({"syscall"}),
         title="Possible DNS Exfiltration",
         description="DNS queries with overlong or high-entropy labels, or at a high rate",
         severity="high",
@@ -199,9 +199,9 @@ class ReverseShell(Detector):
     with ENOENT (a shell's PATH search) are skipped. A shell whose stdio is a socket it
     inherited (no dup in the session) is not visible without the fd table at exec."""
 
-    kinds = frozenset({"syscall", "exec"})
     spec = DetectorSpec(
         id="reverse_shell",
+        kinds=frozenset({"syscall", "exec"}),
         title="Reverse Shell",
         description="a socket dup'ed onto fd 0-2, /dev/tcp redirections, interpreter "
                     "socket+shell one-liners, nc -e or socat exec:",

@@ -11,6 +11,7 @@ from typing import Any
 
 from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent, SyscallEvent
 from detectors.base import (
+    SESSION_KINDS,
     Context,
     Detector,
     DetectorSpec,
@@ -67,6 +68,7 @@ class HostProcAccess(Detector):
 
     spec = DetectorSpec(
         id="host_proc_access",
+        kinds=SESSION_KINDS,  # _session_pids: every event's pid and tid
         title="Another Process's Proc Entries Accessed",
         description="/proc/<pid>/root, cwd, exe, fd of a process outside the session, "
                     "/proc/1/...",
@@ -111,6 +113,7 @@ class EnvironSnoop(Detector):
 
     spec = DetectorSpec(
         id="environ_snoop",
+        kinds=SESSION_KINDS,  # _session_pids: every event's pid and tid
         title="Another Process's Environment Read",
         description="reading /proc/<pid>/environ of another process",
         severity="medium",
@@ -150,6 +153,7 @@ class FilelessExec(Detector):
 
     spec = DetectorSpec(
         id="fileless_exec",
+        kinds=frozenset({"session", "syscall", "fork", "exec", "open"}),  # session: workspace()
         title="Fileless Or Dropped Binary Executed",
         description="memfd_create then exec, exec from /dev/shm, exec of a file the session "
                     "wrote outside the workspace",
@@ -260,6 +264,7 @@ class ForkBomb(Detector):
 
     spec = DetectorSpec(
         id="fork_bomb",
+        kinds=frozenset({"fork", "exit"}),
         title="Fork Bomb",
         description="process creation rate or live process count of a session above limits",
         severity="high",
