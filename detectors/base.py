@@ -5,6 +5,12 @@ A detector never does I/O and never imports bcc or psutil: everything it knows c
 the event and from the `Context` the engine builds (its parameters, its own state for this
 session, the acting process as the collector's process table saw it, the session). So it
 can be tested, and tuned, over recorded JSON Lines.
+
+A spec also declares the event kinds its detector reads (`kinds`, mandatory: the engine
+calls it for those only) and, when the probes can decide its condition by themselves, its
+kernel half (`kernel`: syscalls and their C checks, enable bit, reason code, by the names
+of probes/rules.py). So a new alert-only detector is one file in detectors/catalog/ plus
+its fixtures, and a new kernel rule is its spec's `kernel` plus at most one C branch.
 """
 
 from __future__ import annotations
