@@ -1,15 +1,18 @@
-"""Helpers the catalogue's families share: a call's outcome, the setup-phase test, write
-intent, IP addresses against CIDR lists, and the syscall and ptrace lists that a detector's
-parameters and its kernel half (response/enforce.py) both use. Pure functions: no I/O.
+"""Helpers the catalogue's families share: a call's outcome, the setup-phase test, the
+acting process's executable, /proc/<pid>/root paths, write intent, IP addresses against
+CIDR lists, and the syscall and ptrace lists that a detector's parameters and its kernel
+half (response/enforce.py) both use. Pure functions: no I/O.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from functools import lru_cache
 from typing import Any
 
-from collector.events import Event, OpenEvent
+from collector.events import Event, ExecEvent, ForkEvent, OpenEvent
+from detectors.base import Context
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -28,6 +31,31 @@ def after_setup(ev: Event) -> bool:
     """The event is the session's own doing, not a sandbox launcher's setup (bubblewrap
     building the sandbox); a nested launcher's setup is the session's doing."""
     return not ev.setup or ev.nested_launcher
+
+
+_PROC_ROOT = re.compile(r"/proc/\d+(?:/task/\d+)?/root(?=/)")
+
+
+def through_proc_root(path: str | None) -> str | None:
+    """`/proc/<pid>/root/X` names X in that process's root: the path the globs are for
+    (`/proc/self/root/proc/sys/kernel/core_pattern` is core_pattern)."""
+    if not path:
+        return path
+    m = _PROC_ROOT.match(path)
+    return path[m.end():] if m else path
+
+
+def track_exe(ctx: Context, ev: Event) -> str | None:
+    """The acting process's executable: from the process table when the engine has one,
+    else from this detector's own record of the session's execs (inherited at fork)."""
+    exes: dict[int, str | None] = ctx.state.setdefault("exes", {})
+    if isinstance(ev, ExecEvent) and ev.ret == 0:
+        exes[ev.pid] = ev.exe or ev.filename
+    elif isinstance(ev, ForkEvent) and ev.ret > 0 and not ev.thread and ev.pid in exes:
+        exes[ev.child_pid] = exes[ev.pid]
+    if ctx.proc is not None and ctx.proc.exe:
+        return ctx.proc.exe
+    return exes.get(ev.pid)
 
 
 def outcome(ev: Event) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
+from collector.events import ConnectEvent, Event, ForkEvent, OpenEvent, SyscallEvent
 from detectors.base import (
     SESSION_KINDS,
     Context,
@@ -36,6 +36,8 @@ from detectors.catalog.common import (
     PTRACE_WRITES,
     after_setup,
     outcome,
+    through_proc_root,
+    track_exe,
     write_intent,
 )
 
@@ -55,35 +57,10 @@ _PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2
                  "mkdir", "mkdirat", "rmdir")
 
 
-_PROC_ROOT = re.compile(r"/proc/\d+(?:/task/\d+)?/root(?=/)")
-
-
-def through_proc_root(path: str | None) -> str | None:
-    """`/proc/<pid>/root/X` names X in that process's root: the path the globs are for
-    (`/proc/self/root/proc/sys/kernel/core_pattern` is core_pattern)."""
-    if not path:
-        return path
-    m = _PROC_ROOT.match(path)
-    return path[m.end():] if m else path
-
-
 def fold_key(ev: Event, key: str) -> str:
     """A nested launcher's setup makes dozens of calls: one alert per launcher process
     (the rest fold into it), not one per mount."""
     return f"nested_launcher:{ev.pid}" if ev.setup and ev.nested_launcher else key
-
-
-def track_exe(ctx: Context, ev: Event) -> str | None:
-    """The acting process's executable: from the process table when the engine has one,
-    else from this detector's own record of the session's execs (inherited at fork)."""
-    exes: dict[int, str | None] = ctx.state.setdefault("exes", {})
-    if isinstance(ev, ExecEvent) and ev.ret == 0:
-        exes[ev.pid] = ev.exe or ev.filename
-    elif isinstance(ev, ForkEvent) and ev.ret > 0 and not ev.thread and ev.pid in exes:
-        exes[ev.child_pid] = exes[ev.pid]
-    if ctx.proc is not None and ctx.proc.exe:
-        return ctx.proc.exe
-    return exes.get(ev.pid)
 
 
 def new_ns_names(flags: Iterable[Any]) -> list[str]:
@@ -240,9 +217,8 @@ class ProcessInjection(Detector):
             reason="AW_WHY_PTRACE", enable="AW_EN_PTRACE", host_pidns=True,
             calls=(KernelCall("ptrace", "AW_SE_PTRACE",
                               requires=("ptrace_requests", tuple(PTRACE_WRITES))),
-                   KernelCall("process_vm_readv", "AW_SE_PROCESS_VM", listed_in="syscalls"),
-                   KernelCall("process_vm_writev", "AW_SE_PROCESS_VM",
-                              listed_in="syscalls"))),
+                   *(KernelCall(c, "AW_SE_PROCESS_VM", listed_in="syscalls")
+                     for c in ("process_vm_readv", "process_vm_writev")))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
