@@ -34,8 +34,8 @@ test-unit: setup
 
 lint: setup
 	@echo "lint: ruff and mypy"
-	$(PY) -m ruff check probes collector detectors tests bench
-	$(PY) -m mypy probes collector detectors
+	$(PY) -m ruff check probes collector detectors response service tests bench
+	$(PY) -m mypy probes collector detectors response service
 
 # The benchmark suite (docs/performance.md): kill latency, then S1-S4 beside the peers
 # (bpfcc-tools, bpftrace, libbpf-tools), ending with one summary table. About 10 minutes;

@@ -24,12 +24,12 @@ from collector.decode import session_name
 from collector.events import Event, SessionEvent
 from collector.ingest import Ingest
 from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats, same_process
-from probes import loader
+from probes import loader, rules
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 DEFAULT_LAUNCHERS = ("bwrap",)
 MAX_ENDED_SESSIONS = 1024
-ADOPT_LAUNCHERS_SLOT = 0  # AW_CFG_ADOPT_LAUNCHERS
+ADOPT_LAUNCHERS_SLOT = rules.VALUE["AW_CFG_ADOPT_LAUNCHERS"]
 
 
 class SessionError(RuntimeError):

@@ -5,6 +5,12 @@ A detector never does I/O and never imports bcc or psutil: everything it knows c
 the event and from the `Context` the engine builds (its parameters, its own state for this
 session, the acting process as the collector's process table saw it, the session). So it
 can be tested, and tuned, over recorded JSON Lines.
+
+A spec also declares the event kinds its detector reads (`kinds`, mandatory: the engine
+calls it for those only) and, when the probes can decide its condition by themselves, its
+kernel half (`kernel`: syscalls and their C checks, enable bit, reason code, by the names
+of probes/rules.py). So a new alert-only detector is one file in detectors/catalog/ plus
+its fixtures, and a new kernel rule is its spec's `kernel` plus at most one C branch.
 """
 
 from __future__ import annotations
@@ -16,10 +22,50 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from collector.events import Event
+from collector.events import EVENT_TYPES, Event
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 ACTIONS = ("alert", "freeze", "kill")
+# Every kind a session's events have (all but `loss`, which has no session, and `alert`,
+# which the engine never passes to a detector): for a detector that keeps state from any
+# event (the pids a session has shown, the uid each process last had).
+SESSION_KINDS = frozenset(EVENT_TYPES) - {"loss", "alert"}
+DETECTOR_KINDS = SESSION_KINDS | {"loss"}
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """A syscall the probes check at its entry, and the C check (`AW_SE_*`) that decides."""
+
+    syscall: str
+    check: str                          # AW_SE_* (probes/rules.py)
+    listed_in: str | None = None        # only when the syscall is in this param's list
+    # only when this param lists every one of these values (ptrace requests)
+    requires: tuple[str, tuple[str, ...]] | None = None
+    host_pidns: bool = False            # only when agentwatch runs in the host pid namespace
+
+
+@dataclass(frozen=True)
+class KernelHalf:
+    """What the probes decide by themselves for a detector in enforce mode (its action
+    `kill`, no configured exceptions): response/enforce.py turns this into the kernel's
+    maps. Names, not numbers: their values are probes/rules.py's, which detectors may not
+    import; tests/test_rules.py checks every declaration against it."""
+
+    reason: str                         # AW_WHY_*: the reason its kills carry (one each)
+    enable: str | None = None           # AW_EN_* bit it turns on
+    calls: tuple[KernelCall, ...] = ()
+    deny_paths: str | None = None       # param: literal paths whose opens/connects kill
+    deny_below: bool = False            # ... and what is below them (AW_DENY_DIR)
+    exempt_exes: str | None = None      # param: exe globs whose command names are exempt
+    protect_pids: str | None = None     # param: pids nothing may signal (with agentwatch's)
+    live_limit: str | None = None       # param: live processes per session (AW_CFG_FORK_MAX)
+    # when the rule is on at all
+    needs_call: bool = False            # off when none of `calls` applies
+    needs_param: str | None = None      # off when this param is empty, false or <= 0
+    unless_param: str | None = None     # off when this param is true
+    host_pidns: bool = False            # off outside the host pid namespace
+    enable_needs_call: bool = False     # `enable` only when one of `calls` applies
 
 
 @dataclass(frozen=True)
@@ -31,6 +77,10 @@ class DetectorSpec:
     action: str                   # default action, one of ACTIONS
     mitre: tuple[str, ...]        # ATT&CK technique ids
     output: str                   # "what happened | key={key} ..." (str.format over fields)
+    # The event kinds check() looks at, state-keeping included: the engine calls a detector
+    # for these only (most events are opens, and most detectors never look at one).
+    # Mandatory and never empty (check_spec).
+    kinds: frozenset[str]
     params: dict[str, Any] = field(default_factory=dict)  # knobs with built-in defaults
     # built-in exceptions (exe/argv/path globs, as in the config); a configured
     # `exceptions` list replaces them
@@ -38,6 +88,8 @@ class DetectorSpec:
     # numeric fields that a folded alert reports as the sum over the repeats it stands for
     # (event_loss's `lost`: the first alert and its folded one together count every loss)
     summed: tuple[str, ...] = ()
+    # its kernel half (in-kernel enforcement), if the probes can decide it by themselves
+    kernel: KernelHalf | None = None
 
 
 @dataclass
@@ -80,9 +132,6 @@ class Finding:
 
 class Detector:
     spec: ClassVar[DetectorSpec]
-    # The event kinds check() looks at (None: every kind). The engine calls a detector only
-    # for these: most events are opens, and most detectors never look at one.
-    kinds: ClassVar[frozenset[str] | None] = None
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise NotImplementedError
@@ -91,12 +140,22 @@ class Detector:
 REGISTRY: dict[str, type[Detector]] = {}
 
 
+def check_spec(spec: DetectorSpec) -> None:
+    """A spec the engine can run: known severity and action, and the event kinds it looks
+    at (a spec without them would run on nothing, or be assumed to run on everything)."""
+    if spec.severity not in SEVERITIES or spec.action not in ACTIONS:
+        raise ValueError(f"detector {spec.id}: bad default severity or action")
+    kinds = getattr(spec, "kinds", None)
+    if not isinstance(kinds, frozenset) or not kinds or not kinds <= DETECTOR_KINDS:
+        raise ValueError(f"detector {spec.id}: `kinds` must be a non-empty frozenset of "
+                         f"{sorted(DETECTOR_KINDS)}, not {kinds!r}")
+
+
 def register(cls: type[Detector]) -> type[Detector]:
     spec = cls.spec
     if spec.id in REGISTRY:
         raise ValueError(f"detector {spec.id} registered twice")
-    if spec.severity not in SEVERITIES or spec.action not in ACTIONS:
-        raise ValueError(f"detector {spec.id}: bad default severity or action")
+    check_spec(spec)
     REGISTRY[spec.id] = cls
     return cls
 

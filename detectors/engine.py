@@ -29,6 +29,7 @@ from detectors.base import (
     Finding,
     ProcView,
     SessionView,
+    check_spec,
     path_matches,
     text_matches,
 )
@@ -60,6 +61,8 @@ class Engine:
             (REGISTRY[did](), dcfg) for did, dcfg in config.detectors.items()
             if dcfg.enabled and did in REGISTRY
         ]
+        for det, _cfg in self.detectors:
+            check_spec(det.spec)  # no spec without its event kinds
         self._contexts: dict[str, list[Context]] = {}  # session -> one per detector
         self._by_kind: dict[str, list[int]] = {}  # event kind -> detectors that look at it
         self._folds: dict[tuple[str, str, str], _Fold] = {}
@@ -86,7 +89,7 @@ class Engine:
         if wanted is None:
             wanted = self._by_kind[ev.kind] = [
                 i for i, (det, _cfg) in enumerate(self.detectors)
-                if det.kinds is None or ev.kind in det.kinds]
+                if ev.kind in det.spec.kinds]
         for i in wanted:
             det, dcfg = self.detectors[i]
             ctx = contexts[i]

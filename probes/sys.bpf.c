@@ -74,17 +74,6 @@ struct aw_sys_spec {
     u64 filter_v2;
 };
 
-/* Enforcement classes (aw_sys_spec.enforce), each under an AW_EN_* bit. */
-#define AW_SE_TAMPER 1       /* any call */
-#define AW_SE_NS_JOIN 2      /* setns */
-#define AW_SE_NS_NEW 3       /* unshare with new-namespace flags in arg 0, not exempt */
-#define AW_SE_MOUNT 4        /* any call */
-#define AW_SE_MOUNT_EXEMPT 5 /* mount, umount2: not by an exempt process */
-#define AW_SE_PTRACE 6       /* ptrace: request in arg 0 (attach, seize, poke, set regs) */
-#define AW_SE_PROCESS_VM 7   /* process_vm_readv/writev: target pid in arg 0 */
-#define AW_SE_SIGNAL 8       /* kill, tkill (target arg 0, signal arg 1), tgkill (tgid arg 0,
-                                signal arg 2), pidfd_open (pid arg 0): of a protected pid */
-
 #define AW_UNSHARE_NEW (AW_CLONE_NEW | AW_CLONE_NEWTIME)
 
 /* The record: data[] holds the strings, packed (str0, str1, str2), then the blob. For
@@ -357,9 +346,7 @@ static __always_inline u32 aw_sys_violation(const struct aw_sys *rec,
         if (!(mask & AW_EN_PTRACE))
             return 0;
         u64 req = rec->arg0;
-        /* POKETEXT POKEDATA POKEUSER SETREGS SETFPREGS ATTACH, SETREGSET, SEIZE */
-        if (!(req == 4 || req == 5 || req == 6 || req == 13 || req == 15 || req == 16 ||
-              req == 0x4205 || req == 0x4206))
+        if (!AW_PTRACE_KILLS(req))  /* attach, seize, poke, set regs (probes/rules.py) */
             return 0;
         return aw_target_outside(p, id, rec->arg1);
     }

@@ -20,6 +20,14 @@ match gets SIGKILL from `bpf_send_signal` before the process returns to user spa
 |                | own pids (`protected`), kill(-1, sig): by a caller in the host pid |
 |                | namespace; opens of its literal config/state/log/run paths |
 
+Each row is the detector's own declaration, `kernel=KernelHalf(...)` in its spec
+(detectors/base.py): which syscalls with which C check (`AW_SE_*`), which enable bit
+(`AW_EN_*`), which reason its kills carry (`AW_WHY_*`), which params hold literal paths,
+exempt executables, protected pids or a limit. `policy_for` reads those declarations; the
+numbers come from probes/rules.py, the one source the C header is generated from. A new
+kernel rule is its spec's `kernel` (and its names in probes/rules.py) plus at most one C
+branch that tests them; a detector without a kernel half touches nothing here.
+
 Everything else (relative paths, globs, `..`, abstract sockets, calls from inside a
 sandbox's pid namespace for ptrace) stays with the user-space detectors, which kill the
 tree a few milliseconds later. Processes of a sandbox's own setup are never killed by the
@@ -36,39 +44,41 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from collector.decode import KILL_REASONS
+import detectors.catalog  # noqa: F401 - registers the specs whose kernel halves are read here
+from detectors.base import REGISTRY, KernelCall
 from detectors.config import Config
+from probes import rules
 
 if TYPE_CHECKING:
     from probes.loader import Probes
 
-EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE, EN_PATHS, EN_REVSHELL = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20
-EN_MONITOR = 0x40
-EN_FORKBOMB = 0x80
+# The kernel's numbers, from probes/rules.py (also generated into agentwatch_rules.h)
+V = rules.VALUE
+EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE = (V["AW_EN_TAMPER"], V["AW_EN_NS"], V["AW_EN_MOUNT"],
+                                         V["AW_EN_PTRACE"])
+EN_PATHS, EN_REVSHELL, EN_MONITOR, EN_FORKBOMB = (V["AW_EN_PATHS"], V["AW_EN_REVSHELL"],
+                                                  V["AW_EN_MONITOR"], V["AW_EN_FORKBOMB"])
 FD_PROBES = (("aw_fd_close", "close"), ("aw_fd_close_range", "close_range"))
-CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = 1, 2, 3, 4
-WHY_CODE = {v: k for k, v in KILL_REASONS.items()}
-DENY_DIR = 0x100
-HASH_MAX = 256  # AW_HASH_MAX: longer paths are left to user space
-PROTECTED_MAX = 256  # AW_PROTECTED_MAX
+CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = (
+    V["AW_CFG_ENFORCE"], V["AW_CFG_PIDNS_DEV"], V["AW_CFG_PIDNS_INO"], V["AW_CFG_FORK_MAX"])
+WHY_CODE = {c.detector: c.value for c in rules.REASONS}  # detector id -> AW_WHY_*
+DENY_DIR = V["AW_DENY_DIR"]
+HASH_MAX = V["AW_HASH_MAX"]  # longer paths are left to user space
+PROTECTED_MAX = V["AW_PROTECTED_MAX"]
 
-# aw_sys_spec.enforce classes (AW_SE_* in sys.bpf.c)
-SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = 1, 2, 3, 4, 5
-SE_PTRACE, SE_PROCESS_VM, SE_SIGNAL = 6, 7, 8
-SIGNAL_CALLS = ("kill", "tkill", "tgkill", "pidfd_open")
-TAMPER_CALLS = ("bpf", "perf_event_open", "init_module", "finit_module", "delete_module")
-MOUNT_CALLS = ("move_mount", "fsopen", "fsmount", "open_tree", "open_tree_attr",
-               "mount_setattr", "pivot_root", "chroot")
-KERNEL_PTRACE_REQUESTS = {"PTRACE_ATTACH", "PTRACE_SEIZE", "PTRACE_POKETEXT",
-                          "PTRACE_POKEDATA", "PTRACE_POKEUSER", "PTRACE_SETREGS",
-                          "PTRACE_SETFPREGS", "PTRACE_SETREGSET"}
+# aw_sys_spec.enforce checks (AW_SE_*)
+SE_TAMPER, SE_NS_JOIN, SE_NS_NEW, SE_MOUNT, SE_MOUNT_EXEMPT = (
+    V["AW_SE_TAMPER"], V["AW_SE_NS_JOIN"], V["AW_SE_NS_NEW"], V["AW_SE_MOUNT"],
+    V["AW_SE_MOUNT_EXEMPT"])
+SE_PTRACE, SE_PROCESS_VM, SE_SIGNAL = (V["AW_SE_PTRACE"], V["AW_SE_PROCESS_VM"],
+                                       V["AW_SE_SIGNAL"])
 _GLOB = re.compile(r"[*?\[]")
 
 
 def fnv1a64(data: bytes) -> int:
-    h = 0xCBF29CE484222325
+    h = V["AW_FNV_OFFSET"]
     for b in data:
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        h = ((h ^ b) * V["AW_FNV_PRIME"]) & 0xFFFFFFFFFFFFFFFF
     return h
 
 
@@ -119,87 +129,64 @@ def literal_paths(patterns: list[str]) -> list[str]:
 
 
 def policy_for(config: Config) -> Policy:
+    """The kernel's rules for `config`: the kernel half (DetectorSpec.kernel) of every
+    detector that kills, is enabled and has no configured exceptions, in the order of
+    their reason codes."""
     pol = Policy()
     if config.mode != "enforce" or not config.kernel_enforcement:
         return pol
-
-    def kills(did: str) -> dict[str, Any] | None:
-        d = config.detectors.get(did)
-        if d is None or not d.enabled or d.action != "kill":
-            return None
-        if d.exceptions:
-            return None  # exe/argv/path globs: user space's
-        return d.params
-
-    p = kills("kernel_tamper")
-    if p is not None:
-        calls = [c for c in TAMPER_CALLS if c in p.get("syscalls", [])]
-        if calls:
-            pol.mask |= EN_TAMPER
-            pol.syscalls.update(dict.fromkeys(calls, SE_TAMPER))
-            pol.detectors.append("kernel_tamper")
     exempt: set[str] = set()
-    p = kills("namespace_escape")
-    if p is not None:
-        pol.mask |= EN_NS
-        pol.syscalls.update({"setns": SE_NS_JOIN, "unshare": SE_NS_NEW})
-        exempt.update(_comms(p.get("allowed_exes", [])))
-        pol.detectors.append("namespace_escape")
-    p = kills("mount_escape")
-    if p is not None:
-        calls = p.get("syscalls", [])
-        pol.mask |= EN_MOUNT
-        for c in calls:
-            if c in ("mount", "umount2"):
-                pol.syscalls[c] = SE_MOUNT_EXEMPT
-            elif c in MOUNT_CALLS:
-                pol.syscalls[c] = SE_MOUNT
-        exempt.update(_comms(p.get("allowed_exes", [])))
-        pol.detectors.append("mount_escape")
-    p = kills("process_injection")
-    if p is not None and _host_pid_ns() is not None:
-        requests = set(p.get("ptrace_requests", []))
-        if KERNEL_PTRACE_REQUESTS <= requests:
-            pol.syscalls["ptrace"] = SE_PTRACE
-        for c in ("process_vm_readv", "process_vm_writev"):
-            if c in p.get("syscalls", []):
-                pol.syscalls[c] = SE_PROCESS_VM
-        pol.mask |= EN_PTRACE
-        pol.detectors.append("process_injection")
-    p = kills("canary_touch")
-    if p is not None and p.get("paths"):
-        for path in literal_paths(list(p["paths"])):
-            pol.deny_paths[path] = WHY_CODE["canary_touch"] | DENY_DIR
-        pol.detectors.append("canary_touch")
-    p = kills("runtime_socket")
-    if p is not None:
-        for path in literal_paths(list(p.get("sockets", []))):
-            pol.deny_paths.setdefault(path, WHY_CODE["runtime_socket"])
-        pol.detectors.append("runtime_socket")
-    if kills("reverse_shell") is not None:
-        pol.mask |= EN_REVSHELL
-        pol.detectors.append("reverse_shell")
-    p = kills("monitor_tamper")
-    if p is not None:
-        pids = {int(x) for x in p.get("monitor_pids", []) if str(x).isdigit()}
-        pol.protected = sorted(pids | own_ids())
-        for pid in pol.protected:  # /proc/<pid>/mem, /proc/<pid>/root ... of agentwatch
-            pol.deny_paths.setdefault(f"/proc/{pid}", WHY_CODE["monitor_tamper"] | DENY_DIR)
-        if _host_pid_ns() is not None:
-            pol.syscalls.update(dict.fromkeys(SIGNAL_CALLS, SE_SIGNAL))
-            pol.mask |= EN_MONITOR
-        for path in literal_paths(list(p.get("paths", []))):
-            pol.deny_paths.setdefault(path, WHY_CODE["monitor_tamper"] | DENY_DIR)
-        pol.detectors.append("monitor_tamper")
-    p = kills("fork_bomb")
-    if p is not None and not p.get("count_threads") and int(p.get("max_live") or 0) > 0:
-        pol.fork_max = int(p["max_live"])  # the rate limit (max_forks) stays user space's
-        pol.mask |= EN_FORKBOMB
-        pol.detectors.append("fork_bomb")
+    halves = sorted(((cls.spec.id, cls.spec.kernel) for cls in REGISTRY.values()
+                     if cls.spec.kernel is not None),
+                    key=lambda dk: V[dk[1].reason])
+    for did, k in halves:
+        d = config.detectors.get(did)
+        if d is None or not d.enabled or d.action != "kill" or d.exceptions:
+            continue  # exceptions are exe/argv/path globs: user space's
+        p = d.params
+        if (k.needs_param and not _present(p.get(k.needs_param))) \
+                or (k.unless_param and p.get(k.unless_param)) \
+                or (k.host_pidns and _host_pid_ns() is None):
+            continue
+        calls = {c.syscall: V[c.check] for c in k.calls if _applies(c, p)}
+        if k.needs_call and not calls:
+            continue
+        why = V[k.reason]
+        if k.protect_pids:
+            pids = {int(x) for x in p.get(k.protect_pids, []) if str(x).isdigit()}
+            pol.protected = sorted(pids | own_ids())
+            for pid in pol.protected:  # /proc/<pid>/mem, /proc/<pid>/root ... of agentwatch
+                pol.deny_paths.setdefault(f"/proc/{pid}", why | DENY_DIR)
+        pol.syscalls.update(calls)
+        if k.enable and (calls or not k.enable_needs_call):
+            pol.mask |= V[k.enable]
+        if k.deny_paths:
+            for path in literal_paths(list(p.get(k.deny_paths, []))):
+                pol.deny_paths.setdefault(path, why | DENY_DIR if k.deny_below else why)
+        if k.exempt_exes:
+            exempt.update(_comms(p.get(k.exempt_exes, [])))
+        if k.live_limit:  # the rate limit (max_forks) stays user space's
+            pol.fork_max = int(p[k.live_limit])
+        pol.detectors.append(did)
     if pol.deny_paths:
         pol.mask |= EN_PATHS
     pol.exempt_comms = sorted(exempt)
     return pol
+
+
+def _present(v: Any) -> bool:
+    """A param that turns a rule on: a non-empty list, true, a number above 0."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return v > 0
+    return bool(v)
+
+
+def _applies(call: KernelCall, params: dict[str, Any]) -> bool:
+    if call.listed_in and call.syscall not in params.get(call.listed_in, []):
+        return False
+    if call.requires and not set(call.requires[1]) <= set(params.get(call.requires[0], [])):
+        return False
+    return not (call.host_pidns and _host_pid_ns() is None)
 
 
 def own_ids() -> set[int]:

@@ -110,7 +110,7 @@ def test_threshold_param_changes_the_outcome() -> None:
 
 class _Boom(Detector):
     spec = DetectorSpec(id="boom", title="Boom", description="raises", severity="low",
-                        action="alert", mitre=(), output="boom")
+                        action="alert", mitre=(), output="boom", kinds=frozenset({"open"}))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise RuntimeError("bad detector")
@@ -118,7 +118,8 @@ class _Boom(Detector):
 
 class _Kill(Detector):
     spec = DetectorSpec(id="killer", title="Killer", description="always", severity="high",
-                        action="kill", mitre=("T0000",), output="{what} happened")
+                        action="kill", mitre=("T0000",), output="{what} happened",
+                        kinds=frozenset({"open"}))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         yield Finding(key="k", fields={"what": "it", "path": getattr(ev, "path", None)})
@@ -317,3 +318,43 @@ def test_detectors_do_no_io_and_import_no_kernel_libraries() -> None:
             assert not set(names) & banned, f"{module.name} imports {names}"
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id != "open", f"{module.name} calls open()"
+
+
+# ------------------------------------------------------------------------------ kinds
+def test_a_spec_without_event_kinds_is_rejected() -> None:
+    from detectors.base import REGISTRY, register
+
+    class _NoKinds(Detector):
+        spec = DetectorSpec(id="no_kinds", title="No Kinds", description="-", severity="low",
+                            action="alert", mitre=(), output="-", kinds=frozenset())
+
+    with pytest.raises(ValueError, match="kinds"):
+        register(_NoKinds)
+    assert "no_kinds" not in REGISTRY
+    with pytest.raises(TypeError):
+        DetectorSpec(id="x", title="X", description="-", severity="low",  # type: ignore[call-arg]
+                     action="alert", mitre=(), output="-")
+    assert all(cls.spec.kinds for cls in REGISTRY.values())
+
+
+def test_the_kind_filter_drops_no_event_a_detector_uses() -> None:
+    """Every recorded fixture gives the same alerts with each detector called for its
+    declared kinds only as with every detector called for every event."""
+    from service.docs import EXAMPLE_PARAMS
+
+    fixtures = sorted((Path(__file__).parent / "fixtures").rglob("*.jsonl"))
+    assert fixtures
+    for path in fixtures:
+        events = list(read_events(path))
+        for params in ({}, EXAMPLE_PARAMS):
+            cfg = defaults()
+            cfg.mode = "enforce"
+            for did, p in params.items():
+                cfg.detectors[did].params.update(p)
+            filtered = Engine(cfg)
+            every = Engine(cfg)
+            all_detectors = list(range(len(every.detectors)))
+            every._by_kind = {k: all_detectors for k in
+                              {e.kind for e in events} | {"loss", "session"}}
+            assert [a.to_json() for a in run_over(filtered, events)] == \
+                [a.to_json() for a in run_over(every, events)], path

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from collector.decode import file, net, proc, syscall
 from collector.events import Event, text
+from probes import rules
 from probes.layout import HDR_FIELDS, Header, Layout
 
 Decoder = Callable[[Header, bytes], Event]
@@ -25,9 +26,8 @@ TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect", 6: "sysc
 LOST_NAMES = {**TYPE_NAMES, 13: "enforced_ring_full", 14: "inflight_full",
               15: "untracked_child"}
 # AW_WHY_*: why the kernel killed a process at a call's entry, as a detector id
-KILL_REASONS = {1: "kernel_tamper", 2: "namespace_escape", 3: "mount_escape",
-                4: "process_injection", 5: "canary_touch", 6: "runtime_socket",
-                7: "reverse_shell", 8: "monitor_tamper", 9: "fork_bomb"}
+# (probes/rules.py, where each reason names the detector that declares it)
+KILL_REASONS = rules.KILL_REASONS
 
 _HDR = Layout("aw_hdr", tuple(HDR_FIELDS), None).struct
 # Hot path: the minimum size of each type computed once, not per record.

@@ -19,8 +19,27 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from collector.events import ConnectEvent, Event, ForkEvent, OpenEvent, SyscallEvent
+from detectors.base import (
+    SESSION_KINDS,
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelCall,
+    KernelHalf,
+    path_matches,
+    register,
+)
+from detectors.catalog.common import (
+    MOUNT_SYSCALLS,
+    PTRACE_WRITES,
+    after_setup,
+    outcome,
+    through_proc_root,
+    track_exe,
+    write_intent,
+)
 
 # sandbox-runtime's in-sandbox helper: it unshares a pid (and mount) namespace and mounts
 # /proc before it applies its seccomp filter and execs the command.
@@ -31,7 +50,6 @@ CLONE_NEW_BITS = {
     0x8000000: "CLONE_NEWIPC", 0x10000000: "CLONE_NEWUSER", 0x20000000: "CLONE_NEWPID",
     0x40000000: "CLONE_NEWNET",
 }  # CLONE_NEWTIME (0x80) only exists for clone3/unshare: in clone() that byte is a signal
-WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC", "O_APPEND")
 # syscalls whose `path` is a change to the file (creat, truncate, chmod ...), not a read
 _PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "chmod",
                  "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "link", "linkat",
@@ -39,49 +57,10 @@ _PATH_CHANGES = ("creat", "unlink", "unlinkat", "rename", "renameat", "renameat2
                  "mkdir", "mkdirat", "rmdir")
 
 
-_PROC_ROOT = re.compile(r"/proc/\d+(?:/task/\d+)?/root(?=/)")
-
-
-def through_proc_root(path: str | None) -> str | None:
-    """`/proc/<pid>/root/X` names X in that process's root: the path the globs are for
-    (`/proc/self/root/proc/sys/kernel/core_pattern` is core_pattern)."""
-    if not path:
-        return path
-    m = _PROC_ROOT.match(path)
-    return path[m.end():] if m else path
-
-
-def after_setup(ev: Event) -> bool:
-    """The event is the session's own doing (not bubblewrap building the sandbox)."""
-    return not ev.setup or ev.nested_launcher
-
-
 def fold_key(ev: Event, key: str) -> str:
     """A nested launcher's setup makes dozens of calls: one alert per launcher process
     (the rest fold into it), not one per mount."""
     return f"nested_launcher:{ev.pid}" if ev.setup and ev.nested_launcher else key
-
-
-def outcome(ev: Event) -> dict[str, Any]:
-    ret = getattr(ev, "ret", None)
-    return {"ret": ret, "error": getattr(ev, "error", None)}
-
-
-def write_intent(ev: OpenEvent) -> bool:
-    return any(f in ev.flag_names for f in WRITE_FLAGS)
-
-
-def track_exe(ctx: Context, ev: Event) -> str | None:
-    """The acting process's executable: from the process table when the engine has one,
-    else from this detector's own record of the session's execs (inherited at fork)."""
-    exes: dict[int, str | None] = ctx.state.setdefault("exes", {})
-    if isinstance(ev, ExecEvent) and ev.ret == 0:
-        exes[ev.pid] = ev.exe or ev.filename
-    elif isinstance(ev, ForkEvent) and ev.ret > 0 and not ev.thread and ev.pid in exes:
-        exes[ev.child_pid] = exes[ev.pid]
-    if ctx.proc is not None and ctx.proc.exe:
-        return ctx.proc.exe
-    return exes.get(ev.pid)
 
 
 def new_ns_names(flags: Iterable[Any]) -> list[str]:
@@ -107,6 +86,7 @@ class NamespaceEscape(Detector):
 
     spec = DetectorSpec(
         id="namespace_escape",
+        kinds=frozenset({"exec", "fork", "syscall", "open"}),  # exec/fork: track_exe
         title="Namespace Change After Sandbox Setup",
         description="the sandboxed command joined or created namespaces (setns, unshare, "
                     "clone with CLONE_NEW*) or opened a /proc/*/ns/* handle; bubblewrap's "
@@ -120,6 +100,9 @@ class NamespaceEscape(Detector):
             "allowed_exes": [APPLY_SECCOMP],
             "ns_paths": ["/proc/*/ns/*", "/proc/*/task/*/ns/*"],
         },
+        kernel=KernelHalf(reason="AW_WHY_NS", enable="AW_EN_NS", exempt_exes="allowed_exes",
+                          calls=(KernelCall("setns", "AW_SE_NS_JOIN"),
+                                 KernelCall("unshare", "AW_SE_NS_NEW"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -153,10 +136,6 @@ class NamespaceEscape(Detector):
             **outcome(ev)})
 
 
-MOUNT_SYSCALLS = ["mount", "umount2", "move_mount", "fsopen", "fsmount", "open_tree",
-                  "open_tree_attr", "mount_setattr", "pivot_root", "chroot"]
-
-
 @register
 class MountEscape(Detector):
     """The mount family (mount, umount2, fsopen, fsmount, move_mount, open_tree,
@@ -168,6 +147,7 @@ class MountEscape(Detector):
 
     spec = DetectorSpec(
         id="mount_escape",
+        kinds=frozenset({"exec", "fork", "syscall"}),  # exec/fork: track_exe
         title="Mount Or Root Change After Sandbox Setup",
         description="the sandboxed command called the mount family, pivot_root or chroot "
                     "after bubblewrap's setup (a nested launcher's setup included)",
@@ -180,6 +160,12 @@ class MountEscape(Detector):
             # allowed only mount/umount2 (sandbox-runtime's helper mounts its own /proc)
             "allowed_exes": [APPLY_SECCOMP],
         },
+        # mount and umount2 spare `allowed_exes` (by command name), the others do not
+        kernel=KernelHalf(
+            reason="AW_WHY_MOUNT", enable="AW_EN_MOUNT", exempt_exes="allowed_exes",
+            calls=tuple(KernelCall(c, "AW_SE_MOUNT_EXEMPT" if c in ("mount", "umount2")
+                                   else "AW_SE_MOUNT", listed_in="syscalls")
+                        for c in MOUNT_SYSCALLS)),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -198,8 +184,6 @@ class MountEscape(Detector):
             **outcome(ev)})
 
 
-PTRACE_WRITES = ["PTRACE_ATTACH", "PTRACE_SEIZE", "PTRACE_POKETEXT", "PTRACE_POKEDATA",
-                 "PTRACE_POKEUSER", "PTRACE_SETREGS", "PTRACE_SETFPREGS", "PTRACE_SETREGSET"]
 _PROC_MEM = re.compile(r"/proc/(\d+)(?:/task/\d+)?/mem\Z")
 
 
@@ -214,6 +198,7 @@ class ProcessInjection(Detector):
 
     spec = DetectorSpec(
         id="process_injection",
+        kinds=frozenset({"fork", "syscall", "open"}),  # fork: own and child pids
         title="Access To Another Process's Memory",
         description="ptrace attach/seize/poke, process_vm_readv/writev or an open of "
                     "/proc/<pid>/mem aimed at a process other than the caller",
@@ -227,6 +212,13 @@ class ProcessInjection(Detector):
             # true: a debugger on its own child (strace -f, gdb ./prog) is not flagged
             "allow_children": False,
         },
+        # in the kernel only from the host pid namespace, where the pids named are host pids
+        kernel=KernelHalf(
+            reason="AW_WHY_PTRACE", enable="AW_EN_PTRACE", host_pidns=True,
+            calls=(KernelCall("ptrace", "AW_SE_PTRACE",
+                              requires=("ptrace_requests", tuple(PTRACE_WRITES))),
+                   *(KernelCall(c, "AW_SE_PROCESS_VM", listed_in="syscalls")
+                     for c in ("process_vm_readv", "process_vm_writev")))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -276,6 +268,7 @@ class KernelTamper(Detector):
 
     spec = DetectorSpec(
         id="kernel_tamper",
+        kinds=frozenset({"syscall", "open"}),
         title="Kernel Tampering From The Sandbox",
         description="module load/unload, bpf(), perf_event_open, or a write to kernel "
                     "knobs such as core_pattern, sysrq-trigger or /sys/kernel",
@@ -290,6 +283,11 @@ class KernelTamper(Detector):
                       "/proc/sys/fs/binfmt_misc/**", "/sys/fs/cgroup/**/release_agent",
                       "/sys/module/**"],
         },
+        # the module calls, bpf and perf_event_open of `syscalls`; paths stay user space's
+        kernel=KernelHalf(
+            reason="AW_WHY_TAMPER", enable="AW_EN_TAMPER", needs_call=True,
+            calls=tuple(KernelCall(c, "AW_SE_TAMPER", listed_in="syscalls") for c in (
+                "bpf", "perf_event_open", "init_module", "finit_module", "delete_module"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -307,7 +305,7 @@ class KernelTamper(Detector):
                 yield Finding(key=f"{ev.syscall}:{ev.path}", fields={
                     "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                     "comm": ev.comm, **outcome(ev)})
-        elif isinstance(ev, OpenEvent) and write_intent(ev) \
+        elif isinstance(ev, OpenEvent) and write_intent(ev, by_names=True) \
                 and path_matches(through_proc_root(ev.path), p["paths"]):
             yield Finding(key=f"write:{ev.path}", fields={
                 "syscall": ev.syscall, "target": ev.path, "path": ev.path,
@@ -335,6 +333,7 @@ class PrivilegeEscalation(Detector):
 
     spec = DetectorSpec(
         id="privilege_escalation",
+        kinds=SESSION_KINDS,  # each process's last uid/gid, from any event
         title="Privilege Escalation Attempt",
         description="setuid/setgid bits or file capabilities set, a set*id transition to "
                     "uid/gid 0 from nonzero, or capset with dangerous capabilities",
@@ -407,9 +406,9 @@ class ExploitPrimitive(Detector):
     TIOCLINUX), raw IP and packet sockets. Alert only: a few runtimes use some of them.
     bubblewrap's own setup calls (setup: true, not nested) are skipped."""
 
-    kinds = frozenset({"syscall"})
     spec = DetectorSpec(
         id="exploit_primitive",
+        kinds=frozenset({"syscall"}),
         title="Exploit Primitive Used",
         description="userfaultfd, keyctl, io_uring_setup, TIOCSTI/TIOCLINUX ioctls, or a "
                     "raw/packet socket",
@@ -471,6 +470,7 @@ class MonitorTamper(Detector):
 
     spec = DetectorSpec(
         id="monitor_tamper",
+        kinds=frozenset({"open", "connect", "syscall"}),
         title="Tampering With agentwatch",
         description="signals or ptrace aimed at agentwatch's processes, or access to its "
                     "config, state, logs or pinned BPF maps",
@@ -483,6 +483,13 @@ class MonitorTamper(Detector):
             "paths": list(MONITOR_PATHS),
             "broadcast_kill": True,      # kill(-1, sig) reaches every process it may signal
         },
+        # signals and pidfd_open only from the host pid namespace; /proc/<pid> of the
+        # protected pids and the literal `paths` (and below) from anywhere
+        kernel=KernelHalf(
+            reason="AW_WHY_MONITOR", enable="AW_EN_MONITOR", enable_needs_call=True,
+            protect_pids="monitor_pids", deny_paths="paths", deny_below=True,
+            calls=tuple(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
+                        for c in ("kill", "tkill", "tgkill", "pidfd_open"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -562,6 +569,7 @@ class RuntimeSocket(Detector):
 
     spec = DetectorSpec(
         id="runtime_socket",
+        kinds=frozenset({"connect", "syscall", "open"}),
         title="Container Runtime Or Host IPC Socket Access",
         description="connect/bind/send/open of docker, containerd, cri-o or podman "
                     "sockets, or of host IPC sockets (D-Bus, systemd)",
@@ -570,6 +578,7 @@ class RuntimeSocket(Detector):
         mitre=("T1610", "T1611", "T1559"),
         output="{syscall} {socket} by {comm}",
         params={"sockets": list(RUNTIME_SOCKETS)},
+        kernel=KernelHalf(reason="AW_WHY_RUNTIME_SOCKET", deny_paths="sockets"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

@@ -13,23 +13,29 @@ Shared rules (docs/events.md, "Paths"):
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SessionEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register, under
-
-O_ACCMODE = 0o3
-O_WRONLY = 0o1
-O_RDWR = 0o2
-O_CREAT = 0o100
-O_TRUNC = 0o1000
-O_APPEND = 0o2000
-O_PATH = 0o10000000
-O_TMPFILE = 0o20000000
-WRITE_BITS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_TMPFILE
+from detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelHalf,
+    path_matches,
+    register,
+    under,
+)
+from detectors.catalog.common import (
+    after_setup,
+    in_any,
+    is_read_open,
+    parse_ip,
+    result_of,
+    write_intent,
+)
 
 # Syscalls that change the file system at their path argument(s) (`path`, `path2`).
 # fd-only ones (fchmod, fchown, ftruncate, fsetxattr) carry no path and are not here.
@@ -45,24 +51,10 @@ COPY_SYSCALLS = frozenset({"link", "linkat", "rename", "renameat", "renameat2", 
                            "symlinkat"})
 
 # ---------------------------------------------------------------------------- helpers
-def by_agent(ev: Event) -> bool:
-    """False for a sandbox launcher's own setup (bubblewrap building the sandbox)."""
-    return not ev.setup or ev.nested_launcher
-
-
-def is_read_open(ev: OpenEvent) -> bool:
-    """An open that can read the file's content (O_RDONLY or O_RDWR, not O_PATH)."""
-    return not ev.flags & O_PATH and (ev.flags & O_ACCMODE) in (0, O_RDWR)
-
-
-def is_write_open(ev: OpenEvent) -> bool:
-    return bool(ev.flags & WRITE_BITS) and not ev.flags & O_PATH
-
-
 def written_paths(ev: Event) -> list[str]:
     """The paths an event writes to (create, truncate, append, remove, rename, chmod...)."""
     if isinstance(ev, OpenEvent):
-        return [ev.path] if is_write_open(ev) and ev.path else []
+        return [ev.path] if write_intent(ev) and ev.path else []
     if isinstance(ev, SyscallEvent) and ev.syscall in WRITE_SYSCALLS:
         if ev.error == "EEXIST" and ev.syscall in ("mkdir", "mkdirat"):
             return []  # changed nothing: what `mkdir -p` does to every existing parent
@@ -96,14 +88,6 @@ def tree_patterns(patterns: Iterable[str]) -> list[str]:
         if p.endswith("/**") and len(p) > 3:
             out.append(p[:-3])
     return out
-
-
-def result_of(ev: Event) -> str:
-    ret = getattr(ev, "ret", 0)
-    if ret is None or ret >= 0:
-        return "ok"
-    error = getattr(ev, "error", None) or str(ret)
-    return f"failed {error}"
 
 
 def workspace(ctx: Context, ev: Event) -> str | None:
@@ -160,6 +144,7 @@ class CredentialRead(Detector):
 
     spec = DetectorSpec(
         id="credential_read",
+        kinds=frozenset({"open", "syscall", "connect"}),
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -184,7 +169,7 @@ class CredentialRead(Detector):
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
-        if not by_agent(ev):
+        if not after_setup(ev):
             return
         p = ctx.params
         if isinstance(ev, OpenEvent):
@@ -265,19 +250,10 @@ class CredentialRead(Detector):
 
 
 def _address_allowed(address: str, allow: list[str]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for entry in allow:
-        try:
-            if ip in ipaddress.ip_network(entry, strict=False):
-                return True
-        except ValueError:
-            continue
-    return False
+    # a CIDR of `connect_allow` that does not parse is skipped, the others still count
+    # (egress_violation's lists do otherwise: see common.in_any)
+    ip = parse_ip(address)
+    return ip is not None and in_any(ip, allow, skip_bad=True)
 
 
 # ---------------------------------------------------------------------------- canary_touch
@@ -291,6 +267,7 @@ class CanaryTouch(Detector):
 
     spec = DetectorSpec(
         id="canary_touch",
+        kinds=frozenset({"open", "syscall", "exec", "connect"}),  # touched_paths
         title="Decoy File Touched",
         description="any access to a configured decoy (canary) file or directory",
         severity="critical",
@@ -298,11 +275,13 @@ class CanaryTouch(Detector):
         mitre=("T1083", "T1552.001"),
         output="{comm} touched decoy {path} ({syscall}, {result})",
         params={"paths": []},
+        kernel=KernelHalf(reason="AW_WHY_CANARY", deny_paths="paths", deny_below=True,
+                          needs_param="paths"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         patterns = ctx.params["paths"]
-        if not patterns or not by_agent(ev):
+        if not patterns or not after_setup(ev):
             return
         patterns = tree_patterns(patterns)
         for path in touched_paths(ev):
@@ -327,6 +306,7 @@ class ProtectedRead(Detector):
 
     spec = DetectorSpec(
         id="protected_read",
+        kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
         title="Protected Data Read",
         description="read of configured protected paths: answer keys, hidden tests, eval "
                     "data, other repositories' .git history",
@@ -345,7 +325,7 @@ class ProtectedRead(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
-        if not by_agent(ev):
+        if not after_setup(ev):
             return
         own: set[str] = ctx.state.setdefault("own_repos", set())
         for path in written_paths(ev):
@@ -403,6 +383,7 @@ class WriteOutsideWorkspace(Detector):
 
     spec = DetectorSpec(
         id="write_outside_workspace",
+        kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
         title="Write Outside The Workspace",
         description="write-intent open, rename, unlink, chmod, link... outside the workspace "
                     "and allowed paths, denied attempts included",
@@ -424,7 +405,7 @@ class WriteOutsideWorkspace(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
-        if not by_agent(ev):
+        if not after_setup(ev):
             return
         outside = [path for path in written_paths(ev) if _outside(ctx, ev, path, ws)]
         if not outside:
@@ -486,6 +467,7 @@ class PersistenceWrite(Detector):
 
     spec = DetectorSpec(
         id="persistence_write",
+        kinds=frozenset({"open", "syscall"}),  # written_paths
         title="Persistence Location Written",
         description="write to shell rc files, cron, systemd units, authorized_keys, "
                     ".git/hooks, ld.so.preload, accounts",
@@ -500,7 +482,7 @@ class PersistenceWrite(Detector):
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
-        if not by_agent(ev):
+        if not after_setup(ev):
             return
         p = ctx.params
         for path in written_paths(ev):

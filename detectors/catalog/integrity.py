@@ -16,9 +16,9 @@ class EventLoss(Detector):
     the `lost` of all event_loss alerts adds up to every loss the kernel counted (from
     `min_lost` on)."""
 
-    kinds = frozenset({"loss"})
     spec = DetectorSpec(
         id="event_loss",
+        kinds=frozenset({"loss"}),
         title="Events Lost Between Kernel And Collector",
         description="the kernel could not deliver events (ring buffer or tables full); "
                     "what happened in that gap is unknown",

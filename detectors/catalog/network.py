@@ -7,51 +7,17 @@ Every list and threshold is a param (detectors/config.py).
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import math
 import re
 from collections import Counter, deque
 from collections.abc import Iterable
-from functools import lru_cache
-from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, register
+from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
+from detectors.catalog.common import in_any, outcome, parse_ip
 
-IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 INET = ("AF_INET", "AF_INET6")
 SENDS = ("sendto", "sendmsg", "sendmmsg")
-
-
-def outcome(ev: Event) -> dict[str, Any]:
-    return {"ret": getattr(ev, "ret", None), "error": getattr(ev, "error", None)}
-
-
-@lru_cache(maxsize=256)
-def _networks(cidrs: tuple[str, ...]) -> tuple[IPNet, ...]:
-    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
-
-
-def parse_ip(address: str | None) -> IPAddr | None:
-    """An IP address from an event (IPv6 `%scope` dropped, IPv4-mapped IPv6 unwrapped)."""
-    if not address:
-        return None
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def in_any(ip: IPAddr, cidrs: list[str]) -> bool:
-    try:
-        nets = _networks(tuple(cidrs))
-    except ValueError:
-        return False
-    return any(ip.version == n.version and ip in n for n in nets)
 
 
 @register
@@ -68,9 +34,9 @@ class EgressViolation(Detector):
     violations in a session the action becomes kill (0: never). Unix sockets are
     `runtime_socket`'s; sends on a connected socket were checked at its connect."""
 
-    kinds = frozenset({"connect", "syscall"})
     spec = DetectorSpec(
         id="egress_violation",
+        kinds=frozenset({"connect", "syscall"}),
         title="Network Egress Outside The Allowlist",
         description="a connect or send to an address outside the allowlist (cloud "
                     "metadata addresses always); kill above a count per session",
@@ -147,9 +113,9 @@ class DnsExfil(Detector):
     the query's last two labels, so a burst to one domain is one alert and a count. Data
     encoded in short labels below the rate limit is not caught."""
 
-    kinds = frozenset({"syscall"})
     spec = DetectorSpec(
         id="dns_exfil",
+        kinds=frozenset({"syscall"}),
         title="Possible DNS Exfiltration",
         description="DNS queries with overlong or high-entropy labels, or at a high rate",
         severity="high",
@@ -233,9 +199,9 @@ class ReverseShell(Detector):
     with ENOENT (a shell's PATH search) are skipped. A shell whose stdio is a socket it
     inherited (no dup in the session) is not visible without the fd table at exec."""
 
-    kinds = frozenset({"syscall", "exec"})
     spec = DetectorSpec(
         id="reverse_shell",
+        kinds=frozenset({"syscall", "exec"}),
         title="Reverse Shell",
         description="a socket dup'ed onto fd 0-2, /dev/tcp redirections, interpreter "
                     "socket+shell one-liners, nc -e or socat exec:",
@@ -256,6 +222,8 @@ class ReverseShell(Detector):
             # children socketpair stdio); a network socket always is
             "ignore_unix_sockets": True,
         },
+        # an inet socket dup'ed onto fd 0-2 (unix sockets are never killed in the kernel)
+        kernel=KernelHalf(reason="AW_WHY_REVSHELL", enable="AW_EN_REVSHELL"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

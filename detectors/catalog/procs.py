@@ -10,12 +10,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from collector.events import Event, ExecEvent, ExitEvent, ForkEvent, OpenEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, path_matches, register
+from detectors.base import (
+    SESSION_KINDS,
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelHalf,
+    path_matches,
+    register,
+)
+from detectors.catalog.common import after_setup, is_read_open, result_of
 from detectors.catalog.files import (
     base_fields,
-    by_agent,
-    is_read_open,
-    result_of,
     touched_paths,
     tree_patterns,
     workspace,
@@ -61,6 +68,7 @@ class HostProcAccess(Detector):
 
     spec = DetectorSpec(
         id="host_proc_access",
+        kinds=SESSION_KINDS,  # _session_pids: every event's pid and tid
         title="Another Process's Proc Entries Accessed",
         description="/proc/<pid>/root, cwd, exe, fd of a process outside the session, "
                     "/proc/1/...",
@@ -78,7 +86,7 @@ class HostProcAccess(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         pids = _session_pids(ctx, ev)
-        if not by_agent(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
+        if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
             return
         p = ctx.params
         for path in touched_paths(ev):
@@ -105,6 +113,7 @@ class EnvironSnoop(Detector):
 
     spec = DetectorSpec(
         id="environ_snoop",
+        kinds=SESSION_KINDS,  # _session_pids: every event's pid and tid
         title="Another Process's Environment Read",
         description="reading /proc/<pid>/environ of another process",
         severity="medium",
@@ -116,7 +125,7 @@ class EnvironSnoop(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         pids = _session_pids(ctx, ev)
-        if not isinstance(ev, OpenEvent) or not by_agent(ev) or not is_read_open(ev):
+        if not isinstance(ev, OpenEvent) or not after_setup(ev) or not is_read_open(ev):
             return
         entry = _proc_entry(ev.path)
         if entry is None or entry[1] != "environ":
@@ -144,6 +153,7 @@ class FilelessExec(Detector):
 
     spec = DetectorSpec(
         id="fileless_exec",
+        kinds=frozenset({"session", "syscall", "fork", "exec", "open"}),  # session: workspace()
         title="Fileless Or Dropped Binary Executed",
         description="memfd_create then exec, exec from /dev/shm, exec of a file the session "
                     "wrote outside the workspace",
@@ -162,7 +172,7 @@ class FilelessExec(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
-        if not by_agent(ev):
+        if not after_setup(ev):
             return
         p = ctx.params
         state = ctx.state
@@ -254,6 +264,7 @@ class ForkBomb(Detector):
 
     spec = DetectorSpec(
         id="fork_bomb",
+        kinds=frozenset({"fork", "exit"}),
         title="Fork Bomb",
         description="process creation rate or live process count of a session above limits",
         severity="high",
@@ -262,6 +273,10 @@ class ForkBomb(Detector):
         output="{comm}: {what}",
         params={"max_forks": 2000, "rate_window": 5.0, "max_live": 1500,
                 "count_threads": False},
+        # the live count only (the kernel counts thread groups); the rate stays user space's
+        kernel=KernelHalf(reason="AW_WHY_FORKBOMB", enable="AW_EN_FORKBOMB",
+                          live_limit="max_live", needs_param="max_live",
+                          unless_param="count_threads"),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

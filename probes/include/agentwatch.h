@@ -126,51 +126,14 @@ struct aw_session {
     u32 kind;  /* AW_SK_* */
 };
 
-/* Configuration written by user space (array map `config`). */
-#define AW_CFG_ADOPT_LAUNCHERS 0  /* 1: every exec of a launcher starts a session */
-#define AW_CFG_ENFORCE 1          /* AW_EN_*: what the kernel kills for (enforce mode) */
-#define AW_CFG_PIDNS_DEV 2        /* the host pid namespace (dev, inode) for ptrace checks; */
-#define AW_CFG_PIDNS_INO 3        /* inode 0: no ptrace enforcement */
-#define AW_CFG_FORK_MAX 4         /* AW_EN_FORKBOMB: live processes a session may have */
-#define AW_CFG_SLOTS 5
-
-/* In-kernel enforcement: a watched process past its sandbox's setup that makes one of
- * these calls gets SIGKILL from bpf_send_signal at the syscall's entry. The call itself
- * still runs (a tracepoint cannot stop it) but the process never returns to user space;
- * the record goes to the `enforced` ring, which ordinary events cannot fill. */
-#define AW_EN_TAMPER 0x1   /* bpf, perf_event_open, module calls */
-#define AW_EN_NS     0x2   /* setns; unshare/clone of new namespaces (not by exempt comms) */
-#define AW_EN_MOUNT  0x4   /* mount family, pivot_root, chroot (mount/umount2: not exempt) */
-#define AW_EN_PTRACE 0x8   /* ptrace attach/poke, process_vm_*: of a process outside */
-#define AW_EN_PATHS  0x10  /* opens and unix connects of `deny_paths` (literal, absolute) */
-#define AW_EN_REVSHELL 0x20 /* an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`) */
-#define AW_EN_MONITOR 0x40  /* a signal (kill, tkill, tgkill; kill(-1)) or pidfd_open aimed at
-                               a `protected` pid (agentwatch), by a host-pid-ns caller */
-#define AW_EN_FORKBOMB 0x80 /* a fork that takes its session past AW_CFG_FORK_MAX live
-                               processes: the forking process (its new child is killed
-                               with the rest of the tree by user space) */
-
-/* Why the kernel killed (AW_HF_KILLED's reason; user space maps it to a detector id). */
-#define AW_WHY_TAMPER 1
-#define AW_WHY_NS 2
-#define AW_WHY_MOUNT 3
-#define AW_WHY_PTRACE 4
-#define AW_WHY_CANARY 5
-#define AW_WHY_RUNTIME_SOCKET 6
-#define AW_WHY_REVSHELL 7
-#define AW_WHY_MONITOR 8
-#define AW_WHY_FORKBOMB 9
+/* The kernel rules' numbers shared with Python (AW_CFG_*, AW_EN_*, AW_WHY_*, AW_SE_*,
+ * AW_DENY_DIR, map limits): generated from probes/rules.py. */
+#include "agentwatch_rules.h"
 
 /* CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}; clone3 and unshare add CLONE_NEWTIME (0x80,
  * which in clone() is part of the exit signal) */
 #define AW_CLONE_NEW 0x7E020000ULL
 #define AW_CLONE_NEWTIME 0x80ULL
-
-#define AW_DENY_DIR 0x100  /* deny_paths value flag: the entry covers everything below it */
-#define AW_HASH_MAX 256    /* deny_paths: longer paths are left to user space */
-#define AW_PROTECTED_MAX 256  /* `protected`: agentwatch's pids and thread ids */
-#define AW_FNV_OFFSET 0xcbf29ce484222325ULL
-#define AW_FNV_PRIME 0x100000001b3ULL
 
 struct aw_comm { char name[16]; };
 
