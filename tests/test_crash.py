@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import (
+from bench.harness import (
     Daemon,
     Supervisor,
     sandbox,

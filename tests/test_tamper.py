@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import Daemon, running, sandbox, wait
-from tests.conftest import bpf_unavailable
+from bench.harness import Daemon, sandbox, wait
+from tests.conftest import bpf_unavailable, running
 
 pytestmark = pytest.mark.bpf
 PY = sys.executable

@@ -58,6 +58,8 @@ from typing import Any
 
 import orjson
 
+from bench.harness import Daemon
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 WAYS = ("bwrap", "srt", "bare")
@@ -374,37 +376,30 @@ class Runs:
         self.fx = fx
         self.agentwatch = agentwatch
         self.seq = 0
-        self.daemon: subprocess.Popen[bytes] | None = None
+        self.daemon: Daemon | None = None
         self.daemon_alerts: AlertReader | None = None
         self.seen_sessions: set[str] = set()
 
     # -- daemon ---------------------------------------------------------------------------
 
     def start_daemon(self) -> None:
+        """The daemon of the bwrap and srt ways: bench.harness.Daemon (the one the daemon
+        tests and the soak use), adopting only the corpus's launcher, its alerts also
+        written to a FIFO so that the time each reaches a reader is known."""
         fifo = self.fx.base / "daemon-alerts.fifo"
         self.daemon_alerts = AlertReader(fifo)
-        log = open(self.fx.base / "daemon.log", "wb")  # noqa: SIM115 - closed with the run
-        self.daemon = subprocess.Popen(
-            [self.agentwatch, "daemon", "--config", str(self.fx.config), "--launcher",
-             LAUNCHER, "--log-dir", str(self.fx.base / "log"), "--alerts", str(fifo)],
-            env=self.fx.env(self.fx.base), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        # ready = every probe attached and the launcher table filled: it says so on stderr
-        while b"daemon ready" not in (self.fx.base / "daemon.log").read_bytes():
-            if self.daemon.poll() is not None or time.monotonic() > deadline:
-                raise ScenarioError("agentwatch daemon did not start:\n"
-                                    + (self.fx.base / "daemon.log").read_text()[-2000:])
-            time.sleep(0.1)
+        self.daemon = Daemon(self.fx.base, self.fx.config, launcher=LAUNCHER,
+                             args=("--alerts", str(fifo)), env=self.fx.env(self.fx.base))
+        try:
+            # ready = every probe attached and the launcher table filled
+            self.daemon.start(timeout=60)
+        except AssertionError as e:
+            raise ScenarioError(f"agentwatch daemon did not start: {e}") from None
 
     def stop_daemon(self) -> int:
         if self.daemon is None:
             return 0
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            code = self.daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            code = self.daemon.wait()
+        code = self.daemon.stop(timeout=60) or 0
         if self.daemon_alerts is not None:
             self.daemon_alerts.join(5)
         return code
