@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import bpf_unavailable
-from tests.test_syscalls import PRELUDE
+from tests.syscall_workload import PRELUDE
 
 pytestmark = pytest.mark.bpf
 PY = sys.executable
