@@ -29,7 +29,7 @@ import pytest
 
 from tests.conftest import REPO, bpf_unavailable
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.deb, pytest.mark.e2e, pytest.mark.slow]
 
 UNIT = Path("/lib/systemd/system/agentwatch.service")
 CONFIG = Path("/etc/agentwatch/config.toml")

@@ -181,6 +181,7 @@ def listener() -> Iterator[int]:
 # ------------------------------------------------------------------------------ files
 
 
+@pytest.mark.e2e
 def test_credential_read_then_connect(tuned, workspace: Path, tmp_path: Path,
                                       listener: int, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
@@ -255,6 +256,7 @@ def test_protected_read_of_another_repositorys_history(detecting, workspace: Pat
     no_loud_others(alerts, "protected_read")
 
 
+@pytest.mark.e2e
 def test_write_outside_workspace(detecting, workspace: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     target = "/srv/aw-live/out.txt"
@@ -279,6 +281,7 @@ def test_write_outside_workspace(detecting, workspace: Path,
     no_loud_others(alerts)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("what", ["bashrc", "bashrc-relative", "bashrc-by-rename",
                                   "git-hook"])
 def test_persistence_write(detecting, what: str, workspace: Path, tmp_path: Path,
@@ -346,6 +349,7 @@ def test_host_proc_access(detecting, workspace: Path, outsider: subprocess.Popen
     no_loud_others(alerts, "host_proc_access")
 
 
+@pytest.mark.e2e
 def test_host_proc_access_pid1_in_sandbox(detecting, workspace: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + \
@@ -361,6 +365,7 @@ def test_host_proc_access_pid1_in_sandbox(detecting, workspace: Path,
     no_loud_others(alerts, "host_proc_access")
 
 
+@pytest.mark.e2e
 def test_own_proc_entries_in_a_sandbox_are_quiet(detecting, workspace: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside a pid namespace: a process's own entries, and its sandboxed parent's (a
@@ -444,6 +449,7 @@ def test_fileless_exec_fexecve(detecting, workspace: Path,
     no_loud_others(alerts, "fileless_exec")
 
 
+@pytest.mark.e2e
 def test_fileless_exec_of_a_dropped_file(detecting, workspace: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A binary the session writes outside the workspace (the sandbox's private /tmp)
@@ -460,6 +466,7 @@ def test_fileless_exec_of_a_dropped_file(detecting, workspace: Path,
     no_loud_others(alerts, "fileless_exec")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("run_as", ["/tmp/dropper", "./dropper"])
 def test_fileless_exec_of_a_dropped_file_run_by_path(detecting, run_as: str, workspace: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:

@@ -235,6 +235,7 @@ def _bwrap(*cmd: str) -> list[str]:
             "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--", *cmd]
 
 
+@pytest.mark.e2e
 def test_sandbox_setup_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     from service.run import run
 
@@ -244,6 +245,7 @@ def test_sandbox_setup_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     assert not [a for a in _alerts(alerts, r.session) if a.action["taken"] == "kill"]
 
 
+@pytest.mark.e2e
 def test_sandbox_runtime_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     from service.run import run
 
@@ -260,6 +262,7 @@ def test_sandbox_runtime_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     assert not loud, [(a.detector, a.summary) for a in loud]
 
 
+@pytest.mark.e2e
 def test_a_nested_launcher_is_killed(enforcing: tuple[Any, Any, Any]) -> None:
     from service.run import run
 

@@ -133,6 +133,7 @@ def daemon(tmp: Path) -> Iterator[Daemon]:
     yield from running(tmp, tmp / "config.toml")
 
 
+@pytest.mark.e2e
 def test_hostile_data_through_the_daemon(daemon: Daemon, tmp: Path) -> None:
     ws, out = tmp / "ws", tmp / "out-daemon"
     ws.mkdir()

@@ -170,6 +170,8 @@ def _wait(pred: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_follow_sees_an_escape_within_a_second(daemon: Daemon) -> None:
     out = daemon.tmp / "follow.jsonl"
     follower = subprocess.Popen([AW, "alerts", "--follow", "--json", "--detector",
@@ -195,6 +197,8 @@ def test_follow_sees_an_escape_within_a_second(daemon: Daemon) -> None:
     assert human.returncode == 0 and "[CRITICAL] namespace_escape" in human.stdout
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_status_and_metrics(daemon: Daemon) -> None:
     out = subprocess.run([AW, "status", "--json"], env=daemon.env, capture_output=True,
                          text=True, timeout=60)
@@ -212,6 +216,8 @@ def test_status_and_metrics(daemon: Daemon) -> None:
     assert 'agentwatch_events_total{kind="exec"}' in body
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_reload_changes_the_next_alert_and_refuses_a_broken_config(daemon: Daemon) -> None:
     daemon.config.write_text('mode = "monitor"\n[detectors.namespace_escape]\n'
                              'severity = "low"\n')
@@ -232,6 +238,8 @@ def test_reload_changes_the_next_alert_and_refuses_a_broken_config(daemon: Daemo
     assert daemon.alerts()[-1]["severity"] == "low", "the refused config took effect"
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> None:
     daemon.config.write_text('mode = "monitor"\n')
     marker = daemon.tmp / "sandbox-started"
@@ -266,6 +274,8 @@ def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> No
             old.wait()
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_sigterm_drains_and_exits_zero(daemon: Daemon) -> None:
     assert daemon.stop() == 0
     assert "daemon stopped" in daemon.stderr()

@@ -22,7 +22,7 @@ import pytest
 from bench.harness import Daemon, sandbox, wait
 from tests.conftest import bpf_unavailable, running
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 PY = sys.executable
 
 
