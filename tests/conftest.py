@@ -86,7 +86,7 @@ def loaded() -> Iterator[tuple[object, RecordingSink]]:
     collector = Collector([sink])
     try:
         collector.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     yield collector, sink
     collector.close()

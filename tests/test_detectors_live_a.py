@@ -50,7 +50,7 @@ def _collector(detection: Any, probe_config: Any = None) -> tuple[Any, Any]:
     c = Collector([], probe_config, detection=detection, alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     return c, alerts
 
@@ -370,7 +370,8 @@ def test_own_proc_entries_in_a_sandbox_are_quiet(detecting, workspace: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside a pid namespace: a process's own entries, and its sandboxed parent's (a
     pid the session forked, in the sandbox's numbering), are not another process's."""
-    argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + [
+    argv = [
+        *bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)),
         "/bin/sh", "-c", "ls /proc/self/cwd /proc/self/fd >/dev/null && "
         "cat /proc/self/environ >/dev/null && "
         f"{PY} -c 'import os; os.listdir(f\"/proc/{{os.getppid()}}/cwd\"); "
@@ -454,7 +455,8 @@ def test_fileless_exec_of_a_dropped_file(detecting, workspace: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A binary the session writes outside the workspace (the sandbox's private /tmp)
     and runs directly."""
-    argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + [
+    argv = [
+        *bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)),
         "/bin/sh", "-c", "cp /bin/true /tmp/dropper && chmod +x /tmp/dropper && /tmp/dropper"]
     alerts = session_alerts(detecting, argv, workspace, monkeypatch)
     found = of(alerts, "fileless_exec")
@@ -472,7 +474,8 @@ def test_fileless_exec_of_a_dropped_file_run_by_path(detecting, run_as: str, wor
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Run by a relative name too: /bin/true exits before /proc/<pid>/exe can be read,
     so the detector must place `./dropper` itself (it once missed it then)."""
-    argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + [
+    argv = [
+        *bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)),
         "/bin/sh", "-c", f"cd /tmp && cp /bin/true dropper && {run_as} && {run_as}"]
     alerts = session_alerts(detecting, argv, workspace, monkeypatch)
     found = of(alerts, "fileless_exec")

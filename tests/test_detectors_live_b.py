@@ -45,7 +45,7 @@ def _collector(detection: Any) -> Iterator[tuple[Any, Any]]:
     c = Collector([], detection=detection, alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     try:
         yield c, alerts

@@ -42,6 +42,7 @@ no false positive and no survivor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -281,10 +282,8 @@ def _kill_cgroup(cg: Path | None) -> int:
         if not pids:
             break
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.05)
     return len(left)
 
