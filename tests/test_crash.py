@@ -125,6 +125,7 @@ def _restart_gaps(d: Daemon) -> list[dict[str, Any]]:
     return [a for a in d.alerts() if a.get("key") == "restart_gap"]
 
 
+@pytest.mark.slow
 @pytest.mark.bpf
 @pytest.mark.e2e
 def test_sigkill_at_random_moments_loses_no_reported_alert(
@@ -177,6 +178,7 @@ def test_sigkill_at_random_moments_loses_no_reported_alert(
           f"all in alerts.jsonl; {reader.connects} stream connections")
 
 
+@pytest.mark.slow
 @pytest.mark.bpf
 @pytest.mark.e2e
 def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
@@ -224,6 +226,7 @@ _f.CredentialRead.check = _check
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.bpf
 @pytest.mark.e2e
 def test_a_detector_that_raises_in_the_live_daemon_is_disabled(tmp_path: Path) -> None:

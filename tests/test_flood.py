@@ -32,7 +32,7 @@ import pytest
 from bench.harness import Daemon, sandbox, wait
 from tests.conftest import REPO, bpf_unavailable, running
 
-pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
+pytestmark = [pytest.mark.bpf, pytest.mark.e2e, pytest.mark.slow]
 PY = sys.executable
 CORES = os.cpu_count() or 2
 

@@ -22,7 +22,7 @@ import pytest
 from bench.harness import AW, Daemon, sandbox, wait
 from tests.conftest import bpf_unavailable, running
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 PY = sys.executable
 ARGS = 100_000
 CONFIG = """mode = "monitor"
