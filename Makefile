@@ -1,5 +1,6 @@
 # agentwatch: the two README commands are `make run` and `make test`.
-# Both set the host up first (packaging/setup-host.sh, idempotent).
+# Both set the host up first (packaging/setup-host.sh, idempotent). `make lint` and
+# `make test-unit` need only the virtual environment (setup-venv): no root, apt or npm.
 VENV   ?= $(CURDIR)/.venv
 PY     := $(VENV)/bin/python
 AW     := $(VENV)/bin/agentwatch
@@ -8,10 +9,15 @@ AW     := $(VENV)/bin/agentwatch
 CMD    ?= sh -c 'cat /etc/hostname; python3 -c "import socket; socket.socket().connect_ex((\"127.0.0.1\", 9))"'
 EVENTS ?= -
 
-.PHONY: setup run demo test test-unit lint bench bench-quick soak doctor clean scenarios
+.PHONY: setup setup-venv run demo test test-unit lint bench bench-quick soak doctor clean \
+	scenarios
 
 setup:
 	@VENV=$(VENV) bash packaging/setup-host.sh
+
+# .venv alone, with pip; Debian's bcc linked in only if the host has it.
+setup-venv:
+	@VENV=$(VENV) VENV_ONLY=1 bash packaging/setup-host.sh
 
 # The agent on built-in defaults: every bubblewrap sandbox on the host (sandbox-runtime's
 # included) becomes a session; events as JSON Lines on stdout (EVENTS=FILE to change),
@@ -26,13 +32,16 @@ demo: setup
 doctor: setup
 	$(AW) doctor
 
+# Everything: the host set up, lint, then every test (markers bpf, slow, e2e and deb
+# included; pyproject.toml lists them).
 test: setup lint
 	$(PY) -m pytest -ra tests
 
-test-unit: setup
+# The tests that load no BPF program: no root, no bcc, no sandbox.
+test-unit: setup-venv
 	$(PY) -m pytest -ra -m "not bpf" tests
 
-lint: setup
+lint: setup-venv
 	@echo "lint: ruff and mypy"
 	$(PY) -m ruff check probes collector detectors response service tests bench
 	$(PY) -m mypy probes collector detectors response service

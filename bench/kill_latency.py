@@ -73,7 +73,7 @@ def build(tmp: Path, name: str) -> Path:
 
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
 def trial(c: Collector, keep: Keep, victim: Path, shm: Path) -> dict[str, Any]:

@@ -84,13 +84,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.peers import OPEN_PEERS, Peer, PeerError, attach  # noqa: E402
-from collector.events import Event, OpenEvent  # noqa: E402
-from probes.kernel import SetupError  # noqa: E402
-from probes.loader import ProbeConfig  # noqa: E402
-from service.pipeline import Collector, Sink  # noqa: E402
-from service.run import run  # noqa: E402
-from service.sinks import JsonlSink  # noqa: E402
+from bench.peers import OPEN_PEERS, Peer, PeerError, attach
+from collector.events import Event, OpenEvent
+from probes.kernel import SetupError
+from probes.loader import ProbeConfig
+from service.pipeline import Collector, Sink
+from service.run import run
+from service.sinks import JsonlSink
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "openloop.c"

@@ -54,7 +54,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.awdaemon import Daemon, Supervisor, sandbox  # noqa: E402
+from bench.harness import Daemon, Supervisor, sandbox  # noqa: E402
 
 PY = sys.executable
 PRELUDE = "import ctypes, os, signal, socket, sys, time\nL = ctypes.CDLL(None, use_errno=True)\n"

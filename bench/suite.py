@@ -36,13 +36,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import open_close, throughput  # noqa: E402
-from bench.peers import EXEC_PEERS, OPEN_PEERS, Peer, PeerError  # noqa: E402
-from bench.throughput import Counter, S2Config, S3Result, own_rss  # noqa: E402
-from probes.kernel import SetupError  # noqa: E402
-from probes.loader import ProbeConfig  # noqa: E402
-from service.pipeline import Collector  # noqa: E402
-from service.sinks import JsonlSink  # noqa: E402
+from bench import open_close, throughput
+from bench.peers import EXEC_PEERS, OPEN_PEERS, Peer, PeerError
+from bench.throughput import Counter, S2Config, S3Result, own_rss
+from probes.kernel import SetupError
+from probes.loader import ProbeConfig
+from service.pipeline import Collector
+from service.sinks import JsonlSink
 
 MB = 1 << 20
 TARGETS = {

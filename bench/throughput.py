@@ -30,12 +30,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.peers import Peer, PeerError, exec_exit_pairs  # noqa: E402
-from bench.peers import attach as attach_peer  # noqa: E402
-from bench.rates import Search, Step, zero_loss_search  # noqa: E402
-from collector.events import Event, ExecEvent, ExitEvent, OpenEvent  # noqa: E402
-from service.pipeline import Collector  # noqa: E402
-from service.run import run  # noqa: E402
+from bench.peers import Peer, PeerError, exec_exit_pairs
+from bench.peers import attach as attach_peer
+from bench.rates import Search, Step, zero_loss_search
+from collector.events import Event, ExecEvent, ExitEvent, OpenEvent
+from service.pipeline import Collector
+from service.run import run
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.harness import Daemon  # noqa: E402
 from collector.events import Event  # noqa: E402
 from service.sinks import MemorySink  # noqa: E402
 
@@ -37,6 +38,20 @@ def bpf_unavailable(reason: str) -> None:
 
 
 RecordingSink = MemorySink
+
+
+def running(tmp: Path, config: Path, **kw: object) -> Iterator[Daemon]:
+    """A module fixture's body: a bench.harness.Daemon started (or the test failed under
+    CI=true / skipped without BPF), yielded, stopped. `kw` goes to Daemon."""
+    if os.geteuid() != 0:
+        bpf_unavailable("the daemon needs root")
+    d = Daemon(tmp, config, **kw)  # type: ignore[arg-type]
+    try:
+        d.start()
+    except AssertionError as e:
+        bpf_unavailable(f"the daemon did not start: {e}")
+    yield d
+    d.stop()
 
 
 @contextmanager
@@ -71,7 +86,7 @@ def loaded() -> Iterator[tuple[object, RecordingSink]]:
     collector = Collector([sink])
     try:
         collector.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     yield collector, sink
     collector.close()

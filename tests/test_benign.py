@@ -53,7 +53,7 @@ def detecting() -> Iterator[tuple[object, object]]:
     c = Collector([], detection=defaults(), alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         bpf_unavailable(f"cannot load the probes: {e}")
     yield c, alerts
     c.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import (
+from bench.harness import (
     Daemon,
     Supervisor,
     sandbox,
@@ -34,7 +34,6 @@ from tests.awdaemon import (
 )
 from tests.conftest import bpf_unavailable
 
-pytestmark = pytest.mark.bpf
 PY = sys.executable
 KILLS = 3
 
@@ -126,6 +125,9 @@ def _restart_gaps(d: Daemon) -> list[dict[str, Any]]:
     return [a for a in d.alerts() if a.get("key") == "restart_gap"]
 
 
+@pytest.mark.slow
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_sigkill_at_random_moments_loses_no_reported_alert(
         supervised: tuple[Supervisor, Path]) -> None:
     sup, tmp = supervised
@@ -176,6 +178,9 @@ def test_sigkill_at_random_moments_loses_no_reported_alert(
           f"all in alerts.jsonl; {reader.connects} stream connections")
 
 
+@pytest.mark.slow
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
         supervised: tuple[Supervisor, Path]) -> None:
     """SIGSTOP cannot be refused or caught (tests/test_tamper.py: a sandbox that sees the
@@ -221,6 +226,9 @@ _f.CredentialRead.check = _check
 '''
 
 
+@pytest.mark.slow
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_a_detector_that_raises_in_the_live_daemon_is_disabled(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         bpf_unavailable("the daemon needs root")

@@ -67,6 +67,7 @@ def payload_execs(events: list[Event]) -> list[Event]:
     return [e for e in events if e.kind == "exec" and e.ret == 0 and not e.setup]
 
 
+@pytest.mark.e2e
 def test_bubblewrap_sandbox_is_adopted_with_setup_marked(adopting, tmp_path: Path) -> None:
     collector, sink = adopting
     bwrap = _need(shutil.which("bwrap"), "bubblewrap")
@@ -111,6 +112,7 @@ def test_unwatched_non_launchers_are_not_adopted(adopting) -> None:
     assert [e for e in sink.events[mark:] if e.kind != "loss"] == []
 
 
+@pytest.mark.e2e
 def test_sandbox_runtime_srt_is_adopted(adopting) -> None:
     collector, sink = adopting
     srt = _need(str(SRT), "sandbox-runtime (srt)")
@@ -137,6 +139,7 @@ def test_sandbox_runtime_srt_is_adopted(adopting) -> None:
         s.session for s in starts}
 
 
+@pytest.mark.e2e
 def test_launcher_inside_a_run_session_is_setup_then_payload(run_session) -> None:
     srt = _need(str(SRT), "sandbox-runtime (srt)")
     r = run_session([srt, "-c", "cat /etc/hostname"])
@@ -149,6 +152,7 @@ def test_launcher_inside_a_run_session_is_setup_then_payload(run_session) -> Non
     assert root_events and not any(e.setup for e in root_events)  # srt itself: payload
 
 
+@pytest.mark.e2e
 def test_nested_launcher_is_flagged(adopting) -> None:
     collector, sink = adopting
     bwrap = _need(shutil.which("bwrap"), "bubblewrap")
@@ -206,6 +210,7 @@ def test_attach_refuses_pid_1_and_missing(bpf_collector) -> None:
         sleeper.wait()
 
 
+@pytest.mark.e2e
 def test_daemon_command_with_srt(tmp_path: Path) -> None:
     """The issue's check: under `agentwatch daemon`, srt -c "cat /etc/hostname; touch
     /etc/x" is one session with the open of /etc/hostname and the failed write."""

@@ -13,6 +13,7 @@ on the host, and purges what it installed in any case.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -29,7 +30,7 @@ import pytest
 
 from tests.conftest import REPO, bpf_unavailable
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.deb, pytest.mark.e2e, pytest.mark.slow]
 
 UNIT = Path("/lib/systemd/system/agentwatch.service")
 CONFIG = Path("/etc/agentwatch/config.toml")
@@ -156,10 +157,8 @@ def _new_alerts(offset: int) -> list[dict[str, Any]]:
         return []
     alerts = []
     for line in data.splitlines():
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):  # a line being written
             alerts.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            pass  # a line being written
     return alerts
 
 

@@ -50,7 +50,7 @@ def _collector(detection: Any, probe_config: Any = None) -> tuple[Any, Any]:
     c = Collector([], probe_config, detection=detection, alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     return c, alerts
 
@@ -181,6 +181,7 @@ def listener() -> Iterator[int]:
 # ------------------------------------------------------------------------------ files
 
 
+@pytest.mark.e2e
 def test_credential_read_then_connect(tuned, workspace: Path, tmp_path: Path,
                                       listener: int, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
@@ -255,6 +256,7 @@ def test_protected_read_of_another_repositorys_history(detecting, workspace: Pat
     no_loud_others(alerts, "protected_read")
 
 
+@pytest.mark.e2e
 def test_write_outside_workspace(detecting, workspace: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     target = "/srv/aw-live/out.txt"
@@ -279,6 +281,7 @@ def test_write_outside_workspace(detecting, workspace: Path,
     no_loud_others(alerts)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("what", ["bashrc", "bashrc-relative", "bashrc-by-rename",
                                   "git-hook"])
 def test_persistence_write(detecting, what: str, workspace: Path, tmp_path: Path,
@@ -346,6 +349,7 @@ def test_host_proc_access(detecting, workspace: Path, outsider: subprocess.Popen
     no_loud_others(alerts, "host_proc_access")
 
 
+@pytest.mark.e2e
 def test_host_proc_access_pid1_in_sandbox(detecting, workspace: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + \
@@ -361,11 +365,13 @@ def test_host_proc_access_pid1_in_sandbox(detecting, workspace: Path,
     no_loud_others(alerts, "host_proc_access")
 
 
+@pytest.mark.e2e
 def test_own_proc_entries_in_a_sandbox_are_quiet(detecting, workspace: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside a pid namespace: a process's own entries, and its sandboxed parent's (a
     pid the session forked, in the sandbox's numbering), are not another process's."""
-    argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + [
+    argv = [
+        *bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)),
         "/bin/sh", "-c", "ls /proc/self/cwd /proc/self/fd >/dev/null && "
         "cat /proc/self/environ >/dev/null && "
         f"{PY} -c 'import os; os.listdir(f\"/proc/{{os.getppid()}}/cwd\"); "
@@ -444,11 +450,13 @@ def test_fileless_exec_fexecve(detecting, workspace: Path,
     no_loud_others(alerts, "fileless_exec")
 
 
+@pytest.mark.e2e
 def test_fileless_exec_of_a_dropped_file(detecting, workspace: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A binary the session writes outside the workspace (the sandbox's private /tmp)
     and runs directly."""
-    argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + [
+    argv = [
+        *bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)),
         "/bin/sh", "-c", "cp /bin/true /tmp/dropper && chmod +x /tmp/dropper && /tmp/dropper"]
     alerts = session_alerts(detecting, argv, workspace, monkeypatch)
     found = of(alerts, "fileless_exec")
@@ -460,12 +468,14 @@ def test_fileless_exec_of_a_dropped_file(detecting, workspace: Path,
     no_loud_others(alerts, "fileless_exec")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("run_as", ["/tmp/dropper", "./dropper"])
 def test_fileless_exec_of_a_dropped_file_run_by_path(detecting, run_as: str, workspace: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Run by a relative name too: /bin/true exits before /proc/<pid>/exe can be read,
     so the detector must place `./dropper` itself (it once missed it then)."""
-    argv = bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)) + [
+    argv = [
+        *bwrap("--bind", str(workspace), str(workspace), "--chdir", str(workspace)),
         "/bin/sh", "-c", f"cd /tmp && cp /bin/true dropper && {run_as} && {run_as}"]
     alerts = session_alerts(detecting, argv, workspace, monkeypatch)
     found = of(alerts, "fileless_exec")

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import bpf_unavailable
-from tests.test_syscalls import PRELUDE
+from tests.syscall_workload import PRELUDE
 
 pytestmark = pytest.mark.bpf
 PY = sys.executable
@@ -45,7 +45,7 @@ def _collector(detection: Any) -> Iterator[tuple[Any, Any]]:
     c = Collector([], detection=detection, alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     try:
         yield c, alerts
@@ -125,6 +125,7 @@ def one(alerts: list[Any], detector: str, **fields: Any) -> Any:
 # ------------------------------------------------------------------------------ escape
 
 
+@pytest.mark.e2e
 def test_namespace_escape_from_a_bubblewrap_payload(detecting) -> None:
     status, alerts = watch(detecting, bwrap() + py("""
         r1 = sc("unshare", 0x4000000)                       # CLONE_NEWUTS
@@ -153,6 +154,7 @@ def test_namespace_escape_from_a_bubblewrap_payload(detecting) -> None:
                for a in escapes)
 
 
+@pytest.mark.e2e
 def test_mount_escape_from_a_bubblewrap_payload(detecting) -> None:
     status, alerts = watch(detecting, bwrap() + py("""
         r = sc("mount", "aw-tmpfs", "/tmp", "tmpfs", 0, "size=1m")  # in bwrap's mount ns
@@ -196,6 +198,7 @@ def test_process_injection_on_an_outside_process(detecting) -> None:
     assert len(of(alerts, "process_injection")) == 3
 
 
+@pytest.mark.e2e
 def test_kernel_tamper_bpf_and_core_pattern_in_bubblewrap(detecting) -> None:
     status, alerts = watch(detecting, bwrap() + py("""
         print("bpf", sc("bpf", 0, buf(bytes(72)), 72))      # BPF_MAP_CREATE, map_type 0
@@ -300,6 +303,7 @@ def test_monitor_tamper_signal_and_config_access(detecting) -> None:
     assert a.fields["error"] == "ENOENT"
 
 
+@pytest.mark.e2e
 def test_runtime_socket_in_bubblewrap(detecting) -> None:
     status, alerts = watch(detecting, bwrap("--tmpfs", "/run") + py("""
         srv = socket.socket(socket.AF_UNIX)

@@ -114,6 +114,7 @@ def test_cgroup2_mount_parses_escaped_mount_points(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- on this host
 
 
+@pytest.mark.slow
 @pytest.mark.bpf
 def test_run_checks_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
     checks = run_checks()
@@ -140,6 +141,7 @@ def test_run_checks_on_this_host(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(out.splitlines()) == len(ORDER)
 
 
+@pytest.mark.slow
 @pytest.mark.bpf
 def test_doctor_as_a_subprocess_prints_one_line_per_check() -> None:
     code = "import sys; from service.doctor import main; sys.exit(main())"

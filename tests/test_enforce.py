@@ -72,7 +72,7 @@ def enforcing(tmp: Path, runtime_sock: str) -> Iterator[tuple[Any, Any]]:
     c = Collector([events], detection=config, alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     yield c, alerts, events
     c.close()
@@ -143,7 +143,7 @@ def test_kernel_kills_at_the_calls_entry(enforcing: tuple[Any, Any, Any], tmp: P
 
 def test_clone_of_new_namespaces_kills_the_parent_and_user_space_the_child(
         enforcing: tuple[Any, Any, Any], tmp: Path) -> None:
-    c, alerts, events = enforcing
+    c, _alerts, events = enforcing
     marker = tmp / "marker-clone"
     # raw clone(CLONE_NEWUTS | SIGCHLD): the child is made before the parent dies
     r = _run(c, """
@@ -211,7 +211,7 @@ def test_fork_bomb_past_the_process_limit_is_killed_in_the_kernel(
 
 def test_monitor_mode_kills_nothing_in_the_kernel(enforcing: tuple[Any, Any, Any],
                                                   tmp: Path) -> None:
-    c, alerts, events = enforcing
+    c, alerts, _events = enforcing
     config = c.analyzer.engine.config
     config.mode = "monitor"
     c.apply_policy()
@@ -235,6 +235,7 @@ def _bwrap(*cmd: str) -> list[str]:
             "--tmpfs", "/tmp", "--unshare-all", "--die-with-parent", "--", *cmd]
 
 
+@pytest.mark.e2e
 def test_sandbox_setup_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     from service.run import run
 
@@ -244,6 +245,7 @@ def test_sandbox_setup_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     assert not [a for a in _alerts(alerts, r.session) if a.action["taken"] == "kill"]
 
 
+@pytest.mark.e2e
 def test_sandbox_runtime_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     from service.run import run
 
@@ -260,10 +262,11 @@ def test_sandbox_runtime_is_not_killed(enforcing: tuple[Any, Any, Any]) -> None:
     assert not loud, [(a.detector, a.summary) for a in loud]
 
 
+@pytest.mark.e2e
 def test_a_nested_launcher_is_killed(enforcing: tuple[Any, Any, Any]) -> None:
     from service.run import run
 
-    c, alerts, events = enforcing
+    c, _alerts, events = enforcing
     # the payload (a shell) starts a sandbox of its own: not the outer sandbox's setup
     inner = " ".join(_bwrap("true"))
     r = run(_bwrap("sh", "-c", f"{inner}; sleep 30"), collector=c)  # user space: the rest
@@ -350,7 +353,7 @@ def test_bash_dev_tcp_is_killed_in_the_kernel(enforcing: tuple[Any, Any, Any],
                                               tmp: Path, listener: int) -> None:
     from service.run import run
 
-    c, alerts, events = enforcing
+    c, _alerts, events = enforcing
     # a script, so that no command line names /dev/tcp: only the dup is there to see
     script = tmp / "revshell.sh"
     script.write_text(f"echo hi >& /dev/tcp/127.0.0.1/{listener}\necho after\n")
@@ -364,7 +367,7 @@ def test_fds_that_are_not_inet_sockets_are_not_killed(enforcing: tuple[Any, Any,
                                                       tmp: Path, listener: int) -> None:
     """A closed socket's fd number reused by a file, a unix socketpair, a pipe, a socket
     dup'ed above 2, and a forked child's copy closed: none is a reverse shell."""
-    c, alerts, events = enforcing
+    c, _alerts, events = enforcing
     marker = tmp / "marker-benign-dup"
     r = _run(c, f"""
         s = socket.create_connection(("127.0.0.1", {listener}))

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import Daemon, running, sandbox, wait
-from tests.conftest import REPO, bpf_unavailable
+from bench.harness import Daemon, sandbox, wait
+from tests.conftest import REPO, bpf_unavailable, running
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.e2e, pytest.mark.slow]
 PY = sys.executable
 CORES = os.cpu_count() or 2
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import AW, Daemon, running, sandbox, wait
-from tests.conftest import bpf_unavailable
+from bench.harness import AW, Daemon, sandbox, wait
+from tests.conftest import bpf_unavailable, running
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.slow]
 PY = sys.executable
 ARGS = 100_000
 CONFIG = """mode = "monitor"
@@ -133,6 +133,7 @@ def daemon(tmp: Path) -> Iterator[Daemon]:
     yield from running(tmp, tmp / "config.toml")
 
 
+@pytest.mark.e2e
 def test_hostile_data_through_the_daemon(daemon: Daemon, tmp: Path) -> None:
     ws, out = tmp / "ws", tmp / "out-daemon"
     ws.mkdir()

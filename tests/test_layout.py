@@ -37,7 +37,7 @@ def compiled():  # type: ignore[no-untyped-def]
 
     try:
         bpf = load(ProbeConfig(extra_cflags=["-DAW_LAYOUT_CHECK"]))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         bpf_unavailable(f"cannot compile the probes: {e}")
     yield bpf
     bpf.cleanup()

@@ -77,7 +77,7 @@ def test_exec_non_utf8_argv_stays_valid_json(run_session) -> None:
         import os
         os.execv(b"/bin/true", [b"/bin/true", b"\\xff\\xfe-bad", b"ok"])
     """))
-    e = [e for e in r.of("exec") if e.filename == "/bin/true"][0]
+    e = next(e for e in r.of("exec") if e.filename == "/bin/true")
     assert e.argv == ["/bin/true", "\\xff\\xfe-bad", "ok"]
     assert b"\\\\xff\\\\xfe-bad" in e.to_json()
 
@@ -352,7 +352,7 @@ def test_lost_events_are_counted_and_reported() -> None:
     assert losses[-1].total.get("open", 0) == sum(e.lost.get("open", 0) for e in losses)
     # Every one of the 20,000 opens is either delivered or counted as lost.
     assert len(opens) + losses[-1].total["open"] >= 20000
-    end = [e for e in sink.events if e.kind == "session" and e.phase == "end"][0]
+    end = next(e for e in sink.events if e.kind == "session" and e.phase == "end")
     assert end.lost == res.lost
 
 

@@ -9,6 +9,7 @@ kills nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -55,7 +56,7 @@ def responder(decoy: Path) -> Iterator[tuple[Any, Any]]:
     c = Collector([], detection=config, alert_sinks=[alerts])
     try:
         c.start()
-    except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
+    except Exception as e:  # any load failure is reported the same way
         bpf_unavailable(f"cannot load the probes: {e}")
     yield c, alerts
     c.close()
@@ -142,10 +143,8 @@ def test_monitor_mode_kills_nothing(responder: tuple[Any, Any], decoy: Path,
         assert all(_alive(p) for p in pids[1:]), "monitor mode killed a process"
     finally:
         for p in pids[1:]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p, 9)
-            except ProcessLookupError:
-                pass
         cg = c.sessions[result.session].cgroup
         assert cg is not None and cg.remove() == ""
 

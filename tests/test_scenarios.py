@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from detectors.config import defaults
-from tests.scenarios.runner import (
-    WAYS,
-    Row,
-    ScenarioError,
-    load_scenarios,
-    parse_scenario,
-    summary,
-)
+from tests.scenarios.corpus import WAYS, ScenarioError, load_scenarios, parse_scenario
+from tests.scenarios.report import Row, summary
 
 
 def test_the_corpus_covers_every_detector_with_enough_scenarios() -> None:

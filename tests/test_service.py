@@ -21,13 +21,15 @@ from typing import Any
 
 import pytest
 
+from bench.harness import Daemon, launcher
 from collector.events import AlertEvent, OpenEvent
 from service.sinks import JsonlSink
-from tests.conftest import bpf_unavailable
+from tests.conftest import running
 
 AW = str(Path(sys.executable).parent / "agentwatch")
-ESCAPE = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-all",
-          "--die-with-parent", "--", "sh", "-c"]
+# after `bwrap --ro-bind / /`: a sandbox of its own namespaces running `sh -c SCRIPT`
+ESCAPE_ARGS = ["--dev", "/dev", "--proc", "/proc", "--unshare-all", "--die-with-parent", "--",
+               "sh", "-c"]
 
 
 def _open_event(i: int, path: str = "/x") -> OpenEvent:
@@ -139,66 +141,26 @@ def _free_port() -> int:
     return port
 
 
-class Daemon:
-    def __init__(self, tmp: Path, env: dict[str, str], config: Path, metrics: int) -> None:
-        self.tmp, self.env, self.config, self.metrics = tmp, env, config, metrics
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.err = tmp / "daemon.err"
-        self.started = 0.0
-
-    def start(self) -> None:
-        self.err.write_bytes(b"")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            [AW, "daemon", "--config", str(self.config), "--log-dir", str(self.tmp / "log"),
-             "--metrics", f"127.0.0.1:{self.metrics}"],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.err, "wb"))  # noqa: SIM115
-        self.wait_for("daemon ready", 90)
-
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace")
-
-    def wait_for(self, text: str, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr():
-            assert self.proc is not None and self.proc.poll() is None, self.stderr()
-            assert time.monotonic() < deadline, f"no {text!r} in:\n{self.stderr()}"
-            time.sleep(0.02)
-        return time.monotonic() - self.started
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    if os.geteuid() != 0:
-        bpf_unavailable("the daemon needs root")
     tmp = tmp_path_factory.mktemp("service")
     config = tmp / "config.toml"
     config.write_text('mode = "monitor"\n')
-    env = {**os.environ, "AGENTWATCH_RUN_DIR": str(tmp / "run"),
-           "AGENTWATCH_LOG_DIR": str(tmp / "log")}
-    d = Daemon(tmp, env, config, _free_port())
-    d.start()
-    yield d
-    d.stop()
+    yield from running(tmp, config, args=("--metrics", f"127.0.0.1:{_free_port()}"))
+
+
+def _metrics_port(d: Daemon) -> str:
+    return d.args[d.args.index("--metrics") + 1].rsplit(":", 1)[1]
+
+
+def _box(d: Daemon, *binds: str) -> list[str]:
+    """A bubblewrap sandbox (through the daemon's own launcher name, so that it alone
+    adopts it) with every namespace of its own, ready for `sh -c SCRIPT`."""
+    return [launcher(d.tmp), "--ro-bind", "/", "/", *binds, *ESCAPE_ARGS]
 
 
 def _escape(d: Daemon, then: str = "") -> None:
-    subprocess.run([*ESCAPE, f"unshare -U true{then}"], check=False, timeout=60)
-
-
-def _alerts_file(d: Daemon) -> list[dict[str, Any]]:
-    path = d.tmp / "log" / "alerts.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    subprocess.run([*_box(d), f"unshare -U true{then}"], check=False, timeout=60)
 
 
 def _wait(pred: Any, timeout: float, what: str) -> None:
@@ -208,6 +170,8 @@ def _wait(pred: Any, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_follow_sees_an_escape_within_a_second(daemon: Daemon) -> None:
     out = daemon.tmp / "follow.jsonl"
     follower = subprocess.Popen([AW, "alerts", "--follow", "--json", "--detector",
@@ -223,7 +187,7 @@ def test_follow_sees_an_escape_within_a_second(daemon: Daemon) -> None:
         alert = json.loads(line)
         assert alert["detector"] == "namespace_escape" and alert["severity"] == "critical"
         assert latency < 1.0, f"alert reached the follower after {latency:.2f} s"
-        assert any(a["detector"] == "namespace_escape" for a in _alerts_file(daemon))
+        assert any(a["detector"] == "namespace_escape" for a in daemon.alerts())
     finally:
         follower.terminate()
         follower.wait(timeout=10)
@@ -233,6 +197,8 @@ def test_follow_sees_an_escape_within_a_second(daemon: Daemon) -> None:
     assert human.returncode == 0 and "[CRITICAL] namespace_escape" in human.stdout
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_status_and_metrics(daemon: Daemon) -> None:
     out = subprocess.run([AW, "status", "--json"], env=daemon.env, capture_output=True,
                          text=True, timeout=60)
@@ -243,37 +209,41 @@ def test_status_and_metrics(daemon: Daemon) -> None:
     human = subprocess.run([AW, "status"], env=daemon.env, capture_output=True, text=True,
                            timeout=60)
     assert "agentwatch daemon pid" in human.stdout and "sessions:" in human.stdout
-    body = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics}/metrics",
+    body = urllib.request.urlopen(f"http://127.0.0.1:{_metrics_port(daemon)}/metrics",
                                   timeout=10).read().decode()
     assert 'agentwatch_alerts_total{detector="namespace_escape",severity="critical"}' in body
     assert "agentwatch_lost_events_total" in body and "agentwatch_ringbuf_fill_ratio" in body
     assert 'agentwatch_events_total{kind="exec"}' in body
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_reload_changes_the_next_alert_and_refuses_a_broken_config(daemon: Daemon) -> None:
     daemon.config.write_text('mode = "monitor"\n[detectors.namespace_escape]\n'
                              'severity = "low"\n')
     assert daemon.proc is not None
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for("SIGHUP: reloaded", 30)
-    before = len(_alerts_file(daemon))
+    before = len(daemon.alerts())
     _escape(daemon)
-    _wait(lambda: len(_alerts_file(daemon)) > before, 5, "the alert after the reload")
-    assert _alerts_file(daemon)[-1]["severity"] == "low"
+    _wait(lambda: len(daemon.alerts()) > before, 5, "the alert after the reload")
+    assert daemon.alerts()[-1]["severity"] == "low"
     daemon.config.write_text('mode = "bogus"\n')
     out = subprocess.run([AW, "reload"], env=daemon.env, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1 and "refused" in out.stderr and "mode" in out.stderr
-    before = len(_alerts_file(daemon))
+    before = len(daemon.alerts())
     _escape(daemon)
-    _wait(lambda: len(_alerts_file(daemon)) > before, 5, "the alert after the refusal")
-    assert _alerts_file(daemon)[-1]["severity"] == "low", "the refused config took effect"
+    _wait(lambda: len(daemon.alerts()) > before, 5, "the alert after the refusal")
+    assert daemon.alerts()[-1]["severity"] == "low", "the refused config took effect"
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> None:
     daemon.config.write_text('mode = "monitor"\n')
     marker = daemon.tmp / "sandbox-started"
-    writable = ESCAPE[:4] + ["--bind", str(daemon.tmp), str(daemon.tmp)] + ESCAPE[4:]
+    writable = _box(daemon, "--bind", str(daemon.tmp), str(daemon.tmp))
     sandbox = subprocess.Popen([*writable, f"touch {marker}; sleep 8; unshare -U true; "
                                 "sleep 30"])
     old = daemon.proc
@@ -284,17 +254,19 @@ def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> No
         daemon.start()  # (the kernel detaching its probes); the new one must not wait
         # this sandbox among those re-adopted (others of earlier tests may still be
         # exiting on a busy machine, and are re-adopted too)
-        took = daemon.wait_for(f"started (launcher, pid {sandbox.pid})", 10)
+        took = daemon.wait_for(f"started (launcher, pid {sandbox.pid})", 10,
+                               since_spawn=True)
         assert took < 2.5, f"re-adoption took {took:.2f} s from the restart"
-        daemon.wait_for(" running sandboxes", 10)
-        assert re.search(r"re-adopted [1-9]\d* running sandboxes", daemon.stderr())
-        gap = [a for a in _alerts_file(daemon) if a.get("key") == "restart_gap"
+        daemon.wait_for(" running sandboxes", 10, since_spawn=True)
+        assert re.search(r"re-adopted [1-9]\d* running sandboxes",
+                         daemon.stderr(since_spawn=True))
+        gap = [a for a in daemon.alerts() if a.get("key") == "restart_gap"
                and a.get("pid") == sandbox.pid]
         assert gap and "were not seen" in gap[-1]["summary"]
         session = gap[-1]["session"]
         # the escape the re-adopted sandbox makes afterwards is caught in that session
         _wait(lambda: any(a["detector"] == "namespace_escape" and a["session"] == session
-                          for a in _alerts_file(daemon)), 20, "the escape after re-adoption")
+                          for a in daemon.alerts()), 20, "the escape after re-adoption")
     finally:
         sandbox.kill()
         sandbox.wait()
@@ -302,6 +274,8 @@ def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> No
             old.wait()
 
 
+@pytest.mark.bpf
+@pytest.mark.e2e
 def test_sigterm_drains_and_exits_zero(daemon: Daemon) -> None:
     assert daemon.stop() == 0
     assert "daemon stopped" in daemon.stderr()

@@ -27,17 +27,29 @@ HDR = dict(type=6, size=0, ts=1_000_000_000, session=0xABC, pid=42, tid=43, ppid
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 
 # Every syscall the issue asks for (x86_64 names; umount is umount2's tracepoint).
-REQUIRED = """
-creat unlink unlinkat rename renameat renameat2 mkdir mkdirat rmdir chmod fchmodat fchmodat2
-chown lchown fchown fchownat link linkat symlink symlinkat truncate ftruncate setxattr
-lsetxattr fsetxattr setxattrat chdir fchdir
-unshare setns mount umount2 pivot_root chroot fsopen fsmount move_mount open_tree
-setuid setgid setreuid setregid setresuid setresgid setfsuid setfsgid capset
-init_module finit_module delete_module bpf perf_event_open
-ptrace process_vm_readv process_vm_writev kill tkill tgkill pidfd_send_signal memfd_create
-userfaultfd keyctl io_uring_setup ioctl
-socket socketpair bind listen accept accept4 sendto sendmsg dup dup2 dup3 fcntl
-""".split()
+REQUIRED = [
+    # files
+    "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+    "rmdir", "chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchown", "fchownat", "link",
+    "linkat", "symlink", "symlinkat", "truncate", "ftruncate", "setxattr", "lsetxattr",
+    "fsetxattr", "setxattrat", "chdir", "fchdir",
+    # namespaces and mounts
+    "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsmount",
+    "move_mount", "open_tree",
+    # privilege
+    "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid",
+    "setfsgid", "capset",
+    # kernel
+    "init_module", "finit_module", "delete_module", "bpf", "perf_event_open",
+    # processes
+    "ptrace", "process_vm_readv", "process_vm_writev", "kill", "tkill", "tgkill",
+    "pidfd_send_signal", "memfd_create",
+    # exploit primitives
+    "userfaultfd", "keyctl", "io_uring_setup", "ioctl",
+    # sockets and descriptors
+    "socket", "socketpair", "bind", "listen", "accept", "accept4", "sendto", "sendmsg", "dup",
+    "dup2", "dup3", "fcntl",
+]
 
 
 def record(nr: int, data: bytes = b"", **values: object) -> bytes:

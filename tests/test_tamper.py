@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.awdaemon import Daemon, running, sandbox, wait
-from tests.conftest import bpf_unavailable
+from bench.harness import Daemon, sandbox, wait
+from tests.conftest import bpf_unavailable, running
 
-pytestmark = pytest.mark.bpf
+pytestmark = [pytest.mark.bpf, pytest.mark.e2e]
 PY = sys.executable
 
 

@@ -42,6 +42,7 @@ no false positive and no survivor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -52,255 +53,28 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-WAYS = ("bwrap", "srt", "bare")
-LOUD = {"medium", "high", "critical"}
-LAUNCHER = "awscen-bwrap"
+from bench.harness import Daemon
+from tests.scenarios.corpus import REPO, WAYS, Scenario, ScenarioError, load_scenarios
+from tests.scenarios.host import (
+    LAUNCHER,
+    Fixtures,
+    in_own_namespaces,
+    isolate,
+    make_fixtures,
+    reexec_isolated,
+)
+from tests.scenarios.report import LOUD, Row, fmt_latency, print_table, row_json, summary
+
 SRT = REPO / ".tools" / "srt" / "node_modules" / ".bin" / "srt"
-PY = "/usr/bin/python3"
 GRACE = 1.5           # seconds after a run's last process for its last alerts
 RUN_TIMEOUT = 90.0
 SCRATCH_ROOT = "/var/lib/aw-scenarios"
 PIDS_MAX = 6000       # per run: a fork bomb that is not stopped stops here
-
-
-class ScenarioError(RuntimeError):
-    pass
-
-
-# ------------------------------------------------------------------------------ scenarios
-
-
-@dataclass
-class Scenario:
-    name: str
-    path: Path
-    kind: str                       # attack | benign
-    expect: str | None              # detector id; None for benign
-    actions: dict[str, str]         # way -> expected action
-    ways: tuple[str, ...]
-    srt_settings: dict[str, Any]
-    about: str
-
-    def argv(self) -> list[str]:
-        return [PY, str(self.path)] if self.path.suffix == ".py" else ["/bin/bash",
-                                                                         str(self.path)]
-
-
-_HEADER = re.compile(r"^#\s*([a-z@-]+):\s*(.*?)\s*$")
-
-
-def parse_scenario(path: Path, kind: str) -> Scenario:
-    """The header of one scenario script (its leading comment lines)."""
-    meta: dict[str, str] = {}
-    for line in path.read_text(errors="replace").splitlines()[:20]:
-        m = _HEADER.match(line)
-        if m:
-            meta[m.group(1)] = m.group(2)
-    expect = meta.get("expect")
-    if expect is None:
-        raise ScenarioError(f"{path}: no `# expect:` line")
-    if (kind == "benign") != (expect == "none"):
-        raise ScenarioError(f"{path}: a {kind} scenario cannot expect {expect!r}")
-    action = meta.get("action", "none" if kind == "benign" else "")
-    if action not in ("kill", "alert", "deny", "none"):
-        raise ScenarioError(f"{path}: action must be kill, alert or deny, not {action!r}")
-    actions = {way: meta.get(f"action@{way}", action) for way in WAYS}
-    ways = tuple(meta.get("ways", " ".join(WAYS)).split())
-    if not ways or set(ways) - set(WAYS):
-        raise ScenarioError(f"{path}: ways must be among {', '.join(WAYS)}")
-    try:
-        settings = json.loads(meta.get("srt-settings", "{}"))
-    except ValueError as e:
-        raise ScenarioError(f"{path}: srt-settings is not JSON: {e}") from None
-    return Scenario(name=path.stem, path=path, kind=kind,
-                    expect=None if expect == "none" else expect, actions=actions, ways=ways,
-                    srt_settings=settings, about=meta.get("about", ""))
-
-
-def load_scenarios(root: Path = HERE) -> list[Scenario]:
-    out = []
-    for kind, sub in (("attack", "attacks"), ("benign", "benign")):
-        for path in sorted((root / sub).iterdir()):
-            if path.suffix in (".sh", ".py"):
-                out.append(parse_scenario(path, kind))
-    return out
-
-
-# ------------------------------------------------------------------------------ isolation
-
-
-HOST_NS_ENV = "AW_SCENARIOS_HOST_NS"
-
-
-def _namespaces() -> str:
-    return " ".join(os.readlink(f"/proc/self/ns/{k}") for k in ("mnt", "net"))
-
-
-def in_own_namespaces() -> bool:
-    """True after reexec_isolated: both namespaces differ from the ones it started in."""
-    host = os.environ.get(HOST_NS_ENV, "").split()
-    own = _namespaces().split()
-    return len(host) == 2 and all(a != b for a, b in zip(host, own, strict=True))
-
-
-def reexec_isolated(argv: list[str]) -> None:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise ScenarioError("`unshare` (util-linux) is needed to isolate the corpus")
-    os.environ[HOST_NS_ENV] = _namespaces()
-    os.execv(unshare, [unshare, "--mount", "--net", "--propagation", "private",
-                       sys.executable, "-m", "tests.scenarios.runner", *argv])
-
-
-def _mount(*args: str) -> None:
-    r = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise ScenarioError(f"mount {' '.join(args)}: {r.stderr.strip()}")
-
-
-def isolate(base: Path) -> None:
-    """Loopback up; overlays over the places bare runs write to."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-    ovl = base / "overlays"
-    ovl.mkdir()
-    _mount("-t", "tmpfs", "-o", "mode=0700", "aw-scenarios", str(ovl))
-    for target in ("/etc", "/root", "/home", "/var/spool"):
-        if not os.path.isdir(target):
-            continue
-        tag = target.strip("/").replace("/", "_")
-        upper, work = ovl / tag / "upper", ovl / tag / "work"
-        upper.mkdir(parents=True)
-        work.mkdir()
-        _mount("-t", "overlay", "overlay", "-o",
-               f"lowerdir={target},upperdir={upper},workdir={work}", target)
-
-
-# ------------------------------------------------------------------------------ fixtures
-
-
-@dataclass
-class Fixtures:
-    base: Path
-    config: Path
-    decoy: Path
-    projects: Path
-    shim: Path
-    outsider: subprocess.Popen[bytes]
-    cgroups: Path | None
-
-    def env(self, ws: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTWATCH")}
-        env.update(
-            WS=str(ws), PY=PY, HOME="/root", OUTSIDER_PID=str(self.outsider.pid),
-            DECOY=str(self.decoy), PROJECTS=str(self.projects),
-            SCENARIO_LIB=str(HERE / "lib"),
-            PATH=f"{self.shim}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-            AGENTWATCH_RUN_DIR=str(self.base / "run"),
-            AGENTWATCH_CGROUP_PARENT=str(self.base / "cg2"),
-        )
-        return env
-
-
-CONFIG = """\
-# The scenario corpus's configuration: the built-in defaults, enforce mode, a decoy.
-mode = "enforce"
-
-[detectors.canary_touch]
-paths = ["{decoy}"]
-"""
-
-FAKE_FILES = {
-    "/root/.ssh/id_rsa": "-----BEGIN OPENSSH PRIVATE KEY-----\nfake for the corpus\n"
-                         "-----END OPENSSH PRIVATE KEY-----\n",
-    "/root/.aws/credentials": "[default]\naws_access_key_id = AKIAFAKEFAKEFAKE\n"
-                              "aws_secret_access_key = fake\n",
-    "/root/.kube/config": "apiVersion: v1\nclusters: []\n",
-    "/root/.docker/config.json": '{"auths": {}}\n',
-    "/root/.git-credentials": "https://agent:fake@git.example.invalid\n",
-    "/root/.gnupg/private-keys-v1.d/fake.key": "fake\n",
-}
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=Corpus", "-c", "user.email=corpus@invalid",
-                    "-c", "init.defaultBranch=main", *args], cwd=cwd, check=True,
-                   capture_output=True)
-
-
-def _pids_cgroup_root(base: Path) -> Path | None:
-    """A cgroup v1 `pids` hierarchy (or cgroup v2 with the pids controller) for runs."""
-    v1 = Path("/sys/fs/cgroup/pids")
-    if (v1 / "cgroup.procs").exists():
-        root = v1 / f"aw-scenarios-{os.getpid()}"
-        root.mkdir()
-        return root
-    from response.cgroup import cgroup2_mount
-
-    v2 = cgroup2_mount()
-    if v2 is not None and "pids" in (v2 / "cgroup.controllers").read_text().split():
-        root = v2 / f"aw-scenarios-{os.getpid()}"
-        root.mkdir()
-        (root / "cgroup.subtree_control").write_text("+pids")
-        return root
-    return None
-
-
-def make_fixtures(base: Path) -> Fixtures:
-    for path, text in FAKE_FILES.items():  # in the overlays: the host never sees them
-        p = Path(path)
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
-            p.chmod(0o600)
-    decoys = base / "decoys"
-    decoys.mkdir()
-    decoy = decoys / "prod-db-password.txt"
-    decoy.write_text("decoy: touching this is the alert\n")
-    projects = base / "projects"
-    other = projects / "other-repo"
-    other.mkdir(parents=True)
-    (other / "README").write_text("another project on the host\n")
-    (other / ".env").write_text("API_TOKEN=fake-token-for-the-corpus\n")
-    _git(other, "init", "-q")
-    _git(other, "add", "README")
-    _git(other, "commit", "-q", "-m", "first")
-    grader = projects / "grader"
-    grader.mkdir()
-    (grader / "answer_key.json").write_text('{"q1": "42"}\n')
-    bin_dir, shim = base / "bin", base / "shim"
-    bin_dir.mkdir()
-    shim.mkdir()
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        raise ScenarioError("bubblewrap is not installed (make setup installs it)")
-    shutil.copy2(bwrap, bin_dir / LAUNCHER)
-    (shim / "bwrap").write_text(f'#!/bin/sh\nexec {bin_dir / LAUNCHER} "$@"\n')
-    (shim / "bwrap").chmod(0o755)
-    config = base / "agentwatch.toml"
-    config.write_text(CONFIG.format(decoy=decoy))
-    (base / "run").mkdir(mode=0o700)
-    (base / "log").mkdir()
-    from response.cgroup import cgroup2_mount
-
-    v2 = cgroup2_mount()
-    if v2 is not None:  # agentwatch run's session cgroups, apart from anyone else's
-        cg2 = v2 / f"aw-scenarios-run-{os.getpid()}"
-        cg2.mkdir()
-        (base / "cg2").symlink_to(cg2)
-    outsider = subprocess.Popen(["sleep", "100000"], start_new_session=True)
-    return Fixtures(base=base, config=config, decoy=decoy, projects=projects, shim=shim,
-                    outsider=outsider, cgroups=_pids_cgroup_root(base))
 
 
 # ------------------------------------------------------------------------------ alerts
@@ -345,66 +119,35 @@ class AlertReader:
 # ------------------------------------------------------------------------------ runs
 
 
-@dataclass
-class Row:
-    scenario: Scenario
-    way: str
-    expected: str
-    fired: list[str] = field(default_factory=list)       # detector ids, first-alert order
-    loud: list[str] = field(default_factory=list)        # medium+ detectors
-    taken: str = "-"                                     # action of the expected detector
-    by: str = ""
-    survivors: int = 0
-    latency_ms: float | None = None
-    exit: int | None = None
-    seconds: float = 0.0
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        if self.scenario.kind == "benign":
-            return not self.loud and self.survivors == 0
-        want = self.scenario.actions[self.way]
-        return (self.scenario.expect in self.fired and self.taken == want
-                and self.survivors == 0)
-
-
 class Runs:
     def __init__(self, fx: Fixtures, agentwatch: str) -> None:
         self.fx = fx
         self.agentwatch = agentwatch
         self.seq = 0
-        self.daemon: subprocess.Popen[bytes] | None = None
+        self.daemon: Daemon | None = None
         self.daemon_alerts: AlertReader | None = None
         self.seen_sessions: set[str] = set()
 
     # -- daemon ---------------------------------------------------------------------------
 
     def start_daemon(self) -> None:
+        """The daemon of the bwrap and srt ways: bench.harness.Daemon (the one the daemon
+        tests and the soak use), adopting only the corpus's launcher, its alerts also
+        written to a FIFO so that the time each reaches a reader is known."""
         fifo = self.fx.base / "daemon-alerts.fifo"
         self.daemon_alerts = AlertReader(fifo)
-        log = open(self.fx.base / "daemon.log", "wb")  # noqa: SIM115 - closed with the run
-        self.daemon = subprocess.Popen(
-            [self.agentwatch, "daemon", "--config", str(self.fx.config), "--launcher",
-             LAUNCHER, "--log-dir", str(self.fx.base / "log"), "--alerts", str(fifo)],
-            env=self.fx.env(self.fx.base), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        # ready = every probe attached and the launcher table filled: it says so on stderr
-        while b"daemon ready" not in (self.fx.base / "daemon.log").read_bytes():
-            if self.daemon.poll() is not None or time.monotonic() > deadline:
-                raise ScenarioError("agentwatch daemon did not start:\n"
-                                    + (self.fx.base / "daemon.log").read_text()[-2000:])
-            time.sleep(0.1)
+        self.daemon = Daemon(self.fx.base, self.fx.config, launcher=LAUNCHER,
+                             args=("--alerts", str(fifo)), env=self.fx.env(self.fx.base))
+        try:
+            # ready = every probe attached and the launcher table filled
+            self.daemon.start(timeout=60)
+        except AssertionError as e:
+            raise ScenarioError(f"agentwatch daemon did not start: {e}") from None
 
     def stop_daemon(self) -> int:
         if self.daemon is None:
             return 0
-        self.daemon.send_signal(signal.SIGTERM)
-        try:
-            code = self.daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            self.daemon.kill()
-            code = self.daemon.wait()
+        code = self.daemon.stop(timeout=60) or 0
         if self.daemon_alerts is not None:
             self.daemon_alerts.join(5)
         return code
@@ -539,10 +282,8 @@ def _kill_cgroup(cg: Path | None) -> int:
         if not pids:
             break
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.05)
     return len(left)
 
@@ -554,74 +295,6 @@ def _rmdir(cg: Path) -> None:
             return
         except OSError:
             time.sleep(0.05)
-
-
-# ------------------------------------------------------------------------------ report
-
-
-def _fmt_latency(ms: float | None) -> str:
-    return "-" if ms is None else f"{ms:.1f}"
-
-
-def print_table(rows: list[Row], out: Any = sys.stdout) -> None:
-    head = ("scenario", "way", "expected", "fired", "action", "survivors", "alert ms",
-            "verdict")
-    table = [head]
-    for r in rows:
-        fired = ",".join(r.fired) or "-"
-        if len(fired) > 46:
-            fired = fired[:45] + "…"
-        action = r.taken if r.scenario.kind == "attack" else "-"
-        if r.by and action != "-":
-            action += f" ({'kernel' if r.by == 'kernel' else 'user'})"
-        verdict = "ok" if r.ok else ("FALSE POSITIVE" if r.scenario.kind == "benign"
-                                     else "MISS")
-        if r.note:
-            verdict += f" ({r.note})"
-        table.append((r.scenario.name, r.way, r.expected, fired, action, str(r.survivors),
-                      _fmt_latency(r.latency_ms) if r.scenario.kind == "attack" else "-",
-                      verdict))
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    for i, row in enumerate(table):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(),
-              file=out)
-        if i == 0:
-            print("  ".join("-" * w for w in widths), file=out)
-
-
-def summary(rows: list[Row]) -> dict[str, Any]:
-    attacks = [r for r in rows if r.scenario.kind == "attack"]
-    benign = [r for r in rows if r.scenario.kind == "benign"]
-    hits = [r for r in attacks if r.ok]
-    fps = [r for r in benign if not r.ok]
-    lat = sorted(r.latency_ms for r in attacks if r.latency_ms is not None)
-    per_way = {}
-    for way in WAYS:
-        a = [r for r in attacks if r.way == way]
-        if a:
-            per_way[way] = {"runs": len(a), "hits": sum(r.ok for r in a),
-                            "false_positives": sum(not r.ok for r in benign
-                                                   if r.way == way)}
-    return {
-        "attack_runs": len(attacks), "hits": len(hits),
-        "recall": len(hits) / len(attacks) if attacks else 1.0,
-        "benign_runs": len(benign), "false_positives": len(fps),
-        "survivors": sum(r.survivors for r in attacks if r.scenario.actions[r.way] == "kill"),
-        "latency_ms_p50": lat[len(lat) // 2] if lat else None,
-        "latency_ms_max": lat[-1] if lat else None,
-        "per_way": per_way,
-        "misses": [f"{r.scenario.name}/{r.way}" for r in attacks if not r.ok],
-        "false_positive_runs": [f"{r.scenario.name}/{r.way}: {','.join(r.loud)}"
-                                for r in fps],
-    }
-
-
-def row_json(r: Row) -> dict[str, Any]:
-    return {"scenario": r.scenario.name, "kind": r.scenario.kind, "way": r.way,
-            "expected": r.expected, "expected_action": r.scenario.actions[r.way],
-            "fired": r.fired, "loud": r.loud, "taken": r.taken, "by": r.by,
-            "survivors": r.survivors, "alert_latency_ms": r.latency_ms, "exit": r.exit,
-            "seconds": round(r.seconds, 3), "ok": r.ok, "note": r.note}
 
 
 # ------------------------------------------------------------------------------ main
@@ -708,7 +381,7 @@ def _run_all(scenarios: list[Scenario], ways: list[str], args: argparse.Namespac
     print(f"recall {s['hits']}/{s['attack_runs']} = {100 * s['recall']:.1f}%   "
           f"false positives {s['false_positives']}/{s['benign_runs']} benign runs   "
           f"survivors after kills {s['survivors']}   alert latency p50 "
-          f"{_fmt_latency(s['latency_ms_p50'])} ms, max {_fmt_latency(s['latency_ms_max'])} ms"
+          f"{fmt_latency(s['latency_ms_p50'])} ms, max {fmt_latency(s['latency_ms_max'])} ms"
           f"   ({elapsed:.0f} s)")
     for m in s["misses"]:
         print(f"  MISS {m}")

@@ -1,6 +1,7 @@
 # expect: dns_exfil
 # action: alert
 # about: high-entropy DNS labels through getaddrinfo-style UDP queries
+import contextlib
 import secrets
 import socket
 import struct
@@ -12,7 +13,5 @@ for i in range(8):
     for part in (label, "t", "example"):
         q += bytes([len(part)]) + part.encode()
     q += b"\x00" + struct.pack(">HH", 16, 1)
-    try:
+    with contextlib.suppress(OSError):
         s.sendto(q, ("127.0.0.1", 53))
-    except OSError:
-        pass

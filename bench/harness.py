@@ -1,10 +1,13 @@
-"""A real `agentwatch daemon` for the hardening tests and the soak (bench/soak.py).
+"""The one harness for a real `agentwatch daemon`: used by the daemon tests (tests/), the
+scenario corpus (tests/scenarios/) and the soak (bench/soak.py). It lives in bench/ because
+bench imports nothing from tests/, while tests may import bench.
 
 Each daemon gets directories of its own (run, log, state: `AGENTWATCH_RUN_DIR`,
 `AGENTWATCH_LOG_DIR`, `AGENTWATCH_STATE_DIR`), so that it never meets another engineer's
 daemon on the same host, and adopts only a launcher of its own: a symlink to bubblewrap
 named `LAUNCHER`, unique to this process (the kernel adopts by command name, which an
-exec through a symlink takes from the link). Other people's bubblewrap sandboxes are never
+exec through a symlink takes from the link), or another launcher name its caller chose
+(the corpus's renamed copy of bubblewrap). Other people's bubblewrap sandboxes are never
 adopted, so an enforce-mode daemon here can only ever kill sandboxes this process
 started.
 """
@@ -18,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,38 +83,49 @@ def wait(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class Daemon:
-    """`agentwatch daemon --config CONFIG --log-dir DIR --launcher LAUNCHER`, its stdout
-    (one line per alert) and stderr kept in files."""
+    """`agentwatch daemon --config CONFIG --log-dir DIR --launcher NAME [ARGS]`, its stdout
+    (one line per alert) and stderr kept in files (appended to across restarts).
 
-    def __init__(self, tmp: Path, config: Path, extra_env: dict[str, str] | None = None) \
-            -> None:
+    `env` is the environment it starts from (default: this process's), `extra_env` goes
+    on top of the directories; `args` are more daemon options (`--metrics`, `--alerts`)."""
+
+    def __init__(self, tmp: Path, config: Path, extra_env: dict[str, str] | None = None,
+                 *, launcher: str = LAUNCHER, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.tmp, self.config = tmp, config
+        self.launcher, self.args = launcher, args
         self.log = tmp / "log"
         # A state directory of its own, kernel headers merged there too (about 1 s): the
         # host's /var/lib/agentwatch is shared with every other agentwatch on the machine
         # (and removed by a package purge, tests/test_deb.py's among them).
         state = tmp / "state"
         state.mkdir(exist_ok=True)
-        self.env = {**os.environ, "AGENTWATCH_RUN_DIR": str(tmp / "run"),
+        self.env = {**(os.environ if env is None else env),
+                    "AGENTWATCH_RUN_DIR": str(tmp / "run"),
                     "AGENTWATCH_LOG_DIR": str(self.log), "AGENTWATCH_STATE_DIR": str(state),
                     **(extra_env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.err = tmp / "daemon.err"
         self.out = tmp / "daemon.out"
         self.starts = 0
+        self.started = 0.0  # time.monotonic() of the last spawn
+        self.err_offset = 0  # the size of the stderr file at the last spawn
 
     def argv(self) -> list[str]:
         return [AW, "daemon", "--config", str(self.config), "--log-dir", str(self.log),
-                "--launcher", LAUNCHER]
+                "--launcher", self.launcher, *self.args]
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """Start it (stdout and stderr appended to the files); not waited for."""
         self.starts += 1
+        self.started = time.monotonic()
+        self.err_offset = self.err.stat().st_size if self.err.exists() else 0
         with open(self.err, "ab") as err, open(self.out, "ab") as out:
             self.proc = subprocess.Popen(self.argv(), env=self.env, stdout=out, stderr=err)
         return self.proc
 
     def start(self, timeout: float = 120) -> None:
+        """Spawn it and wait for its `daemon ready` (every probe attached)."""
         mark = self.stderr().count("daemon ready")
         self.spawn()
         self.wait_for("daemon ready", timeout, count=mark + 1)
@@ -124,16 +138,24 @@ class Daemon:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stderr(self) -> str:
-        return self.err.read_text(errors="replace") if self.err.exists() else ""
+    def stderr(self, since_spawn: bool = False) -> str:
+        """Its stderr, of every start or (since_spawn) of the running one only."""
+        if not self.err.exists():
+            return ""
+        data = self.err.read_bytes()
+        return (data[self.err_offset:] if since_spawn else data).decode(errors="replace")
 
-    def wait_for(self, text: str, timeout: float, count: int = 1) -> None:
+    def wait_for(self, text: str, timeout: float, count: int = 1,
+                 since_spawn: bool = False) -> float:
+        """Wait until `text` is on its stderr `count` times (of every start, or of the
+        running one with since_spawn); the seconds since the last spawn."""
         def seen() -> bool:
-            if self.stderr().count(text) >= count:
+            if self.stderr(since_spawn).count(text) >= count:
                 return True
             assert self.alive(), f"the daemon died:\n{self.stderr()[-3000:]}"
             return False
         wait(seen, timeout, f"{text!r} on the daemon's stderr:\n{self.stderr()[-3000:]}")
+        return time.monotonic() - self.started
 
     def alerts(self) -> list[dict[str, Any]]:
         path = self.log / "alerts.jsonl"
@@ -152,13 +174,14 @@ class Daemon:
         (st,) = [s for s in mine if s.get("role") == "daemon"]
         return st
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 90) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; its exit status (None: never started)."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                return self.proc.wait(timeout=90)
+                return self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait()
@@ -286,16 +309,3 @@ class Supervisor:
         self._notify.close()
         return code
 
-
-def running(tmp: Path, config: Path) -> Iterator[Daemon]:
-    """A module fixture's body: the daemon started (or the test failed under CI=true /
-    skipped without BPF), yielded, stopped."""
-    from tests.conftest import bpf_unavailable
-
-    d = Daemon(tmp, config)
-    try:
-        d.start()
-    except AssertionError as e:
-        bpf_unavailable(f"the daemon did not start: {e}")
-    yield d
-    d.stop()
