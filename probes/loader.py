@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 PROBE_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = PROBE_DIR / "include"
 CONCERNS = ("proc", "file", "net", "sys", "egress")
+# A concern's files, in order, where it has more than `<concern>.bpf.c`
+CONCERN_FILES = {"sys": ("sys", "sys_progs")}
 
 
 @dataclass
@@ -54,11 +56,12 @@ class ProbeConfig:
 def source(concerns: tuple[str, ...] = CONCERNS) -> str:
     """The translation unit BCC compiles (what `--ebpf` prints)."""
     parts = [f"/* ---- include/agentwatch.h */\n{(INCLUDE_DIR / 'agentwatch.h').read_text()}"]
-    for name in concerns:
-        path = PROBE_DIR / f"{name}.bpf.c"
-        if not path.is_file():
-            raise ValueError(f"unknown probe concern {name!r}")
-        parts.append(f"/* ---- {name}.bpf.c */\n#line 1 \"{path}\"\n{path.read_text()}")
+    for concern in concerns:
+        for name in CONCERN_FILES.get(concern, (concern,)):
+            path = PROBE_DIR / f"{name}.bpf.c"
+            if not path.is_file():
+                raise ValueError(f"unknown probe concern {concern!r}")
+            parts.append(f"/* ---- {name}.bpf.c */\n#line 1 \"{path}\"\n{path.read_text()}")
     return "\n".join(parts)
 
 

@@ -40,7 +40,7 @@ def compiled():  # type: ignore[no-untyped-def]
     except Exception as e:
         bpf_unavailable(f"cannot compile the probes: {e}")
     yield bpf
-    bpf.cleanup()
+    bpf.close()
 
 
 @pytest.mark.parametrize(("table", "layout"), CASES, ids=[c[0] for c in CASES])
