@@ -118,7 +118,7 @@ AT_FLAGS: Names = (
 O_CLOEXEC, O_NONBLOCK = 0x80000, 0x800
 O_FLAGS: Names = ((O_CLOEXEC, "O_CLOEXEC"), (O_NONBLOCK, "O_NONBLOCK"), (0x200, "O_TRUNC"),
                   (0x80, "O_EXCL"))
-OPEN_TREE_FLAGS: Names = ((1, "OPEN_TREE_CLONE"), (O_CLOEXEC, "OPEN_TREE_CLOEXEC")) + AT_FLAGS
+OPEN_TREE_FLAGS: Names = ((1, "OPEN_TREE_CLONE"), (O_CLOEXEC, "OPEN_TREE_CLOEXEC"), *AT_FLAGS)
 MOVE_MOUNT_FLAGS: Names = (
     (0x1, "MOVE_MOUNT_F_SYMLINKS"), (0x2, "MOVE_MOUNT_F_AUTOMOUNTS"),
     (0x4, "MOVE_MOUNT_F_EMPTY_PATH"), (0x10, "MOVE_MOUNT_T_SYMLINKS"),
@@ -146,7 +146,7 @@ def sock_type(v: int) -> list[str | int]:
     """socket()'s type: the base type first, then SOCK_NONBLOCK/SOCK_CLOEXEC."""
     v = _u32(v)
     base = v & 0xF
-    return [SOCK_TYPES.get(base, base)] + flag_names(v & ~0xF, SOCK_FLAGS)
+    return [SOCK_TYPES.get(base, base), *flag_names(v & ~0xF, SOCK_FLAGS)]
 
 
 MSG_FLAGS: Names = (

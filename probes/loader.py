@@ -12,6 +12,7 @@ whether the fd probes are attached), instead of attributes set on BCC's object.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from dataclasses import dataclass, field
@@ -144,10 +145,8 @@ def load(config: ProbeConfig | None = None) -> Probes:
 def _trim_heap() -> None:
     """Give the compiler's freed memory back to the system: clang/LLVM leave ~40 MB of
     free heap behind after BCC's compile, which glibc keeps resident otherwise."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def _attach_generic(bpf: BPF, config: ProbeConfig) -> Probes:

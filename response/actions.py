@@ -32,9 +32,9 @@ class SessionActions:
         self.responder = Responder(self.manager.session_members, self.manager.is_member)
 
     def kill_session(self, session: Session) -> str:
-        if session.state == "killed" and session.kill is not None:
-            if not self.manager.session_members(session.id):
-                return f"already killed: {session.kill.text()}"
+        if session.state == "killed" and session.kill is not None \
+                and not self.manager.session_members(session.id):
+            return f"already killed: {session.kill.text()}"
         assert self.responder is not None
         report = self.responder.kill(session.id, session.cgroup)
         session.state, session.kill = "killed", report

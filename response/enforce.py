@@ -37,6 +37,7 @@ by command name only (user space still checks their full path).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -192,10 +193,8 @@ def _applies(call: KernelCall, params: dict[str, Any]) -> bool:
 def own_ids() -> set[int]:
     """This process's pid and its threads' ids (tkill names a thread)."""
     ids = {os.getpid()}
-    try:
+    with contextlib.suppress(OSError):
         ids.update(int(t) for t in os.listdir("/proc/self/task"))
-    except OSError:
-        pass
     return ids
 
 

@@ -9,6 +9,7 @@ the ring buffer and flush every sink before exiting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -197,7 +198,7 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                 stop.take()
                 if stop.reload:
                     stop.reload = False
-                    ok, text = reload()
+                    _ok, text = reload()
                     print(f"agentwatch: SIGHUP: {text}", file=sys.stderr, flush=True)
                 if time.monotonic() - last_alive >= 1.0:
                     last_alive = time.monotonic()
@@ -241,10 +242,9 @@ class Notifier:
     def send(self, text: str) -> None:
         if self.sock is None:
             return
-        try:
+        # OSError: systemd gone or the socket full: nothing to do about it here
+        with contextlib.suppress(OSError):
             self.sock.sendto(text.encode(), self.addr)
-        except OSError:
-            pass  # systemd gone or the socket full: nothing to do about it here
 
     def close(self) -> None:
         if self.sock is not None:

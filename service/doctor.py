@@ -26,6 +26,7 @@ stderr is captured and only its gist is shown. `main()` returns 1 when a must-ha
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import errno
 import json
@@ -289,10 +290,8 @@ def _connect_from_cgroup(cg: Path, port: int, wfd: int) -> None:
         os.write(wfd, msg.encode())
     except BaseException as e:  # a forked child must never return into the caller
         code = 1
-        try:
+        with contextlib.suppress(OSError):
             os.write(wfd, f"child failed: {e}".encode())
-        except OSError:
-            pass
     finally:
         os._exit(code)
 

@@ -6,6 +6,7 @@ throw-away cgroup, and the cleanup errors added to a check's detail.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -120,10 +121,8 @@ def _bpf(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
         b.__init__(text=text.encode(), cflags=cflags or [])  # cflags: str (BCC encodes them)
         yield b
     finally:
-        try:
+        with contextlib.suppress(Exception):  # partially built object; nothing more to free
             b.cleanup()
-        except Exception:  # partially built object; nothing more to free
-            pass
 
 
 def _wait_child(pid: int, timeout: float) -> int | None:
@@ -139,14 +138,10 @@ def _wait_child(pid: int, timeout: float) -> int | None:
 
 
 def _kill_and_reap(pid: int) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 @contextmanager

@@ -6,6 +6,7 @@ exec'd: nothing it does, its first exec included, happens before it is watched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -119,10 +120,8 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int,
     pid, release = _spawn_parked(path, argv)
 
     def forward(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
     # The terminal sends SIGINT/SIGQUIT to the whole foreground group, CMD included:
     # agentwatch stays up to record how CMD reacts. SIGTERM/SIGHUP are passed on.

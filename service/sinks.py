@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -100,10 +101,8 @@ class JsonlSink:
     def close(self) -> None:
         self.flush()
         if self._own:
-            try:
+            with contextlib.suppress(OSError):  # already reported by flush()
                 self._f.close()
-            except OSError:
-                pass  # already reported by flush()
 
 
 class MemorySink:

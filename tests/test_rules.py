@@ -31,7 +31,7 @@ def test_names_and_values_are_unique_within_a_group() -> None:
 
 
 def test_kill_reasons_come_from_the_rules() -> None:
-    assert KILL_REASONS == {c.value: c.detector for c in rules.REASONS}
+    assert {c.value: c.detector for c in rules.REASONS} == KILL_REASONS
     assert len(set(KILL_REASONS.values())) == len(KILL_REASONS)
 
 
@@ -59,8 +59,8 @@ def test_every_reason_is_declared_by_exactly_the_detector_it_names() -> None:
 
 def test_kill_reasons_are_what_the_specs_say() -> None:
     halves = _halves()
-    assert KILL_REASONS == {rules.VALUE[k.reason]: did
-                            for did, k in halves.items()}
+    assert {rules.VALUE[k.reason]: did
+                            for did, k in halves.items()} == KILL_REASONS
 
 
 def test_every_kernel_half_matches_the_rules_and_its_params() -> None:

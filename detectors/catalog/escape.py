@@ -123,11 +123,10 @@ class NamespaceEscape(Detector):
             names = _ns_from_bits(ev.clone_flags)
             if names:
                 yield self._finding(ev, "clone", names, exe)
-        elif isinstance(ev, OpenEvent):
-            if path_matches(ev.path, p["ns_paths"]):
-                yield Finding(key=f"open:{ev.path}", fields={
-                    "syscall": ev.syscall, "namespaces": ev.path.rsplit("/", 1)[-1],
-                    "comm": ev.comm, "path": ev.path, "exe": exe, **outcome(ev)})
+        elif isinstance(ev, OpenEvent) and path_matches(ev.path, p["ns_paths"]):
+            yield Finding(key=f"open:{ev.path}", fields={
+                "syscall": ev.syscall, "namespaces": ev.path.rsplit("/", 1)[-1],
+                "comm": ev.comm, "path": ev.path, "exe": exe, **outcome(ev)})
 
     @staticmethod
     def _finding(ev: Event, syscall: str, names: list[str], exe: str | None) -> Finding:

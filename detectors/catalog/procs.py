@@ -313,10 +313,9 @@ class ForkBomb(Detector):
                     "comm": ev.comm, "result": result_of(ev)})
         else:
             st["rate_over"] = False
-        if len(live) > p["max_live"]:
-            if not st.get("live_over"):
-                st["live_over"] = True
-                yield Finding(key="live", fields={
-                    "what": f"{len(live)} live processes", "live": len(live),
-                    "forks": len(times), "window": p["rate_window"], "comm": ev.comm,
-                    "result": result_of(ev)})
+        if len(live) > p["max_live"] and not st.get("live_over"):
+            st["live_over"] = True
+            yield Finding(key="live", fields={
+                "what": f"{len(live)} live processes", "live": len(live),
+                "forks": len(times), "window": p["rate_window"], "comm": ev.comm,
+                "result": result_of(ev)})
