@@ -1,6 +1,6 @@
 /* egress: cgroup sock_addr programs that refuse connects and sends outside an allowlist.
  *
- * Attached (by service/pipeline.py) to the cgroup v2 of a session that has one of its
+ * Attached (response/enforce.py's EgressAttacher) to the cgroup v2 of a session that has one of its
  * own (`agentwatch run`), in enforce mode: connect4/connect6 and sendmsg4/sendmsg6 (UDP
  * sends with a destination). A destination in `egress_deny` (cloud metadata), or not in
  * `egress_allow4`/`egress_allow6` (longest-prefix tries, filled from egress_violation's

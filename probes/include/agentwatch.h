@@ -35,7 +35,7 @@
 /* Ring-buffer wake-ups: each CPU wakes the reader at most once per AW_WAKE_NS; records in
  * between are sent with BPF_RB_NO_WAKEUP. A wake-up is an irq_work (a self-IPI, a VM exit on
  * a VM) in the traced process's context, paid per record when the reader keeps up. The
- * reader polls again within 1 ms while records flow (service/pipeline.py,
+ * reader polls again within 1 ms while records flow (collector/ingest.py,
  * ACTIVE_POLL_MS), so a record never waits longer than that; the first record after a
  * quiet spell (> AW_WAKE_NS since this CPU's last wake-up) wakes the reader at once.
  * 250 µs: at most 4000 wake-ups a second per CPU, well under 0.1 µs per event at the
