@@ -111,6 +111,27 @@ def _losses_counted(d: Daemon, before: int) -> int:
     return int(wait(agree, 20, "event_loss alerts adding up to the kernel's loss counters"))
 
 
+def _losses_counted_or_none(d: Daemon, before: int, made: int) -> int:
+    """Whether a flood overflows the ring depends on the machine (seen here: 120,000 forks
+    in 13 s all delivered on one day, thousands lost on another). Either every fork of the
+    flood arrived (fork and exit events at least the processes made, no loss counted, no event_loss
+    alert), or the loss is counted and alerted (_losses_counted). Never a silent gap."""
+    def settled() -> tuple[str, int] | None:
+        st = d.status()
+        if sum(st["lost"].values()):
+            return ("lost", 0)
+        ev = st["events"]
+        return ("seen", ev.get("fork", 0)) \
+            if min(ev.get("fork", 0), ev.get("exit", 0)) >= made else None
+    how, forks = wait(settled, 30, f"the flood's {made} forks seen, or their loss counted")
+    if how == "lost":
+        return _losses_counted(d, before)
+    assert not _new(d, before, lambda a: a["detector"] == "event_loss"), \
+        "an event_loss alert with no loss counted by the kernel"
+    print(f"fork flood: all {made} forks delivered ({forks} fork events), none lost")
+    return 0
+
+
 def _still_responsive(d: Daemon) -> None:
     """A later session's events arrive and the control socket answers."""
     tag = f"after-flood-{time.monotonic_ns()}"
@@ -152,8 +173,8 @@ def test_fork_flood_with_an_escape_in_a_second_session(daemon: Daemon) -> None:
             flood.kill()
         flood.wait()
     made = sum(int(x) for x in out.split())
+    lost = _losses_counted_or_none(d, before, made)
     st = d.status()
-    lost = _losses_counted(d, before)
     print(f"fork flood: {made} processes made; events {st['events']}; {lost} events lost "
           f"in all ({st['lost']}), each counted")
     _still_responsive(d)

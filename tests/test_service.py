@@ -247,6 +247,7 @@ def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> No
     sandbox = subprocess.Popen([*writable, f"touch {marker}; sleep 8; unshare -U true; "
                                 "sleep 30"])
     old = daemon.proc
+    first_start = daemon.ready_after  # this machine's start-up, measured in this run
     try:
         _wait(marker.exists, 30, "the sandbox")
         assert old is not None
@@ -256,7 +257,11 @@ def test_restart_after_kill_9_readopts_the_running_sandbox(daemon: Daemon) -> No
         # exiting on a busy machine, and are re-adopted too)
         took = daemon.wait_for(f"started (launcher, pid {sandbox.pid})", 10,
                                since_spawn=True)
-        assert took < 2.5, f"re-adoption took {took:.2f} s from the restart"
+        # Not waiting for the old daemon's teardown (about 6 to 13 s of detaching here) is
+        # what is checked: re-adoption comes within a second of a plain start's time.
+        limit = max(2.5, first_start + 1.0)
+        assert took < limit, f"re-adoption took {took:.2f} s from the restart " \
+            f"(a plain start took {first_start:.2f} s)"
         daemon.wait_for(" running sandboxes", 10, since_spawn=True)
         assert re.search(r"re-adopted [1-9]\d* running sandboxes",
                          daemon.stderr(since_spawn=True))
