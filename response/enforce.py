@@ -137,6 +137,7 @@ def policy_for(config: Config) -> Policy:
     if config.mode != "enforce" or not config.kernel_enforcement:
         return pol
     exempt: set[str] = set()
+    host_pidns = _host_pid_ns() is not None  # read once: several rules ask
     halves = sorted(((cls.spec.id, cls.spec.kernel) for cls in REGISTRY.values()
                      if cls.spec.kernel is not None),
                     key=lambda dk: V[dk[1].reason])
@@ -147,9 +148,9 @@ def policy_for(config: Config) -> Policy:
         p = d.params
         if (k.needs_param and not _present(p.get(k.needs_param))) \
                 or (k.unless_param and p.get(k.unless_param)) \
-                or (k.host_pidns and _host_pid_ns() is None):
+                or (k.host_pidns and not host_pidns):
             continue
-        calls = {c.syscall: V[c.check] for c in k.calls if _applies(c, p)}
+        calls = {c.syscall: V[c.check] for c in k.calls if _applies(c, p, host_pidns)}
         if k.needs_call and not calls:
             continue
         why = V[k.reason]
@@ -182,12 +183,12 @@ def _present(v: Any) -> bool:
     return bool(v)
 
 
-def _applies(call: KernelCall, params: dict[str, Any]) -> bool:
+def _applies(call: KernelCall, params: dict[str, Any], host_pidns: bool) -> bool:
     if call.listed_in and call.syscall not in params.get(call.listed_in, []):
         return False
     if call.requires and not set(call.requires[1]) <= set(params.get(call.requires[0], [])):
         return False
-    return not (call.host_pidns and _host_pid_ns() is None)
+    return not (call.host_pidns and not host_pidns)
 
 
 def own_ids() -> set[int]:

@@ -52,15 +52,15 @@ from service.doctor_kit import (
     Check,
     Level,
     Status,
-    _bpf,
-    _kill_and_reap,
-    _reason,
-    _short,
-    _StderrCapture,
-    _temp_cgroup,
-    _wait_child,
-    _with_cleanup_errors,
+    StderrCapture,
+    bpf_object,
     format_check,
+    kill_and_reap,
+    reason,
+    short,
+    temp_cgroup,
+    wait_child,
+    with_cleanup_errors,
 )
 
 BTF_PATH = Path("/sys/kernel/btf/vmlinux")
@@ -116,7 +116,7 @@ def check_tracefs() -> Check:
     try:
         return Check("tracefs", "ok", "must", kernel.ensure_tracefs())
     except kernel.SetupError as e:
-        return Check("tracefs", "missing", "must", _short(str(e)),
+        return Check("tracefs", "missing", "must", short(str(e)),
                      f"as root: mount -t tracefs nodev {kernel.TRACEFS}")
     except OSError as e:  # e.g. EACCES on /sys/kernel/tracing when not root
         return Check("tracefs", "missing", "must",
@@ -134,7 +134,7 @@ def check_kernel_headers(tracefs_ok: bool = True) -> Check:
     try:
         where = kernel.ensure_kernel_headers()
     except kernel.SetupError as e:
-        return Check(name, "missing", "must", _short(str(e)), _headers_fix())
+        return Check(name, "missing", "must", short(str(e)), _headers_fix())
     except OSError as e:  # the merged tree goes under the state directory
         return Check(name, "missing", "must", f"cannot prepare headers under "
                      f"{kernel.state_dir()}: {e.strerror or e}", "run as root")
@@ -142,13 +142,13 @@ def check_kernel_headers(tracefs_ok: bool = True) -> Check:
         return Check(name, "missing", "must", f"{where}; compile not tried: "
                      "tracepoint programs need tracefs", f"mount tracefs at {kernel.TRACEFS}")
     text = "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) { return 0; }"
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(text):
+        with cap, bpf_object(text):
             pass
     except Exception as e:  # BCC raises plain Exception
-        return Check(name, "missing", "must", f"{_reason(e, cap.text)} (headers: "
-                     f"{_short(where, 100)})", _headers_fix())
+        return Check(name, "missing", "must", f"{reason(e, cap.text)} (headers: "
+                     f"{short(where, 100)})", _headers_fix())
     return Check(name, "ok", "must",
                  f"a tracepoint program compiled, loaded and attached; headers: {where}")
 
@@ -173,16 +173,16 @@ def check_ring_buffer() -> Check:
     def on_event(_ctx: Any, data: Any, _size: int) -> None:
         got.append(ct.cast(data, ct.POINTER(ct.c_uint32)).contents.value)
 
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(_RINGBUF_TEXT, [f"-DTARGET_PID={me}"]) as b:
+        with cap, bpf_object(_RINGBUF_TEXT, [f"-DTARGET_PID={me}"]) as b:
             b[b"events"].open_ring_buffer(on_event)
             deadline = time.monotonic() + 2.0
             while me not in got and time.monotonic() < deadline:
                 os.getppid()
                 b.ring_buffer_poll(200)
     except Exception as e:
-        return Check(name, "missing", "must", _reason(e, cap.text),
+        return Check(name, "missing", "must", reason(e, cap.text),
                      "a kernel with BPF ring buffers (BPF_MAP_TYPE_RINGBUF, Linux 5.8+)")
     if me in got:
         return Check(name, "ok", "must", "event received through a 4 KiB BPF ring buffer")
@@ -219,10 +219,10 @@ def check_send_signal() -> Check:
     if pid == 0:
         _loop_getppid(15.0)
     reaped = False
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(_SIGNAL_TEXT, [f"-DTARGET_PID={pid}"]):
-            status = _wait_child(pid, 3.0)
+        with cap, bpf_object(_SIGNAL_TEXT, [f"-DTARGET_PID={pid}"]):
+            status = wait_child(pid, 3.0)
         if status is None:
             return Check(name, "unavailable", "recommended",
                          "child still alive 3 s after the program was attached",
@@ -235,11 +235,11 @@ def check_send_signal() -> Check:
                      f"child ended without SIGKILL (wait status {status:#x})",
                      "a kernel with bpf_send_signal (Linux 5.3+)")
     except Exception as e:
-        return Check(name, "unavailable", "recommended", _reason(e, cap.text),
+        return Check(name, "unavailable", "recommended", reason(e, cap.text),
                      "a kernel with bpf_send_signal (Linux 5.3+)")
     finally:
         if not reaped:
-            _kill_and_reap(pid)
+            kill_and_reap(pid)
 
 
 def check_cgroup_v2() -> Check:
@@ -250,7 +250,7 @@ def check_cgroup_v2() -> Check:
                      "mount -t cgroup2 none /sys/fs/cgroup (or /sys/fs/cgroup/unified)")
     errors: list[str] = []
     try:
-        with _temp_cgroup(root, errors) as cg:
+        with temp_cgroup(root, errors) as cg:
             absent = [f for f in ("cgroup.kill", "cgroup.freeze") if not (cg / f).exists()]
     except OSError as e:
         return Check(name, "missing", "recommended",
@@ -263,7 +263,7 @@ def check_cgroup_v2() -> Check:
     else:
         result = Check(name, "ok", "recommended",
                        f"{root}: a child cgroup has cgroup.kill and cgroup.freeze")
-    return _with_cleanup_errors(result, errors)
+    return with_cleanup_errors(result, errors)
 
 
 _SOCK_ADDR_TEXT = r"""
@@ -311,11 +311,11 @@ def check_sock_addr() -> Check:
     from bcc import BPF, BPFAttachType
 
     attach_type = BPFAttachType.CGROUP_INET4_CONNECT
-    cap = _StderrCapture()
+    cap = StderrCapture()
     errors: list[str] = []
     outcome = ""
     try:
-        with cap, _bpf(_SOCK_ADDR_TEXT) as b, _temp_cgroup(root, errors) as cg, \
+        with cap, bpf_object(_SOCK_ADDR_TEXT) as b, temp_cgroup(root, errors) as cg, \
                 socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
             listener.bind(("127.0.0.1", 0))
             listener.listen(1)
@@ -333,7 +333,7 @@ def check_sock_addr() -> Check:
             finally:
                 os.close(cg_fd)
     except Exception as e:
-        result = Check(name, "unavailable", "recommended", _reason(e, cap.text), fix)
+        result = Check(name, "unavailable", "recommended", reason(e, cap.text), fix)
     else:
         if outcome == "EPERM":
             result = Check(name, "ok", "recommended", "a connect4 program on a temporary cgroup "
@@ -341,7 +341,7 @@ def check_sock_addr() -> Check:
         else:
             result = Check(name, "unavailable", "recommended", "connect4 program attached, but "
                            f"the child got: {outcome or 'no answer'}", fix)
-    return _with_cleanup_errors(result, errors)
+    return with_cleanup_errors(result, errors)
 
 
 def _run_connect_child(cg: Path, port: int) -> str:
@@ -354,12 +354,12 @@ def _run_connect_child(cg: Path, port: int) -> str:
     reaped = False
     try:
         outcome = _read_with_timeout(rfd, 3.0)
-        reaped = _wait_child(pid, 1.0) is not None
+        reaped = wait_child(pid, 1.0) is not None
         return outcome
     finally:
         os.close(rfd)
         if not reaped:
-            _kill_and_reap(pid)
+            kill_and_reap(pid)
 
 
 _HIT_COUNTER = r"""
@@ -379,16 +379,16 @@ def _try_hook(name: str, body: str, attach: Callable[[Any], None] | None,
               trigger: Callable[[], object], fix: str, never_ran: str) -> Check:
     """Load (and attach) an optional kind of probe that counts calls by this process, do
     something that should fire it, and check that it ran."""
-    cap = _StderrCapture()
+    cap = StderrCapture()
     try:
-        with cap, _bpf(_HIT_COUNTER + body, [f"-DTARGET_PID={os.getpid()}"]) as b:
+        with cap, bpf_object(_HIT_COUNTER + body, [f"-DTARGET_PID={os.getpid()}"]) as b:
             if attach is not None:
                 attach(b)
             for _ in range(3):
                 trigger()
             hits = sum(v.value for v in b[b"hits"].values())
     except Exception as e:
-        return Check(name, "unavailable", "optional", _reason(e, cap.text), fix)
+        return Check(name, "unavailable", "optional", reason(e, cap.text), fix)
     if hits:
         return Check(name, "ok", "optional", f"loaded, attached and ran ({hits} hits)")
     return Check(name, "unavailable", "optional", never_ran, fix)
@@ -471,7 +471,7 @@ def check_bubblewrap() -> Check:
                      "apt-get install bubblewrap")
     if r.returncode != 0:
         err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
-        return Check(name, "missing", "recommended", _short(f"bwrap failed: {err}"),
+        return Check(name, "missing", "recommended", short(f"bwrap failed: {err}"),
                      "allow namespaces for bwrap (e.g. kernel.unprivileged_userns_clone=1, "
                      "AppArmor profile)")
     return Check(name, "ok", "recommended",
@@ -486,7 +486,7 @@ def _guarded(name: str, level: Level, fn: Callable[[], Check]) -> Check:
         return fn()
     except Exception as e:
         status: Status = "missing" if level == "must" else "unavailable"
-        return Check(name, status, level, _short(f"check failed: {type(e).__name__}: {e}"),
+        return Check(name, status, level, short(f"check failed: {type(e).__name__}: {e}"),
                      "report this as an agentwatch bug")
 
 

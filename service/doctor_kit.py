@@ -1,6 +1,6 @@
 """What `agentwatch doctor`'s checks are made of: the `Check` record and its one-line format,
 and the trials' plumbing: compiling and loading a small BPF program with BCC's compiler output
-captured (`_bpf`, its gist in `_reason`), a child process waited for or killed and reaped, a
+captured (`bpf_object`, its gist in `reason`), a child process waited for or killed and reaped, a
 throw-away cgroup, and the cleanup errors added to a check's detail.
 """
 
@@ -64,7 +64,7 @@ def _one_line(text: str) -> str:
 # --------------------------------------------------------------------------- helpers
 
 
-class _StderrCapture:
+class StderrCapture:
     """Redirects file descriptor 2 (where libbcc and clang write) to a temporary file."""
 
     def __init__(self) -> None:
@@ -72,7 +72,7 @@ class _StderrCapture:
         self._saved = -1
         self._tmp: Any = None
 
-    def __enter__(self) -> _StderrCapture:
+    def __enter__(self) -> StderrCapture:
         sys.stderr.flush()
         self._tmp = tempfile.TemporaryFile()
         self._saved = os.dup(2)
@@ -88,12 +88,12 @@ class _StderrCapture:
         self._tmp.close()
 
 
-def _short(text: str, limit: int = _REASON_MAX) -> str:
+def short(text: str, limit: int = _REASON_MAX) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _reason(exc: BaseException, stderr: str = "") -> str:
+def reason(exc: BaseException, stderr: str = "") -> str:
     """The gist of a BCC failure, from its exception and what it wrote to stderr."""
     msg = str(exc).strip() or type(exc).__name__
     if msg == "Need super-user privileges to run":
@@ -103,15 +103,15 @@ def _reason(exc: BaseException, stderr: str = "") -> str:
     if msg.startswith("Failed to compile BPF module"):
         for line in stderr.splitlines():
             if "error:" in line:
-                return _short("compile failed: " + line.split("error:", 1)[1].strip())
-        return _short("compile failed: " + (stderr.strip().splitlines() or [msg])[-1])
+                return short("compile failed: " + line.split("error:", 1)[1].strip())
+        return short("compile failed: " + (stderr.strip().splitlines() or [msg])[-1])
     if "kprobe_events" in stderr and "No such file" in stderr:
         return "the kernel has no kprobes (tracefs has no kprobe_events)"
-    return _short(msg.splitlines()[0] if msg.splitlines() else msg)
+    return short(msg.splitlines()[0] if msg.splitlines() else msg)
 
 
 @contextmanager
-def _bpf(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
+def bpf_object(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
     """A BPF object that is cleaned up afterwards, even when its constructor fails half-way
     (the constructor auto-attaches TRACEPOINT_PROBE/KFUNC_PROBE/LSM_PROBE functions)."""
     from bcc import BPF
@@ -125,7 +125,7 @@ def _bpf(text: str, cflags: list[str] | None = None) -> Iterator[Any]:
             b.cleanup()
 
 
-def _wait_child(pid: int, timeout: float) -> int | None:
+def wait_child(pid: int, timeout: float) -> int | None:
     """waitpid with a timeout: the wait status, or None if the child is still running."""
     deadline = time.monotonic() + timeout
     while True:
@@ -137,7 +137,7 @@ def _wait_child(pid: int, timeout: float) -> int | None:
         time.sleep(0.01)
 
 
-def _kill_and_reap(pid: int) -> None:
+def kill_and_reap(pid: int) -> None:
     with suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     with suppress(ChildProcessError):
@@ -145,7 +145,7 @@ def _kill_and_reap(pid: int) -> None:
 
 
 @contextmanager
-def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
+def temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
     """A new empty child cgroup of `root`, removed afterwards (a failure goes to `errors`)."""
     path = root / f"agentwatch-doctor-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     path.mkdir()
@@ -157,7 +157,7 @@ def _temp_cgroup(root: Path, errors: list[str]) -> Iterator[Path]:
             errors.append(err)
 
 
-def _with_cleanup_errors(c: Check, errors: list[str]) -> Check:
+def with_cleanup_errors(c: Check, errors: list[str]) -> Check:
     if not errors:
         return c
     return replace(c, detail=f"{c.detail}; cleanup: {'; '.join(errors)}")

@@ -209,6 +209,7 @@ class Collector:
             adopted.append(session)
             since = "the previous agentwatch stopped" if gap_from_ns is None else \
                 time.strftime("%H:%M:%S", time.localtime(gap_from_ns / 1e9))
+            members = len(self.session_members(session.id))  # one walk of `watched`
             self._alerts([AlertEvent(
                 ts=now, session=session.name, pid=pid, comm=comms.get(pid, ""),
                 detector="event_loss", title="Events Lost Between Kernel And Collector",
@@ -216,10 +217,10 @@ class Collector:
                 action={"requested": "alert", "taken": "alert", "result": "alerted"},
                 summary=f"Sandbox re-adopted after agentwatch restarted: its events since "
                         f"{since} were not seen | pid={pid} "
-                        f"processes={len(self.session_members(session.id))}",
+                        f"processes={members}",
                 key="restart_gap",
                 fields={"gap_from_ns": gap_from_ns, "gap_to_ns": now, "root_pid": pid,
-                        "processes": len(self.session_members(session.id))})])
+                        "processes": members})])
         return adopted
 
     def end_session(self, session: Session, exit_status: int | None) -> SessionEvent:
