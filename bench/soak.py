@@ -286,7 +286,7 @@ def main() -> int:
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(str(tmp / "runtime.sock"))
     srv.listen(64)
-    from detectors.catalog.escape import RUNTIME_SOCKETS
+    from detectors.catalog.monitor import RUNTIME_SOCKETS
 
     config = tmp / "config.toml"
     config.write_text(

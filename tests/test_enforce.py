@@ -58,7 +58,7 @@ def runtime_sock(tmp: Path) -> Iterator[str]:
 def enforcing(tmp: Path, runtime_sock: str) -> Iterator[tuple[Any, Any]]:
     if os.geteuid() != 0:
         bpf_unavailable("loading BPF needs root")
-    from detectors.catalog.escape import RUNTIME_SOCKETS
+    from detectors.catalog.monitor import RUNTIME_SOCKETS
     from detectors.config import parse
     from service.pipeline import Collector
     from service.sinks import MemorySink

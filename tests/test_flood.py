@@ -57,7 +57,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         bpf_unavailable("the daemon needs root")
     tmp = tmp_path_factory.mktemp("flood")
     config = tmp / "config.toml"
-    from detectors.catalog.escape import RUNTIME_SOCKETS
+    from detectors.catalog.monitor import RUNTIME_SOCKETS
 
     (tmp / "decoy.txt").write_text("bait\n")
     config.write_text('mode = "enforce"\nfold_window = 2\n'

@@ -1,6 +1,6 @@
 """Detectors for leaving the sandbox or reaching past it: namespaces, mounts, other
-processes' memory, the kernel, privileges, exploit building blocks, agentwatch itself and
-host IPC sockets.
+processes' memory, the kernel, privileges, exploit building blocks (agentwatch itself and
+host IPC sockets: monitor.py).
 
 Shared rules:
 - A refused attempt (`EPERM`, `ENOENT`...) is flagged like a successful call: a payload
@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ForkEvent, OpenEvent, SyscallEvent
+from collector.events import Event, ForkEvent, OpenEvent, SyscallEvent
 from detectors.base import (
     SESSION_KINDS,
     Context,
@@ -446,154 +446,3 @@ class ExploitPrimitive(Detector):
         if detail is not None:
             yield Finding(key=f"{ev.syscall}:{detail}", fields={
                 "syscall": ev.syscall, "detail": detail, "comm": ev.comm, **outcome(ev)})
-
-
-MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
-                 "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
-                 "/run/agentwatch", "/run/agentwatch/**", "/var/run/agentwatch",
-                 "/var/run/agentwatch/**", "/sys/fs/bpf", "/sys/fs/bpf/**"]
-
-
-@register
-class MonitorTamper(Detector):
-    """kill/tkill/tgkill (a process group too), ptrace and process_vm_* aimed at
-    agentwatch's own pids (`monitor_pids`, strings: empty by default, filled in by the
-    engine's caller), pidfd_send_signal through a pidfd the session opened on one of them,
-    a kill(-1, sig) broadcast (`broadcast_kill`; harmless inside a pid namespace, but
-    nothing an agent needs), and any access (open, change, unix connect) to its config,
-    state, logs, sockets or pinned BPF maps (`paths`; `dir/**` does not match `dir`
-    itself, so both are listed). A running agentwatch adds its own pid and thread ids to
-    `monitor_pids`, and its config file, log, run and state directories to `paths` when
-    they are not the default ones. In enforce mode the kernel kills the signals,
-    pidfd_open and literal paths at the call's entry (docs/response.md)."""
-
-    spec = DetectorSpec(
-        id="monitor_tamper",
-        kinds=frozenset({"open", "connect", "syscall"}),
-        title="Tampering With agentwatch",
-        description="signals or ptrace aimed at agentwatch's processes, or access to its "
-                    "config, state, logs or pinned BPF maps",
-        severity="critical",
-        action="kill",
-        mitre=("T1562.001", "T1489"),
-        output="{syscall} {target} by {comm}",
-        params={
-            "monitor_pids": [],          # strings: agentwatch's own pids (set at start)
-            "paths": list(MONITOR_PATHS),
-            "broadcast_kill": True,      # kill(-1, sig) reaches every process it may signal
-        },
-        # signals and pidfd_open only from the host pid namespace; /proc/<pid> of the
-        # protected pids and the literal `paths` (and below) from anywhere
-        kernel=KernelHalf(
-            reason="AW_WHY_MONITOR", enable="AW_EN_MONITOR", enable_needs_call=True,
-            protect_pids="monitor_pids", deny_paths="paths", deny_below=True,
-            calls=tuple(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
-                        for c in ("kill", "tkill", "tgkill", "pidfd_open"))),
-    )
-
-    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
-        p = ctx.params
-        pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
-        pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
-        if isinstance(ev, OpenEvent):
-            proc_pid = re.match(r"/proc/(\d+)(?:/|\Z)", ev.path)
-            if path_matches(ev.path, p["paths"]) or (proc_pid and int(proc_pid.group(1))
-                                                     in pids):
-                yield Finding(key=f"open:{ev.path}", fields={
-                    "syscall": ev.syscall, "target": ev.path, "path": ev.path,
-                    "comm": ev.comm, **outcome(ev)})
-            return
-        if isinstance(ev, ConnectEvent):
-            if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
-                yield Finding(key=f"connect:{ev.address}", fields={
-                    "syscall": "connect", "target": ev.address, "comm": ev.comm,
-                    **outcome(ev)})
-            return
-        if not isinstance(ev, SyscallEvent):
-            return
-        a = ev.args
-        if ev.syscall == "pidfd_open" and ev.ret >= 0 and isinstance(a.get("pid"), int):
-            pidfds[(ev.pid, ev.ret)] = a["pid"]
-            return
-        target: int | None = None
-        if ev.syscall in ("kill", "ptrace", "process_vm_readv", "process_vm_writev"):
-            target = a.get("pid")
-        elif ev.syscall == "tkill":
-            target = a.get("tid")
-        elif ev.syscall == "tgkill":
-            target = a.get("tgid")
-        elif ev.syscall == "pidfd_send_signal":
-            target = pidfds.get((ev.pid, a.get("pidfd", -1)))
-        if isinstance(target, int):
-            what = f"{a.get('sig') or a.get('request') or ''} pid {target}".strip()
-            if abs(target) in pids or (ev.syscall == "kill" and target == -1
-                                       and p["broadcast_kill"] and a.get("sig") != 0):
-                yield Finding(key=f"{ev.syscall}:{target}", fields={
-                    "syscall": ev.syscall, "target": what, "comm": ev.comm, **outcome(ev)})
-            return
-        for path in (ev.path, ev.path2):
-            if path and ev.syscall != "chdir" and path_matches(path, p["paths"]):
-                yield Finding(key=f"{ev.syscall}:{path}", fields={
-                    "syscall": ev.syscall, "target": path, "path": path, "comm": ev.comm,
-                    **outcome(ev)})
-                return
-        if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
-            yield Finding(key=f"{ev.syscall}:{ev.address}", fields={
-                "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
-
-
-RUNTIME_SOCKETS = [
-    "/var/run/docker.sock", "/run/docker.sock", "/run/user/*/docker.sock",
-    "/run/containerd/containerd.sock", "/var/run/containerd/containerd.sock",
-    "/run/containerd/containerd.sock.ttrpc", "/run/k3s/containerd/containerd.sock",
-    "@/containerd-shim/**",
-    "/run/crio/crio.sock", "/var/run/crio/crio.sock",
-    "/run/podman/podman.sock", "/var/run/podman/podman.sock", "/run/user/*/podman/podman.sock",
-    "/run/dbus/system_bus_socket", "/var/run/dbus/system_bus_socket", "/run/user/*/bus",
-    "@/tmp/dbus-*",
-    "/run/systemd/private", "/run/user/*/systemd/private",
-    "/run/snapd.socket", "/run/snapd-snap.socket", "/var/snap/lxd/common/lxd/unix.socket",
-    "/var/lib/lxd/unix.socket",
-]
-
-
-@register
-class RuntimeSocket(Detector):
-    """A connect, bind, send (with an address), open or path syscall on a container
-    runtime's API socket (docker, containerd and its shims' abstract sockets, cri-o,
-    podman, rootless ones under /run/user) or another host IPC socket (system and session
-    D-Bus, systemd's private socket, snapd, lxd): each can start processes on the host,
-    outside any sandbox. Both /run and /var/run spellings are listed (paths are compared
-    lexically). journald's sockets are not in the list (programs log through them)."""
-
-    spec = DetectorSpec(
-        id="runtime_socket",
-        kinds=frozenset({"connect", "syscall", "open"}),
-        title="Container Runtime Or Host IPC Socket Access",
-        description="connect/bind/send/open of docker, containerd, cri-o or podman "
-                    "sockets, or of host IPC sockets (D-Bus, systemd)",
-        severity="critical",
-        action="kill",
-        mitre=("T1610", "T1611", "T1559"),
-        output="{syscall} {socket} by {comm}",
-        params={"sockets": list(RUNTIME_SOCKETS)},
-        kernel=KernelHalf(reason="AW_WHY_RUNTIME_SOCKET", deny_paths="sockets"),
-    )
-
-    def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
-        socks = ctx.params["sockets"]
-        hit: tuple[str, str] | None = None
-        address = getattr(ev, "address", None)  # unix paths: absolute, folded (collector)
-        if isinstance(ev, ConnectEvent):
-            if ev.family == "AF_UNIX" and path_matches(address, socks):
-                hit = ("connect", address or "")
-        elif isinstance(ev, SyscallEvent):
-            if ev.family == "AF_UNIX" and path_matches(address, socks):
-                hit = (ev.syscall, address or "")
-            elif ev.syscall != "chdir" and path_matches(ev.path, socks):
-                hit = (ev.syscall, ev.path or "")
-        elif isinstance(ev, OpenEvent) and path_matches(ev.path, socks):
-            hit = (ev.syscall, ev.path)
-        if hit:
-            yield Finding(key=f"{hit[0]}:{hit[1]}", fields={
-                "syscall": hit[0], "socket": hit[1], "comm": ev.comm, **outcome(ev)})
