@@ -55,6 +55,7 @@ class Event:
     # mode): the call was not waited for, so `ret` is 0 and says nothing
     kernel_kill: str | None = None
     kernel_deny: bool = False      # a cgroup egress program refused this call (EPERM)
+    compat: bool = False           # made through a 32-bit door (ia32 int 0x80/sysenter, x32)
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)
@@ -142,6 +143,9 @@ class SyscallEvent(Event):
     # refused before the syscall entry tracepoint (a sandbox's seccomp filter): seen at
     # exit only, arguments read from the saved registers, no socket address or payload
     refused_at_entry: bool = False
+    # a call outside the probe's table, reported at its first use by the session (raw
+    # arguments; later uses are counted in the kernel, not reported)
+    first_use: bool = False
 
 
 @dataclass(slots=True, kw_only=True)

@@ -20,11 +20,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from collector.events import Event  # noqa: E402
-from service.run import run  # noqa: E402
-from service.pipeline import Collector  # noqa: E402
-from service.sinks import MemorySink  # noqa: E402
 from detectors.config import defaults  # noqa: E402
 from probes.loader import ProbeConfig  # noqa: E402
+from service.pipeline import Collector  # noqa: E402
+from service.run import run  # noqa: E402
+from service.sinks import MemorySink  # noqa: E402
 
 WORKLOAD = r"""
 import os, socket

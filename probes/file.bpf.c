@@ -1,7 +1,7 @@
 /* file: opens by watched sessions.
  *
- * Traces: syscalls:sys_{enter,exit}_{open,openat,openat2}. The path, flags and mode are
- * read at entry and kept per thread; the event is sent at exit with the return value
+ * Traces: open, openat and openat2, routed by the syscall dispatcher (dispatch.bpf.c), 32-bit
+ * doors included. The path, flags and mode are read at entry and kept per thread; the event is sent at exit with the return value
  * (the new fd or -errno), so denied attempts are seen too.
  *
  * Cannot see: the path is the one the process passed (relative paths are relative to its
@@ -97,25 +97,28 @@ static __always_inline int aw_open_exit(long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_open)
+/* Route programs of the syscall dispatcher (dispatch.bpf.c): open (2), openat (257),
+ * openat2 (437), whichever door they came through (aw_call_decode). */
+int aw_rt_open_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-    return aw_open_enter(AW_OPEN_SYS_OPEN, AT_FDCWD, args->filename, (u32)args->flags,
-                         args->mode, 0, 0);
-}
-TRACEPOINT_PROBE(syscalls, sys_exit_open) { return aw_open_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat)
-{
-    return aw_open_enter(AW_OPEN_SYS_OPENAT, args->dfd, args->filename, (u32)args->flags,
-                         args->mode, 0, 0);
-}
-TRACEPOINT_PROBE(syscalls, sys_exit_openat) { return aw_open_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_openat2)
-{
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
+    if (c.nr == 2)
+        return aw_open_enter(AW_OPEN_SYS_OPEN, AT_FDCWD, (const char *)c.a[0], (u32)c.a[1],
+                             c.a[2], 0, 0);
+    if (c.nr == 257)
+        return aw_open_enter(AW_OPEN_SYS_OPENAT, (int)c.a[0], (const char *)c.a[1],
+                             (u32)c.a[2], c.a[3], 0, 0);
     u64 how[3] = {};  /* struct open_how { u64 flags; u64 mode; u64 resolve; } */
     u32 of = 0;
-    if (bpf_probe_read_user(how, sizeof(how), (void *)args->how) != 0)
+    if (bpf_probe_read_user(how, sizeof(how), (void *)c.a[2]) != 0)
         of = AW_OF_HOW_FAULT;
-    return aw_open_enter(AW_OPEN_SYS_OPENAT2, args->dfd, args->filename, how[0], how[1],
-                         how[2], of);
+    return aw_open_enter(AW_OPEN_SYS_OPENAT2, (int)c.a[0], (const char *)c.a[1], how[0],
+                         how[1], how[2], of);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_openat2) { return aw_open_exit(args->ret); }
+
+int aw_rt_open_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    return aw_open_exit(ctx->args[1]);
+}

@@ -228,10 +228,12 @@ KEYCTL_OPS = {i: "KEYCTL_" + n for i, n in enumerate([
     "DH_COMPUTE", "PKEY_QUERY", "PKEY_ENCRYPT", "PKEY_DECRYPT", "PKEY_SIGN", "PKEY_VERIFY",
     "RESTRICT_KEYRING", "MOVE", "CAPABILITIES", "WATCH_KEY",
 ])}
-F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
-FCNTL_CMDS = {F_DUPFD: "F_DUPFD", F_DUPFD_CLOEXEC: "F_DUPFD_CLOEXEC"}
-TIOCSTI, TIOCLINUX = 0x5412, 0x541C
-IOCTL_CMDS = {TIOCSTI: "TIOCSTI", TIOCLINUX: "TIOCLINUX"}
+F_DUPFD, F_DUPFD_CLOEXEC, F_SETOWN, F_SETOWN_EX = 0, 1030, 8, 15
+FCNTL_CMDS = {F_DUPFD: "F_DUPFD", F_DUPFD_CLOEXEC: "F_DUPFD_CLOEXEC", F_SETOWN: "F_SETOWN",
+              F_SETOWN_EX: "F_SETOWN_EX"}
+TIOCSTI, TIOCLINUX, FIOSETOWN, SIOCSPGRP = 0x5412, 0x541C, 0x8901, 0x8902
+IOCTL_CMDS = {TIOCSTI: "TIOCSTI", TIOCLINUX: "TIOCLINUX", FIOSETOWN: "FIOSETOWN",
+              SIOCSPGRP: "SIOCSPGRP"}
 
 # How each kind of argument is decoded from its raw u64. "path" and "str" are user strings
 # (copied by the kernel); "ptr" arguments are left out of `args` (an address means
@@ -270,6 +272,19 @@ def ioctl_raw(args: dict[str, Any], blob: bytes) -> None:
         args["char"] = blob[:1].decode("utf-8", "backslashreplace")
     elif args.get("cmd") == "TIOCLINUX":
         args["subcode"] = blob[0]
+    elif args.get("cmd") in ("FIOSETOWN", "SIOCSPGRP") and len(blob) >= 4:
+        # the pid (or -pgrp) that the socket's SIGIO/SIGURG will be sent to
+        args["owner"] = struct.unpack_from("<i", blob)[0]
+
+
+def file_handle_raw(args: dict[str, Any], blob: bytes) -> None:
+    """struct file_handle's header and first bytes: for the common handle types, the
+    inode number and generation the handle names (e.g. inode 2: a file system's root)."""
+    if len(blob) >= 8:
+        size, kind = struct.unpack_from("<Ii", blob)
+        args["handle_bytes"], args["handle_type"] = size, kind
+        if len(blob) >= 16:
+            args["handle_ino"], args["handle_gen"] = struct.unpack_from("<II", blob, 8)
 
 
 def bpf_raw(args: dict[str, Any], blob: bytes) -> None:

@@ -31,6 +31,11 @@ INCLUDE_DIR = PROBE_DIR / "include"
 CONCERNS = ("proc", "file", "net", "sys", "egress")
 # A concern's files, in order, where it has more than `<concern>.bpf.c`
 CONCERN_FILES = {"sys": ("sys", "sys_progs")}
+# Concerns whose programs are routes of the syscall dispatcher (dispatch.bpf.c, appended
+# after them whenever one is loaded)
+SYSCALL_CONCERNS = ("proc", "file", "net", "sys")
+# Kernel struct fields the probes read, at offsets from the running kernel's BTF
+BTF_FIELDS = (("task_struct", "thread_info.status"),)
 
 
 @dataclass
@@ -51,18 +56,30 @@ class ProbeConfig:
         ]
         if kernel.tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
             flags.append("-DAW_HAVE_GROUP_DEAD")
+        from probes import btf
+
+        try:
+            flags += btf.cflags(BTF_FIELDS)
+        except btf.BTFError as e:
+            raise ProbeLoadError(f"{e}: agentwatch reads the task's syscall ABI through it "
+                                 "(32-bit syscalls)") from e
         return flags + list(self.extra_cflags)
 
 
 def source(concerns: tuple[str, ...] = CONCERNS) -> str:
     """The translation unit BCC compiles (what `--ebpf` prints)."""
-    parts = [f"/* ---- include/agentwatch.h */\n{(INCLUDE_DIR / 'agentwatch.h').read_text()}"]
+    # headers with map calls are text of the unit, not #included (BCC rewrites only it)
+    parts = [f"/* ---- include/{h} */\n{(INCLUDE_DIR / h).read_text()}"
+             for h in ("agentwatch.h", "aw_dispatch.h")]
     for concern in concerns:
         for name in CONCERN_FILES.get(concern, (concern,)):
             path = PROBE_DIR / f"{name}.bpf.c"
             if not path.is_file():
                 raise ValueError(f"unknown probe concern {concern!r}")
             parts.append(f"/* ---- {name}.bpf.c */\n#line 1 \"{path}\"\n{path.read_text()}")
+    if any(c in SYSCALL_CONCERNS for c in concerns):
+        path = PROBE_DIR / "dispatch.bpf.c"
+        parts.append(f"/* ---- dispatch.bpf.c */\n#line 1 \"{path}\"\n{path.read_text()}")
     return "\n".join(parts)
 
 
@@ -150,14 +167,14 @@ def _trim_heap() -> None:
 
 
 def _attach_generic(bpf: BPF, config: ProbeConfig) -> Probes:
-    """The generic syscall probe (sys.bpf.c) is attached from its table in probes/syscalls.py,
-    to the tracepoints this kernel has; the result is kept in Probes.syscalls."""
-    if "sys" not in config.concerns:
+    """The syscall dispatcher's tables and route programs (probes/sysprobe.py); the generic
+    probe's coverage is kept in Probes.syscalls."""
+    if not any(c in SYSCALL_CONCERNS for c in config.concerns):
         return Probes(bpf)
     from probes import sysprobe
 
     try:
-        result = sysprobe.install(bpf)
+        result = sysprobe.install(bpf, config.concerns)
     except BaseException:
         bpf.cleanup()
         raise

@@ -1,6 +1,6 @@
 /* net: outbound connects by watched sessions.
  *
- * Traces: syscalls:sys_{enter,exit}_connect. The socket address (up to
+ * Traces: connect, routed by the syscall dispatcher (dispatch.bpf.c). The socket address (up to
  * sizeof(struct sockaddr_storage) bytes) is copied at entry; the event is sent at exit
  * with the return value (0, -EINPROGRESS for non-blocking sockets, -ECONNREFUSED, ...).
  * User space decodes AF_INET, AF_INET6 and AF_UNIX (paths and abstract names).
@@ -24,8 +24,13 @@ struct aw_connect {
 BPF_HASH(connect_inflight, u32, struct aw_connect, AW_MAX_INFLIGHT);
 BPF_PERCPU_ARRAY(connect_scratch, struct aw_connect, 1);
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
+/* Route programs of the syscall dispatcher (dispatch.bpf.c): connect (42), socketcall's
+ * connect included. */
+int aw_rt_connect_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
     if (!p)
@@ -36,8 +41,8 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
         return 0;
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_CONNECT, p, id);
     rec->ret = 0;
-    rec->fd = args->fd;
-    rec->addrlen = args->addrlen;
+    rec->fd = c.a[0];
+    rec->addrlen = c.a[2];
     u64 len = rec->addrlen;
     if (len > AW_SOCKADDR_MAX)
         len = AW_SOCKADDR_MAX;
@@ -46,7 +51,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     asm volatile("" : "+r"(len));
     __builtin_memset(rec->addr, 0, sizeof(rec->addr));
     if (len > 0 && len <= AW_SOCKADDR_MAX)
-        bpf_probe_read_user(rec->addr, len, (void *)args->uservaddr);
+        bpf_probe_read_user(rec->addr, len, (void *)c.a[1]);
     /* a unix socket by path (AF_UNIX = 1): the runtime sockets of `deny_paths` */
     if (rec->addr[0] == 1 && rec->addr[1] == 0 && (aw_enforce_mask(p) & AW_EN_PATHS)) {
         u32 why = aw_path_denied((const char *)&rec->addr[2], AW_SOCKADDR_MAX - 2);
@@ -62,13 +67,13 @@ TRACEPOINT_PROBE(syscalls, sys_enter_connect)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+int aw_rt_connect_exit(struct bpf_raw_tracepoint_args *ctx)
 {
     u32 tid = bpf_get_current_pid_tgid();
     struct aw_connect *rec = connect_inflight.lookup(&tid);
     if (!rec)
         return 0;
-    rec->ret = args->ret;
+    rec->ret = (long)ctx->args[1];
     aw_submit(rec, sizeof(*rec), sizeof(*rec));
     connect_inflight.delete(&tid);
     return 0;

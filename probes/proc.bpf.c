@@ -1,10 +1,11 @@
 /* proc: process lifecycle of watched sessions, and the session filter itself.
  *
- * Traces: syscalls:sys_{enter,exit}_{clone,clone3,fork,vfork}, sched:sched_process_fork
- * (adds the child to `watched` in the parent's context, before the child runs),
- * syscalls:sys_{enter,exit}_{execve,execveat} (filename and argv read at entry, the event
- * sent at exit with the return value), sched:sched_process_exit (group exit: the event,
- * then the entry leaves `watched`), syscalls:sys_enter_exit{,_group} and
+ * Traces: clone, clone3, fork, vfork (routed by the syscall dispatcher, dispatch.bpf.c,
+ * like execve, execveat, exit and exit_group), sched:sched_process_fork (adds the child to
+ * `watched` in the parent's context, before the child runs), execve and execveat (filename
+ * and argv read at entry, the event sent at exit with the return value),
+ * sched:sched_process_exit (group exit: the event, then the entry leaves `watched`), exit
+ * and exit_group and
  * signal:signal_deliver (exit code or fatal signal, kept in the `watched` entry).
  *
  * Cannot see: argv past AW_ARGV_MAX entries or AW_ARGV_BYTES bytes (flagged truncated);
@@ -146,25 +147,28 @@ static __always_inline int aw_fork_exit(long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_clone)
+/* Route programs of the syscall dispatcher (dispatch.bpf.c): clone (56), fork (57),
+ * vfork (58), clone3 (435). clone's flags are its first argument in both ABIs. */
+int aw_rt_fork_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-    return aw_fork_enter(args->clone_flags, AW_CLONE_NEW);
-}
-TRACEPOINT_PROBE(syscalls, sys_exit_clone) { return aw_fork_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_fork) { return aw_fork_enter(0, 0); }
-TRACEPOINT_PROBE(syscalls, sys_exit_fork) { return aw_fork_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_vfork)
-{
-    return aw_fork_enter(CLONE_VFORK | CLONE_VM, 0);
-}
-TRACEPOINT_PROBE(syscalls, sys_exit_vfork) { return aw_fork_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_clone3)
-{
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
+    if (c.nr == 56)
+        return aw_fork_enter(c.a[0], AW_CLONE_NEW);
+    if (c.nr == 57)
+        return aw_fork_enter(0, 0);
+    if (c.nr == 58)
+        return aw_fork_enter(CLONE_VFORK | CLONE_VM, 0);
     u64 flags = 0;  /* struct clone_args starts with u64 flags */
-    bpf_probe_read_user(&flags, sizeof(flags), (void *)args->uargs);
+    bpf_probe_read_user(&flags, sizeof(flags), (void *)c.a[0]);
     return aw_fork_enter(flags, AW_CLONE_NEW | AW_CLONE_NEWTIME);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_clone3) { return aw_fork_exit(args->ret); }
+
+int aw_rt_fork_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+    return aw_fork_exit(ctx->args[1]);
+}
 
 /* A fork bomb, decided in the kernel: the fork that takes the session past
  * AW_CFG_FORK_MAX live processes (thread groups, as sessions.live counts them) kills the
@@ -273,8 +277,8 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 /* ---------------------------------------------------------------- exec */
 
-static __always_inline int aw_exec_enter(int dfd, const char *filename,
-                                         const char *const *argv, u32 at_flags)
+static __always_inline int aw_exec_enter(int dfd, const char *filename, u64 argv,
+                                         u32 at_flags, int compat)
 {
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
@@ -299,8 +303,10 @@ static __always_inline int aw_exec_enter(int dfd, const char *filename,
     u32 off = fn_len;
     u32 argc = 0;
     for (int i = 0; i < AW_ARGV_MAX; i++) {
-        const char *arg = NULL;
-        if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) != 0) {
+        const char *arg = NULL;  /* argv: 32-bit pointers for a compat execve */
+        long err = compat ? bpf_probe_read_user(&arg, 4, (void *)(argv + i * 4))
+                          : bpf_probe_read_user(&arg, 8, (void *)(argv + i * 8));
+        if (err != 0) {
             rec->exec_flags |= AW_XF_ARGV_FAULT;
             break;
         }
@@ -324,7 +330,10 @@ static __always_inline int aw_exec_enter(int dfd, const char *filename,
     }
     if (argc == AW_ARGV_MAX) {
         const char *more = NULL;
-        bpf_probe_read_user(&more, sizeof(more), &argv[AW_ARGV_MAX]);
+        if (compat)
+            bpf_probe_read_user(&more, 4, (void *)(argv + AW_ARGV_MAX * 4));
+        else
+            bpf_probe_read_user(&more, 8, (void *)(argv + AW_ARGV_MAX * 8));
         if (more)
             rec->exec_flags |= AW_XF_ARGV_TRUNC;
     }
@@ -366,36 +375,41 @@ static __always_inline int aw_exec_exit(long ret)
     return 0;
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+/* Route programs of the syscall dispatcher: execve (59), execveat (322). */
+int aw_rt_exec_enter(struct bpf_raw_tracepoint_args *ctx)
 {
-    return aw_exec_enter(AT_FDCWD, args->filename, args->argv, 0);
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
+    int compat = c.abi == AW_ABI_IA32;
+    if (c.nr == 59)
+        return aw_exec_enter(AT_FDCWD, (const char *)c.a[0], c.a[1], 0, compat);
+    return aw_exec_enter((int)c.a[0], (const char *)c.a[1], c.a[2], c.a[4], compat);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return aw_exec_exit(args->ret); }
-TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+
+int aw_rt_exec_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    return aw_exec_enter(args->fd, args->filename, args->argv, args->flags);
+    return aw_exec_exit(ctx->args[1]);
 }
-TRACEPOINT_PROBE(syscalls, sys_exit_execveat) { return aw_exec_exit(args->ret); }
 
 /* ---------------------------------------------------------------- exit */
 
 #define AW_GROUP_EXIT 0x10  /* exit_group() seen: later SIGKILLs are its consequence */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_exit_group)
+/* Route program of the syscall dispatcher: exit_group (231), exit (60): the exit code. */
+int aw_rt_exit_enter(struct bpf_raw_tracepoint_args *ctx)
 {
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
     struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
-    if (p && !(p->flags & AW_PF_EXIT_SIGNAL)) {
-        p->exit_code = args->error_code;
+    if (!p)
+        return 0;
+    if (c.nr == 231 && !(p->flags & AW_PF_EXIT_SIGNAL)) {
+        p->exit_code = c.a[0];
         p->flags |= AW_PF_EXIT_CODE | AW_GROUP_EXIT;
-    }
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_exit)
-{
-    struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
-    if (p && !(p->flags & (AW_PF_EXIT_SIGNAL | AW_GROUP_EXIT))) {
-        p->exit_code = args->error_code;
+    } else if (c.nr == 60 && !(p->flags & (AW_PF_EXIT_SIGNAL | AW_GROUP_EXIT))) {
+        p->exit_code = c.a[0];
         p->flags |= AW_PF_EXIT_CODE;
     }
     return 0;

@@ -62,6 +62,8 @@ REASONS = (
     Const("AW_WHY_REVSHELL", 7, detector="reverse_shell"),
     Const("AW_WHY_MONITOR", 8, detector="monitor_tamper"),
     Const("AW_WHY_FORKBOMB", 9, detector="fork_bomb"),
+    Const("AW_WHY_COMPAT", 10, detector="compat_syscall"),
+    Const("AW_WHY_FORBIDDEN", 11, detector="forbidden_syscall"),
 )
 
 # `reasons`: what each bit's checks kill for (the C that tests it returns one of them)
@@ -84,6 +86,10 @@ ENABLE = (
     Const("AW_EN_FORKBOMB", 0x80, "a fork that takes its session past AW_CFG_FORK_MAX live "
           "processes: the forking process (its new child is killed with the rest of the "
           "tree by user space)", hex=True, reasons=("AW_WHY_FORKBOMB",)),
+    Const("AW_EN_COMPAT", 0x100, "any 32-bit (ia32 or x32) syscall, at its entry", hex=True,
+          reasons=("AW_WHY_COMPAT",)),
+    Const("AW_EN_FORBIDDEN", 0x200, "the calls marked AW_SE_FORBIDDEN: never in a sandbox",
+          hex=True, reasons=("AW_WHY_FORBIDDEN",)),
 )
 
 # A syscall's `sys_spec` entry names its check (0: never killed); `enable`, `reasons`:
@@ -103,6 +109,26 @@ CHECKS = (
     Const("AW_SE_SIGNAL", 8, "kill, tkill (target arg 0, signal arg 1), tgkill (tgid arg 0, "
           "signal arg 2), pidfd_open (pid arg 0): of a protected pid",
           enable="AW_EN_MONITOR", reasons=("AW_WHY_MONITOR",)),
+    Const("AW_SE_FORBIDDEN", 9, "any call (the never-in-a-sandbox set)",
+          enable="AW_EN_FORBIDDEN", reasons=("AW_WHY_FORBIDDEN",)),
+    Const("AW_SE_FD_STEAL", 10, "pidfd_getfd, process_madvise: any call (their target is a "
+          "pidfd, which the kernel rule cannot name)", enable="AW_EN_PTRACE",
+          reasons=("AW_WHY_PTRACE",)),
+)
+
+# The dispatcher's routes (probes/dispatch.bpf.c): what `sys_route[nr]` sends a watched
+# task's syscall to (a tail call into the prog arrays `enter_routes`/`exit_routes`)
+ROUTES = (
+    Const("AW_RT_QUIET", 0, "routine calls (read, mmap, futex...): nothing to record"),
+    Const("AW_RT_OTHER", 1, "outside the table: the first use per session is an event"),
+    Const("AW_RT_SYS", 2, "the generic probe's table (sys_spec), and every killed compat call"),
+    Const("AW_RT_OPEN", 3, "open, openat, openat2"),
+    Const("AW_RT_EXEC", 4, "execve, execveat"),
+    Const("AW_RT_FORK", 5, "clone, clone3, fork, vfork"),
+    Const("AW_RT_EXIT", 6, "exit, exit_group"),
+    Const("AW_RT_CONNECT", 7, "connect"),
+    Const("AW_RT_CLOSE", 8, "close, close_range: only while the reverse-shell rule is on"),
+    Const("AW_RT_SLOTS", 9),
 )
 
 LIMITS = (
@@ -128,7 +154,8 @@ GROUPS = (("Configuration slots (array map `config`), written by user space.", C
            "but the process never returns to user space; the record goes to the `enforced` "
            "ring, which ordinary events cannot fill.", ENABLE),
           ("Enforcement checks (aw_sys_spec.enforce), each under an AW_EN_* bit.", CHECKS),
-          ("Map limits and the path hash (deny_paths: FNV-1a 64).", LIMITS))
+          ("Map limits and the path hash (deny_paths: FNV-1a 64).", LIMITS),
+          ("Syscall routes of the raw sys_enter/sys_exit dispatcher.", ROUTES))
 
 ALL = tuple(c for _doc, group in GROUPS for c in group)
 BY_NAME = {c.name: c for c in ALL}

@@ -1,10 +1,11 @@
 /* sys: one generic probe pair for many syscalls, driven by a table user space fills.
  *
- * Traces: syscalls:sys_enter_X and sys_exit_X for every syscall X of probes/syscalls.py's table
- * whose tracepoints exist here: the loader attaches `aw_sys_enter` and `aw_sys_exit` to each
- * (file system changes, namespaces and mounts, credentials, modules and bpf, ptrace and
- * signals, sockets, dup). On x86_64 every sys_enter context is `__syscall_nr` at offset 8
- * and the six arguments as u64 from 16; sys_exit is the nr at 8 and `ret` at 16.
+ * Traces: every syscall of probes/syscalls.py's table (file system changes, namespaces and
+ * mounts, credentials, modules and bpf, ptrace and signals, sockets, dup), routed here by
+ * the syscall dispatcher (dispatch.bpf.c: raw sys_enter/sys_exit, `sys_route[nr]` ==
+ * AW_RT_SYS), 32-bit doors included (their arguments decoded by aw_call_decode), and every
+ * 32-bit call of a task the compat rule kills. The OTHER route's first-use records of calls
+ * outside the table are this record too (AW_SF_FIRST_USE, raw arguments only).
  * `sys_spec[nr]`, filled by user space at load time, says what to copy besides the six raw
  * arguments: up to three user strings (two of up to AW_PATH_MAX bytes, a third of up to
  * AW_SYS_STR2_MAX), one "blob" (a socket address, a send's first bytes, capset's data, a
@@ -15,24 +16,22 @@
  * the table's C side, the record, the maps and the argument readers; the programs and the
  * kernel rules follow in sys_progs.bpf.c (the loader concatenates the two).
  *
- * Cannot see: 32-bit (ia32, x32) syscalls, for which syscall tracepoints never fire;
- * strings past their bounds; anything a racing thread changes between our read at entry
+ * Cannot see: strings past their bounds; anything a racing thread changes between our read at entry
  * and the kernel's own copy. Sends: a send with a destination address is always
  * reported; one without (a connected socket) only when its first bytes look like a DNS
  * query, since its destination was seen at connect(). write()/writev() on sockets are not
  * traced. Payload bytes are copied only to find a DNS query name (at most
  * AW_SYS_PAYLOAD_MAX bytes, only for destination port 53 or no destination).
  *
- * Cost: unwatched, one hash lookup at entry and one at exit, on the listed syscalls only
- * (opens, reads and writes are not among them). Watched: an array lookup, a 48-byte
- * kernel read, the strings, a per-thread entry allocated on use (BPF_F_NO_PREALLOC), and a
+ * Cost: unwatched, nothing here (the dispatcher's one hash lookup). Watched: an array
+ * lookup, a 128-byte kernel read (the saved registers), the strings, a per-thread entry allocated on use (BPF_F_NO_PREALLOC), and a
  * ring-buffer copy of the bytes used.
  */
 #include "agentwatch.h"
 #define AW_HAVE_SYS 1
 
 #define AW_SYS_NARGS 6
-#define AW_SYS_SPECS 512            /* syscall numbers below this can be traced */
+#define AW_SYS_SPECS AW_NR_MAX      /* syscall numbers below this can be traced */
 #define AW_SYS_STR2_MAX 256         /* third string (mount's fstype) */
 #define AW_SYS_PAYLOAD_MAX 320      /* a DNS header and the longest name fit */
 #define AW_SYS_STRS (2 * AW_PATH_MAX + AW_SYS_STR2_MAX)
@@ -56,6 +55,7 @@
 #define AW_SF_BLOB_FAULT 0x2     /* the blob (or part of it) could not be read */
 #define AW_SF_PAYLOAD 0x4        /* payload bytes follow the sockaddr area of the blob */
 #define AW_SF_NO_ENTRY 0x8       /* refused before sys_enter (seccomp): seen at exit only */
+#define AW_SF_FIRST_USE 0x10     /* a call outside the table, first used by its session */
 
 /* One per syscall number, written by user space (probes/syscalls.py). */
 struct aw_sys_spec {
@@ -68,12 +68,14 @@ struct aw_sys_spec {
     u8 blob_a;      /* argument indexes the blob reader uses */
     u8 blob_b;
     u16 blob_size;  /* AW_BLOB_RAW: bytes to copy (at most AW_SOCKADDR_MAX) */
-    u8 filter_arg;  /* AW_NOARG: always; else only if (arg & filter_mask) is v1 or v2 */
+    u8 filter_arg;  /* AW_NOARG: always; else only if (arg & filter_mask) is one of v1-v4 */
     u8 enforce;     /* AW_SE_*: the kernel may kill for this call (0: never) */
     u8 _pad[4];
     u64 filter_mask;
     u64 filter_v1;
     u64 filter_v2;
+    u64 filter_v3;
+    u64 filter_v4;
 };
 
 #define AW_UNSHARE_NEW (AW_CLONE_NEW | AW_CLONE_NEWTIME)
@@ -105,6 +107,15 @@ struct aw_sys {
 BPF_ARRAY(sys_spec, struct aw_sys_spec, AW_SYS_SPECS);
 BPF_F_TABLE("hash", u32, struct aw_sys, sys_inflight, AW_MAX_INFLIGHT, BPF_F_NO_PREALLOC);
 BPF_PERCPU_ARRAY(sys_scratch, struct aw_sys, 1);
+
+/* Calls outside the table, per session: (session, number, ABI) -> uses. LRU: a long
+ * session's oldest entries may go, and their next use is reported again. */
+struct aw_seen_key {
+    u64 session;
+    u32 nr;    /* as aw_call.nr */
+    u32 abi;
+};
+BPF_TABLE("lru_hash", struct aw_seen_key, u64, sys_seen, 16384);
 
 static __always_inline u64 aw_sys_arg(const struct aw_sys *rec, u32 i)
 {
@@ -283,7 +294,8 @@ static __always_inline int aw_sys_keep(struct aw_sys *rec, const struct aw_sys_s
             a[i] = 0;
     if (spec->filter_arg < AW_SYS_NARGS) {
         u64 v = aw_sys_arg(rec, spec->filter_arg) & spec->filter_mask;
-        if (v != spec->filter_v1 && v != spec->filter_v2)
+        if (v != spec->filter_v1 && v != spec->filter_v2 && v != spec->filter_v3 &&
+            v != spec->filter_v4)
             return 0;
     }
     return 1;

@@ -4,8 +4,10 @@
  *
  * Here: the kernel rules judged at a call's entry (the AW_SE_* checks of sys_spec[nr],
  * enabled by AW_EN_* bits that response/enforce.py writes), the inet fd bookkeeping of the
- * reverse-shell rule, aw_sys_enter, aw_sys_exit, the path of calls refused before their
- * entry (seccomp), and the close probes attached only with AW_EN_REVSHELL.
+ * reverse-shell rule, the route programs of the dispatcher (dispatch.bpf.c) for the table
+ * (AW_RT_SYS), for calls outside it (AW_RT_OTHER: first use) and for close (AW_RT_CLOSE,
+ * routed only with AW_EN_REVSHELL), and the path of calls refused before their entry
+ * (seccomp).
  */
 /* Is the caller in the host's pid namespace (so that the pids it names are host pids)? */
 static __always_inline int aw_host_pidns(void)
@@ -44,7 +46,26 @@ static __always_inline u32 aw_target_outside(const struct aw_proc *p, u64 id, u6
 static __always_inline u32 aw_signal_violation(const struct aw_sys *rec, u32 nr)
 {
     s64 target = (s64)(s32)rec->arg0;
-    u64 sig = nr == 234 /* tgkill */ ? rec->arg2 : rec->arg1;
+    /* tgkill, rt_tgsigqueueinfo: (tgid, tid, sig); kill, tkill, rt_sigqueueinfo: (pid, sig) */
+    u64 sig = (nr == 234 || nr == 297) ? rec->arg2 : rec->arg1;
+    if (nr == 72 /* fcntl */ || nr == 16 /* ioctl */) {
+        /* the owner of a file's SIGIO/SIGURG: F_SETOWN (pid or -pgrp in arg 2),
+         * F_SETOWN_EX (struct f_owner_ex { int type; int pid; } at arg 2), FIOSETOWN and
+         * SIOCSPGRP (an int at arg 2) */
+        u64 cmd = (u32)rec->arg1;
+        s32 w[2] = {};
+        if (nr == 72 && cmd == 8)
+            target = (s32)rec->arg2;
+        else if (nr == 72 && cmd == 15 &&
+                 bpf_probe_read_user(w, sizeof(w), (void *)rec->arg2) == 0)
+            target = w[1];
+        else if (nr == 16 && (cmd == 0x8901 || cmd == 0x8902) &&
+                 bpf_probe_read_user(w, sizeof(w[0]), (void *)rec->arg2) == 0)
+            target = w[0];
+        else
+            return 0;
+        sig = 1;  /* a signal will be sent to it */
+    }
     if (nr != 434 /* pidfd_open */ && sig == 0)
         return 0;  /* signal 0: an existence probe, nothing is delivered */
     if (!aw_host_pidns())
@@ -92,6 +113,10 @@ static __always_inline u32 aw_sys_violation(const struct aw_sys *rec,
         return (mask & AW_EN_PTRACE) ? aw_target_outside(p, id, rec->arg0) : 0;
     case AW_SE_SIGNAL:
         return (mask & AW_EN_MONITOR) ? aw_signal_violation(rec, rec->nr) : 0;
+    case AW_SE_FORBIDDEN:
+        return (mask & AW_EN_FORBIDDEN) ? AW_WHY_FORBIDDEN : 0;
+    case AW_SE_FD_STEAL:
+        return (mask & AW_EN_PTRACE) ? AW_WHY_PTRACE : 0;
     }
     return 0;
 }
@@ -143,9 +168,9 @@ static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long re
  * arguments are read from the user registers saved at syscall entry (x86_64 pt_regs,
  * found with bpf_task_pt_regs; the syscall did not run, so they are as the process
  * passed them), the strings from its memory. No kill in the kernel: the call did not happen. */
-static __always_inline int aw_sys_refused(void *ctx)
+static __always_inline int aw_sys_refused(struct bpf_raw_tracepoint_args *ctx)
 {
-    long ret = *(long *)(ctx + 16);
+    long ret = ctx->args[1];
     if (ret >= 0 || ret < -4095)
         return 0;
     u64 id = bpf_get_current_pid_tgid();
@@ -153,8 +178,11 @@ static __always_inline int aw_sys_refused(void *ctx)
     /* killed at this call's entry: its record went to the enforced ring there */
     if (!p || (p->flags & AW_PF_KILLED))
         return 0;
-    u32 nr = *(int *)(ctx + 8);
-    struct aw_sys_spec *spec = sys_spec.lookup(&nr);
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], -1, &c) != 0)
+        return 0;
+    u32 nr = c.nr;
+    struct aw_sys_spec *spec = nr < AW_SYS_SPECS ? sys_spec.lookup(&nr) : 0;
     /* a call with a blob may have been seen at entry and dropped there on purpose (a
      * send on a connected socket that is not DNS): not knowable here, so not reported */
     if (!spec || !spec->on || spec->blob != AW_BLOB_NONE)
@@ -163,20 +191,11 @@ static __always_inline int aw_sys_refused(void *ctx)
     struct aw_sys *rec = sys_scratch.lookup(&zero);
     if (!rec)
         return 0;
-    /* the user registers saved at syscall entry (x86_64 struct pt_regs, as u64 words:
-     * r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di orig_ax) */
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
-    void *regs = (void *)bpf_task_pt_regs(task);
-    u64 w[16] = {};
-    if (!regs || bpf_probe_read_kernel(w, sizeof(w), regs) != 0)
-        return 0;
+    /* the syscall did not run, so the saved registers are as the process passed them */
     u64 *a = &rec->arg0;
-    a[0] = w[14];  /* di */
-    a[1] = w[13];  /* si */
-    a[2] = w[12];  /* dx */
-    a[3] = w[7];   /* r10 */
-    a[4] = w[9];   /* r8 */
-    a[5] = w[8];   /* r9 */
+#pragma unroll
+    for (int i = 0; i < AW_SYS_NARGS; i++)
+        a[i] = c.a[i];
     if (!aw_sys_keep(rec, spec))
         return 0;
     aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
@@ -188,38 +207,65 @@ static __always_inline int aw_sys_refused(void *ctx)
     return 0;
 }
 
-int aw_sys_enter(void *ctx)
+/* The record of a call at entry: what the table says to copy (raw arguments only for a
+ * call outside it). The spec is copied so that a call with none can use defaults. */
+static __always_inline struct aw_sys *aw_sys_begin(const struct aw_call *c,
+                                                   struct aw_sys_spec *sp,
+                                                   struct aw_proc *p, u64 id)
+{
+    u32 nr = c->nr;
+    struct aw_sys_spec *spec = nr < AW_SYS_SPECS ? sys_spec.lookup(&nr) : 0;
+    if (spec && spec->on) {
+        __builtin_memcpy(sp, spec, sizeof(*sp));
+    } else {
+        __builtin_memset(sp, 0, sizeof(*sp));
+        sp->nargs = AW_SYS_NARGS;
+        sp->str0 = sp->str1 = sp->str2 = AW_NOARG;
+        sp->blob_a = sp->blob_b = sp->filter_arg = AW_NOARG;
+    }
+    u32 zero = 0;
+    struct aw_sys *rec = sys_scratch.lookup(&zero);
+    if (!rec)
+        return 0;
+    u64 *a = &rec->arg0;
+#pragma unroll
+    for (int i = 0; i < AW_SYS_NARGS; i++)
+        a[i] = c->a[i];
+    aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
+    if (c->abi != AW_ABI_NATIVE)
+        rec->hdr_flags |= AW_HF_COMPAT;
+    rec->nr = nr;
+    return rec;
+}
+
+/* AW_RT_SYS at entry: the table's calls, and every 32-bit call the compat rule kills. */
+int aw_rt_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
     if (!p)
         return 0;
-    u32 nr = *(int *)(ctx + 8);
-    struct aw_sys_spec *spec = sys_spec.lookup(&nr);
-    if (!spec || !spec->on)
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
         return 0;
-    u32 zero = 0;
-    struct aw_sys *rec = sys_scratch.lookup(&zero);
+    struct aw_sys_spec spec;
+    struct aw_sys *rec = aw_sys_begin(&c, &spec, p, id);
     if (!rec)
         return 0;
-    /* A helper read, not ctx loads: the kernel refuses to attach a program whose ctx
-     * loads reach past the tracepoint's last field (setuid has one argument). The
-     * context is always six u64 wide for BPF, so the read stays in bounds. */
-    u64 *a = &rec->arg0;
-    if (bpf_probe_read_kernel(a, AW_SYS_NARGS * sizeof(u64), ctx + 16) != 0)
+    u32 why = 0;
+    if (c.abi != AW_ABI_NATIVE && (aw_enforce_mask(p) & AW_EN_COMPAT))
+        why = AW_WHY_COMPAT;
+    else if (!spec.on || !aw_sys_keep(rec, &spec))
         return 0;
-    if (!aw_sys_keep(rec, spec))
-        return 0;
-    aw_fill_hdr((struct aw_hdr *)rec, AW_EV_SYSCALL, p, id);
-    rec->nr = nr;
-    u32 why = aw_sys_violation(rec, spec, p, id);
+    else
+        why = aw_sys_violation(rec, &spec, p, id);
     if (why)
         aw_kill_current((struct aw_hdr *)rec, why, p);  /* first; the record follows */
     aw_sys_clear(rec, 0, 0);
 
-    aw_sys_strings(rec, spec);
+    aw_sys_strings(rec, &spec);
 
-    if (spec->blob != AW_BLOB_NONE && !aw_sys_blob_enter(rec, spec) && !why)
+    if (spec.blob != AW_BLOB_NONE && !aw_sys_blob_enter(rec, &spec) && !why)
         return 0;
     if (why) {
         u64 used = (u64)aw_sys_blob_off(rec) + rec->blob_len;
@@ -232,21 +278,52 @@ int aw_sys_enter(void *ctx)
     return 0;
 }
 
-int aw_sys_exit(void *ctx)
+/* AW_RT_OTHER at entry: a call outside the table. Counted per (session, number) in
+ * `sys_seen`; the first use by a session is an event (raw arguments, AW_SF_FIRST_USE). */
+int aw_rt_other_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
+    struct aw_seen_key key = {.session = p->session, .nr = c.nr, .abi = c.abi};
+    u64 *n = sys_seen.lookup(&key);
+    if (n) {
+        __sync_fetch_and_add(n, 1);
+        return 0;
+    }
+    u64 one = 1;
+    if (sys_seen.insert(&key, &one) != 0)
+        return 0;  /* another thread was first */
+    struct aw_sys_spec spec;
+    struct aw_sys *rec = aw_sys_begin(&c, &spec, p, id);
+    if (!rec)
+        return 0;
+    aw_sys_clear(rec, 0, AW_SF_FIRST_USE);
+    rec->str0_len = rec->str1_len = rec->str2_len = 0;
+    aw_submit(rec, offsetof(struct aw_sys, data), sizeof(*rec));
+    return 0;
+}
+
+int aw_rt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
     u32 tid = bpf_get_current_pid_tgid();
     struct aw_sys *rec = sys_inflight.lookup(&tid);
     if (!rec)
         return aw_sys_refused(ctx);
-    u32 nr = *(int *)(ctx + 8);
-    if (rec->nr != nr) {
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], -1, &c) != 0 || rec->nr != c.nr) {
         /* not this syscall's entry (changed under a tracer, or left over): its event is
          * lost, and counted */
         sys_inflight.delete(&tid);
         aw_count_lost(AW_LOST_INFLIGHT);
         return 0;
     }
-    long ret = *(long *)(ctx + 16);
+    u32 nr = c.nr;
+    long ret = ctx->args[1];
     rec->ret = ret;
     u32 why = 0;
     /* socket, accept, accept4, dup, dup2, dup3, fcntl: the calls inet_fds follows */
@@ -258,7 +335,7 @@ int aw_sys_exit(void *ctx)
             why = AW_WHY_REVSHELL;
         }
     }
-    struct aw_sys_spec *spec = sys_spec.lookup(&nr);
+    struct aw_sys_spec *spec = nr < AW_SYS_SPECS ? sys_spec.lookup(&nr) : 0;
     if (spec && ret >= 0) {
         u64 boff = aw_sys_blob_off(rec);
         if (spec->blob == AW_BLOB_SOCKADDR_EXIT) {
@@ -287,23 +364,23 @@ int aw_sys_exit(void *ctx)
     return 0;
 }
 
-/* close() and close_range(): attached only with AW_EN_REVSHELL (response/enforce.py). */
-int aw_fd_close(void *ctx)
-{
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    struct aw_fdset *set = inet_fds.lookup(&tgid);
-    if (set)
-        aw_fd_mark(set, *(u64 *)(ctx + 16), 0);
-    return 0;
-}
-
-int aw_fd_close_range(void *ctx)
+/* AW_RT_CLOSE at entry: close (3) and close_range (436), routed here only while the
+ * reverse-shell rule is on (response/enforce.py sets their route), so that no one else
+ * pays for them: an inet fd closed leaves `inet_fds`. */
+int aw_rt_close_enter(struct bpf_raw_tracepoint_args *ctx)
 {
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
     struct aw_fdset *set = inet_fds.lookup(&tgid);
     if (!set)
         return 0;
-    u64 first = *(u64 *)(ctx + 16), last = *(u64 *)(ctx + 24), flags = *(u64 *)(ctx + 32);
+    struct aw_call c = {};
+    if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
+        return 0;
+    if (c.nr == 3) {
+        aw_fd_mark(set, (u32)c.a[0], 0);
+        return 0;
+    }
+    u64 first = (u32)c.a[0], last = (u32)c.a[1], flags = c.a[2];
     if (flags & 4 /* CLOSE_RANGE_CLOEXEC: closed at exec, where the set is emptied */)
         return 0;
     for (u32 i = 0; i < AW_FDSET_MAX / 64; i++) {

@@ -22,17 +22,23 @@ from probes.layout import Layout
 from probes.linux import (
     F_DUPFD,
     F_DUPFD_CLOEXEC,
+    F_SETOWN,
+    F_SETOWN_EX,
+    FIOSETOWN,
     KINDS,
+    SIOCSPGRP,
     STRING_KINDS,
     TIOCLINUX,
     TIOCSTI,
     RawDecoder,
     bpf_raw,
+    file_handle_raw,
     io_uring_raw,
     ioctl_raw,
     mount_attr_raw,
     perf_raw,
 )
+from probes.sysnames import X86_64
 
 AW_EV_SYSCALL = 6
 AW_PATH_MAX = 4096
@@ -49,7 +55,7 @@ BLOB_NONE, BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO = 0, 1, 2, 3
 BLOB_MSGHDR, BLOB_CAPSET, BLOB_FDS_EXIT, BLOB_RAW = 4, 5, 6, 7
 SOCKADDR_BLOBS = (BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO, BLOB_MSGHDR)
 # aw_sys.sys_flags
-SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD, SF_NO_ENTRY = 0x1, 0x2, 0x4, 0x8
+SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD, SF_NO_ENTRY, SF_FIRST_USE = 0x1, 0x2, 0x4, 0x8, 0x10
 
 SYSCALL = Layout.record("aw_sys", [
     ("ret", "s64"),
@@ -75,7 +81,8 @@ class Syscall:
     blob_a: int = NOARG                      # argument indexes the blob reader uses
     blob_b: int = NOARG
     blob_size: int = 0                       # BLOB_RAW: bytes to copy
-    filter: tuple[int, int, int, int] | None = None  # (arg, mask, v1, v2): in-kernel filter
+    # (arg, mask, v1[, v2, v3, v4]): reported only if (arg & mask) is one of the values
+    filter: tuple[int, ...] | None = None
     tracepoint: str = ""                     # syscalls:sys_{enter,exit}_<this> (default name)
     paths: tuple[str, ...] = ()              # args reported as path, path2 (default: the
                                              # first two "path" args)
@@ -146,6 +153,13 @@ SYSCALLS: tuple[Syscall, ...] = (
         ("uargs", "ptr"), ("usize", "size")),
     _at("chdir", 80, "files", _PATH),
     _at("fchdir", 81, "files", _FD),
+    # A file handle opens a file by (inode, generation) through any mount of its file
+    # system: with CAP_DAC_READ_SEARCH, files the caller's mount namespace cannot name.
+    _at("name_to_handle_at", 303, "files", _DFD, _PATH, ("handle", "ptr"),
+        ("mount_id", "ptr"), ("flags", "at_flags")),
+    _at("open_by_handle_at", 304, "files", ("mount_fd", "fd"), ("handle", "ptr"),
+        ("flags", "o_flags"), blob=BLOB_RAW, blob_a=1, blob_size=16, raw=file_handle_raw,
+        note="the handle's type, and its inode and generation"),
     # ---- namespaces and mounts
     _at("unshare", 272, "mounts", ("flags", "clone_flags")),
     _at("setns", 308, "mounts", _FD, ("nstype", "clone_flags")),
@@ -185,6 +199,20 @@ SYSCALLS: tuple[Syscall, ...] = (
     _at("bpf", 321, "kernel", ("cmd", "bpf_cmd"), ("attr", "ptr"), ("size", "uint"),
         blob=BLOB_RAW, blob_a=1, blob_size=4, raw=bpf_raw,
         note="prog_type (PROG_LOAD) or map_type (MAP_CREATE)"),
+    _at("kexec_load", 246, "kernel", ("entry", "ulong"), ("nr_segments", "ulong"),
+        ("segments", "ptr"), ("flags", "ulong")),
+    _at("kexec_file_load", 320, "kernel", ("kernel_fd", "fd"), ("initrd_fd", "fd"),
+        ("cmdline_len", "ulong"), ("cmdline", "str"), ("flags", "ulong")),
+    _at("iopl", 172, "kernel", ("level", "int")),
+    _at("ioperm", 173, "kernel", ("from", "ulong"), ("num", "ulong"), ("on", "int")),
+    _at("reboot", 169, "kernel", ("magic1", "uint"), ("magic2", "uint"), ("cmd", "uint"),
+        ("arg", "ptr")),
+    _at("swapon", 167, "kernel", _PATH, ("flags", "int")),
+    _at("swapoff", 168, "kernel", _PATH),
+    _at("acct", 163, "kernel", _PATH),
+    _at("settimeofday", 164, "kernel", ("tv", "ptr"), ("tz", "ptr")),
+    _at("clock_settime", 227, "kernel", ("clockid", "int"), ("tp", "ptr")),
+    _at("vhangup", 153, "kernel"),
     _at("perf_event_open", 298, "kernel", ("attr", "ptr"), ("pid", "pid"), ("cpu", "int"),
         ("group_fd", "fd"), ("flags", "perf_flags"), blob=BLOB_RAW, blob_a=0, blob_size=16,
         raw=perf_raw, note="attr's type and config"),
@@ -200,6 +228,14 @@ SYSCALLS: tuple[Syscall, ...] = (
     _at("tgkill", 234, "processes", ("tgid", "pid"), ("tid", "pid"), ("sig", "signal")),
     _at("pidfd_open", 434, "processes", ("pid", "pid"), ("flags", "pidfd_flags"),
         note="ret is the pidfd that pidfd_send_signal names"),
+    _at("rt_sigqueueinfo", 129, "processes", ("tgid", "pid"), ("sig", "signal"),
+        ("info", "ptr")),
+    _at("rt_tgsigqueueinfo", 297, "processes", ("tgid", "pid"), ("tid", "pid"),
+        ("sig", "signal"), ("info", "ptr")),
+    _at("pidfd_getfd", 438, "processes", ("pidfd", "fd"), ("targetfd", "int"),
+        ("flags", "uint"), note="a copy of another process's fd"),
+    _at("process_madvise", 440, "processes", ("pidfd", "fd"), ("vec", "ptr"),
+        ("vlen", "ulong"), ("advice", "int"), ("flags", "uint")),
     _at("pidfd_send_signal", 424, "processes", ("pidfd", "fd"), ("sig", "signal"),
         ("info", "ptr"), ("flags", "pidfd_signal_flags")),
     _at("memfd_create", 319, "processes", ("name", "str"), ("flags", "memfd_flags")),
@@ -210,9 +246,10 @@ SYSCALLS: tuple[Syscall, ...] = (
         blob=BLOB_RAW, blob_a=1, blob_size=12, raw=io_uring_raw,
         note="setup_flags from struct io_uring_params"),
     _at("ioctl", 16, "processes", _FD, ("cmd", "ioctl_cmd"), ("arg", "ptr"),
-        filter=(1, 0xFFFFFFFF, TIOCSTI, TIOCLINUX), blob=BLOB_RAW, blob_a=2, blob_size=1,
-        raw=ioctl_raw,
-        note="only TIOCSTI/TIOCLINUX (filtered in the kernel); the injected byte"),
+        filter=(1, 0xFFFFFFFF, TIOCSTI, TIOCLINUX, FIOSETOWN, SIOCSPGRP), blob=BLOB_RAW,
+        blob_a=2, blob_size=4, raw=ioctl_raw,
+        note="only TIOCSTI/TIOCLINUX (the injected byte) and FIOSETOWN/SIOCSPGRP (the "
+             "signal owner), filtered in the kernel"),
     # ---- sockets
     _at("socket", 41, "sockets", ("family", "family"), ("type", "sock_type"),
         ("protocol", "int")),
@@ -239,10 +276,48 @@ SYSCALLS: tuple[Syscall, ...] = (
     _at("dup2", 33, "sockets", ("oldfd", "fd"), ("newfd", "fd")),
     _at("dup3", 292, "sockets", ("oldfd", "fd"), ("newfd", "fd"), ("flags", "o_flags")),
     _at("fcntl", 72, "sockets", _FD, ("cmd", "fcntl_cmd"), ("arg", "long"),
-        filter=(1, 0xFFFFFFFF, F_DUPFD, F_DUPFD_CLOEXEC),
-        note="only F_DUPFD/F_DUPFD_CLOEXEC (filtered in the kernel)"),
+        filter=(1, 0xFFFFFFFF, F_DUPFD, F_DUPFD_CLOEXEC, F_SETOWN, F_SETOWN_EX),
+        note="only F_DUPFD/F_DUPFD_CLOEXEC and F_SETOWN/F_SETOWN_EX (filtered in the "
+             "kernel)"),
 )
 BY_NAME = {s.name: s for s in SYSCALLS}
+
+# Routine calls the dispatcher does not report (AW_RT_QUIET): reading and writing open
+# files, memory, time, waiting, signals' own handling, identity queries. A number in
+# neither list nor any probe's own route is reported at its first use by each session
+# (AW_RT_OTHER), and a 32-bit call is never quiet.
+QUIET = frozenset({
+    "read", "write", "pread64", "pwrite64", "readv", "writev", "preadv", "pwritev",
+    "preadv2", "pwritev2", "close", "close_range", "lseek", "stat", "fstat", "lstat",
+    "newfstatat", "statx", "statfs", "fstatfs", "access", "faccessat", "faccessat2",
+    "readlink", "readlinkat", "getdents64", "getdents", "getcwd", "poll", "ppoll", "select",
+    "pselect6", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
+    "epoll_pwait2", "mmap", "mprotect", "munmap", "mremap", "madvise", "brk", "msync",
+    "mincore", "mlock", "munlock", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
+    "rt_sigsuspend", "rt_sigtimedwait", "rt_sigpending", "sigaltstack", "pipe", "pipe2",
+    "sched_yield", "sched_getaffinity", "sched_setaffinity", "sched_getparam",
+    "sched_getscheduler", "sched_get_priority_max", "sched_get_priority_min", "nanosleep",
+    "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time", "getitimer",
+    "setitimer", "alarm", "timer_create", "timer_settime", "timer_gettime", "timer_delete",
+    "timerfd_create", "timerfd_settime", "timerfd_gettime", "getpid", "gettid", "getppid",
+    "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid", "getgroups",
+    "getpgrp", "getpgid", "getsid", "setpgid", "setsid", "getpriority", "setpriority",
+    "getrlimit", "setrlimit", "prlimit64", "getrusage", "times", "sysinfo", "uname",
+    "umask", "futex", "futex_waitv", "set_robust_list", "get_robust_list",
+    "set_tid_address", "rseq", "arch_prctl", "prctl", "getrandom", "wait4", "waitid",
+    "pause", "fsync", "fdatasync", "sync_file_range", "flock", "fadvise64", "readahead",
+    "fallocate", "sendfile", "copy_file_range", "splice", "tee", "vmsplice",
+    "eventfd", "eventfd2", "signalfd", "signalfd4", "inotify_init", "inotify_init1",
+    "inotify_add_watch", "inotify_rm_watch", "fanotify_mark", "getsockname", "getpeername",
+    "getsockopt", "setsockopt", "recvfrom", "recvmsg", "recvmmsg", "shutdown", "utime",
+    "utimes", "utimensat", "futimesat", "getxattr", "lgetxattr", "fgetxattr", "listxattr",
+    "llistxattr", "flistxattr", "getxattrat", "listxattrat", "membarrier", "capget",
+    "get_mempolicy", "getcpu", "ioprio_get", "sched_getattr", "statmount", "listmount",
+    "cachestat", "map_shadow_stack", "futex_wake", "futex_wait", "futex_requeue",
+    "restart_syscall", "io_uring_enter", "memfd_secret", "mseal", "personality",
+    "sched_rr_get_interval", "lsm_get_self_attr", "lsm_list_modules", "file_getattr",
+})
+QUIET_NRS = tuple(nr for nr, name in X86_64.items() if name in QUIET)
 BY_NR = {s.nr: s for s in SYSCALLS}
 
 
@@ -269,6 +344,8 @@ def check_table(table: tuple[Syscall, ...] = SYSCALLS) -> None:
         assert (s.blob == BLOB_RAW) == (s.raw is not None), f"{s.name}: raw decoder"
         if s.filter:
             assert s.filter[0] < len(s.args), f"{s.name}: filter argument"
+            assert 3 <= len(s.filter) <= 6, f"{s.name}: filter of 1 to 4 values"
+        assert s.name not in QUIET and X86_64.get(s.nr) == s.name, f"{s.name}: nr"
 
 
 def _path_bases(s: Syscall) -> tuple[tuple[str, str | None], ...]:

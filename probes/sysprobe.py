@@ -1,7 +1,9 @@
-"""The generic syscall probe's kernel side: the table (probes/syscalls.py) written into the
-`sys_spec` map, the per-syscall kill classes, and the programs attached to the tracepoints
-of every syscall of the table that this kernel has (what is missing is returned and kept
-by the loader: `probes.loader.Probes.syscalls`).
+"""The syscall dispatcher's kernel side (dispatch.bpf.c): the table (probes/syscalls.py)
+written into the `sys_spec` map with the per-syscall kill classes, every number's route
+(`sys_route`), the 32-bit numbers' native twins (`compat_nr`, `socketcall_nr`), and the
+route programs loaded into the dispatcher's prog arrays. There is nothing to attach per
+syscall: the raw sys_enter/sys_exit pair sees every number, so every table entry is
+covered whether or not this kernel has a `syscalls:` tracepoint for it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes import kernel
-from probes.syscalls import NOARG, SYSCALLS, Syscall
+from probes.compat import COMPAT_TO_NATIVE, NO_NATIVE, SOCKETCALL_NATIVE
+from probes.rules import VALUE as V
+from probes.syscalls import NOARG, QUIET_NRS, SYSCALLS, Syscall
+
+NR_MAX = 512  # AW_NR_MAX: sys_route's and sys_spec's size
+
+# (concern, route, native numbers) routed to a concern's own programs
+CONCERN_ROUTES = (
+    ("file", "AW_RT_OPEN", (2, 257, 437)),             # open, openat, openat2
+    ("proc", "AW_RT_EXEC", (59, 322)),                 # execve, execveat
+    ("proc", "AW_RT_FORK", (56, 57, 58, 435)),         # clone, fork, vfork, clone3
+    ("proc", "AW_RT_EXIT", (60, 231)),                 # exit, exit_group
+    ("net", "AW_RT_CONNECT", (42,)),                   # connect
+)
+# close, close_range: quiet unless the reverse-shell rule routes them to AW_RT_CLOSE
+CLOSE_NRS = (3, 436)
+
+# (concern, route, entry program, exit program or "")
+ROUTE_PROGRAMS = (
+    ("file", "AW_RT_OPEN", "aw_rt_open_enter", "aw_rt_open_exit"),
+    ("proc", "AW_RT_EXEC", "aw_rt_exec_enter", "aw_rt_exec_exit"),
+    ("proc", "AW_RT_FORK", "aw_rt_fork_enter", "aw_rt_fork_exit"),
+    ("proc", "AW_RT_EXIT", "aw_rt_exit_enter", ""),
+    ("net", "AW_RT_CONNECT", "aw_rt_connect_enter", "aw_rt_connect_exit"),
+    ("sys", "AW_RT_SYS", "aw_rt_sys_enter", "aw_rt_sys_exit"),
+    ("sys", "AW_RT_OTHER", "aw_rt_other_enter", ""),
+    ("sys", "AW_RT_CLOSE", "aw_rt_close_enter", ""),
+)
 
 
 @dataclass(frozen=True)
@@ -19,8 +48,9 @@ class AttachResult:
     """Which syscalls of the table the generic probe covers on this kernel."""
 
     attached: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()    # no syscalls:sys_{enter,exit}_X tracepoint here
-    failed: dict[str, str] = field(default_factory=dict)  # tracepoint there, attach failed
+    # kept for callers of the per-tracepoint design: the dispatcher misses none
+    missing: tuple[str, ...] = ()
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def tracepoint_exists(tp: str) -> bool:
@@ -41,7 +71,10 @@ def write_specs(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS,
         leaf.blob, leaf.blob_a, leaf.blob_b, leaf.blob_size = (s.blob, s.blob_a, s.blob_b,
                                                                s.blob_size)
         if s.filter:
-            leaf.filter_arg, leaf.filter_mask, leaf.filter_v1, leaf.filter_v2 = s.filter
+            arg, mask, *values = s.filter
+            values = (values * 4)[:4]  # unused slots repeat a value
+            leaf.filter_arg, leaf.filter_mask = arg, mask
+            leaf.filter_v1, leaf.filter_v2, leaf.filter_v3, leaf.filter_v4 = values
         else:
             leaf.filter_arg = NOARG
         leaf.enforce = enforce.get(s.name, 0) if enforce else 0
@@ -60,33 +93,63 @@ def set_enforce(bpf: Any, classes: dict[str, int],
             specs[key] = leaf
 
 
-def install(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS) -> AttachResult:
-    """Write the table into the kernel, load the two programs (a verifier refusal raises)
-    and attach them to every syscall of the table whose tracepoints exist."""
+def routes(concerns: tuple[str, ...], table: tuple[Syscall, ...] = SYSCALLS) -> dict[int, int]:
+    """Every native number's route (AW_RT_*) with these concerns loaded. A number no loaded
+    concern takes is quiet: without `sys`, calls outside the table are not reported."""
+    rt = V["AW_RT_OTHER"] if "sys" in concerns else V["AW_RT_QUIET"]
+    out = dict.fromkeys(range(NR_MAX), rt)
+    for nr in QUIET_NRS:
+        out[nr] = V["AW_RT_QUIET"]
+    if "sys" in concerns:
+        for s in table:
+            out[s.nr] = V["AW_RT_SYS"]
+    for concern, route, nrs in CONCERN_ROUTES:
+        if concern in concerns:
+            for nr in nrs:
+                out[nr] = V[route]
+    return out
+
+
+def set_route(bpf: Any, nrs: tuple[int, ...], route: str) -> None:
+    """Send these numbers to another route (response/enforce.py: close while the
+    reverse-shell rule is on)."""
+    table = bpf[b"sys_route"]
+    for nr in nrs:
+        table[ctypes.c_int(nr)] = ctypes.c_uint8(V[route])
+
+
+def write_compat(bpf: Any) -> None:
+    """i386 numbers' native twins, and socketcall's calls (probes/compat.py)."""
+    table = bpf[b"compat_nr"]
+    for nr in range(NR_MAX):
+        table[ctypes.c_int(nr)] = ctypes.c_uint16(COMPAT_TO_NATIVE.get(nr, NO_NATIVE))
+    sock = bpf[b"socketcall_nr"]
+    for call, nr in SOCKETCALL_NATIVE.items():
+        sock[ctypes.c_int(call)] = ctypes.c_uint16(nr)
+
+
+def install(bpf: Any, concerns: tuple[str, ...], table: tuple[Syscall, ...] = SYSCALLS
+            ) -> AttachResult | None:
+    """Write the tables into the kernel and load each loaded concern's route programs into
+    the dispatcher's prog arrays (a verifier refusal raises). The dispatcher itself was
+    attached by BCC at compile time (RAW_TRACEPOINT_PROBE); until the routes are written
+    every number is quiet, and no process is watched yet."""
     from bcc import BPF  # late: unit tests do not need bcc
 
-    write_specs(bpf, table)
-    bpf.load_func(b"aw_sys_enter", BPF.TRACEPOINT)
-    bpf.load_func(b"aw_sys_exit", BPF.TRACEPOINT)
-    attached: list[str] = []
-    missing: list[str] = []
-    failed: dict[str, str] = {}
-    for s in table:
-        if not tracepoint_exists(s.tp):
-            missing.append(s.name)
+    if "sys" in concerns:
+        write_specs(bpf, table)
+    write_compat(bpf)
+    enter, exit_ = bpf[b"enter_routes"], bpf[b"exit_routes"]
+    for concern, route, fn_enter, fn_exit in ROUTE_PROGRAMS:
+        if concern not in concerns:
             continue
-        enter = f"syscalls:sys_enter_{s.tp}".encode()
-        try:
-            bpf.attach_tracepoint(tp=enter, fn_name=b"aw_sys_enter")
-        except Exception as e:  # noqa: BLE001 - BCC raises bare Exception
-            failed[s.name] = str(e)
-            continue
-        try:
-            bpf.attach_tracepoint(tp=f"syscalls:sys_exit_{s.tp}".encode(),
-                                  fn_name=b"aw_sys_exit")
-        except Exception as e:  # noqa: BLE001
-            failed[s.name] = str(e)
-            bpf.detach_tracepoint(tp=enter)
-            continue
-        attached.append(s.name)
-    return AttachResult(tuple(attached), tuple(missing), failed)
+        slot = ctypes.c_int(V[route])
+        enter[slot] = ctypes.c_int(bpf.load_func(fn_enter.encode(), BPF.RAW_TRACEPOINT).fd)
+        if fn_exit:
+            exit_[slot] = ctypes.c_int(bpf.load_func(fn_exit.encode(), BPF.RAW_TRACEPOINT).fd)
+    route_map = bpf[b"sys_route"]
+    for nr, code in routes(concerns, table).items():
+        route_map[ctypes.c_int(nr)] = ctypes.c_uint8(code)
+    if "sys" not in concerns:
+        return None
+    return AttachResult(tuple(s.name for s in table))

@@ -59,7 +59,6 @@ EN_TAMPER, EN_NS, EN_MOUNT, EN_PTRACE = (V["AW_EN_TAMPER"], V["AW_EN_NS"], V["AW
                                          V["AW_EN_PTRACE"])
 EN_PATHS, EN_REVSHELL, EN_MONITOR, EN_FORKBOMB = (V["AW_EN_PATHS"], V["AW_EN_REVSHELL"],
                                                   V["AW_EN_MONITOR"], V["AW_EN_FORKBOMB"])
-FD_PROBES = (("aw_fd_close", "close"), ("aw_fd_close_range", "close_range"))
 CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = (
     V["AW_CFG_ENFORCE"], V["AW_CFG_PIDNS_DEV"], V["AW_CFG_PIDNS_INO"], V["AW_CFG_FORK_MAX"])
 WHY_CODE = {c.detector: c.value for c in rules.REASONS}  # detector id -> AW_WHY_*
@@ -252,20 +251,14 @@ def apply(bpf: Probes, pol: Policy) -> None:
 
 
 def _fd_probes(probes: Probes, on: bool) -> None:
-    """close()/close_range() probes (inet socket fds tracking): attached only while the
-    reverse-shell rule is on, so that no one else pays for them."""
+    """close()/close_range() (inet socket fds tracking): routed by the syscall dispatcher
+    to their program only while the reverse-shell rule is on, so that no one else pays
+    for them."""
     from probes import sysprobe
 
     if on == probes.fd_probes:
         return
-    for fn, call in FD_PROBES:
-        if not sysprobe.tracepoint_exists(call):
-            continue
-        tp = f"syscalls:sys_enter_{call}".encode()
-        if on:
-            probes.bcc.attach_tracepoint(tp=tp, fn_name=fn.encode())
-        else:
-            probes.bcc.detach_tracepoint(tp=tp)
+    sysprobe.set_route(probes, sysprobe.CLOSE_NRS, "AW_RT_CLOSE" if on else "AW_RT_QUIET")
     if not on:
         probes[b"inet_fds"].clear()
     probes.fd_probes = on

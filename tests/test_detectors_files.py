@@ -112,6 +112,17 @@ EXPECTED: dict[str, tuple[dict[str, Any], list[tuple[str, str, str]]]] = {
         ("high", "kill", "/dev/shm/payload"),
         ("high", "kill", f"{HOME}/.local/bin/helper"),
     ]),
+    "compat_syscall": ({}, [
+        ("high", "kill", "compat:openat"),
+        ("high", "kill", "compat:socket"),
+        ("high", "kill", "compat:ia32:ipc"),
+    ]),
+    "forbidden_syscall": ({}, [
+        ("critical", "kill", "open_by_handle_at"),
+        ("critical", "kill", "name_to_handle_at"),
+        ("critical", "kill", "io_uring_setup"),
+        ("critical", "kill", "iopl"),
+    ]),
     "fork_bomb": (SMALL_FORKS, [
         ("high", "kill", "live"),
         ("high", "kill", "rate"),

@@ -111,6 +111,25 @@ CASES = {
     "ptrace_seize": ("L.ptrace(0x4206, {sibling}, 0, 0)", "process_injection", "ptrace"),
     "process_vm_readv": ("L.syscall(310, {sibling}, 0, 0, 0, 0, 0)", "process_injection",
                          "process_vm_readv"),
+    # calls outside the old per-syscall table: the dispatcher sees every number
+    "open_by_handle_at": ("L.syscall(304, 3, 0, 0)", "forbidden_syscall",
+                          "open_by_handle_at"),
+    "name_to_handle_at": ("L.syscall(303, -100, b'/', 0, 0, 0)", "forbidden_syscall",
+                          "name_to_handle_at"),
+    "io_uring_setup": ("L.syscall(425, 8, 0)", "forbidden_syscall", "io_uring_setup"),
+    "kexec_load": ("L.syscall(246, 0, 0, 0, 0)", "kernel_tamper", "kexec_load"),
+    "pidfd_getfd": ("L.syscall(438, 0, 0, 0)", "process_injection", "pidfd_getfd"),
+    "process_madvise": ("L.syscall(440, 0, 0, 0, 0, 0)", "process_injection",
+                        "process_madvise"),
+    # signals to agentwatch (this process) by the doors the old table did not watch; a
+    # NULL siginfo makes the call fail with EFAULT if it is not stopped
+    "rt_sigqueueinfo": ("L.syscall(129, {me}, 10, 0)", "monitor_tamper", "rt_sigqueueinfo"),
+    "rt_tgsigqueueinfo": ("L.syscall(297, {me}, {me}, 10, 0)", "monitor_tamper",
+                          "rt_tgsigqueueinfo"),
+    "f_setown": ("s = socket.socket(); L.fcntl(s.fileno(), 8, {me})", "monitor_tamper",
+                 "fcntl"),
+    "fiosetown": ("s = socket.socket(); v = ctypes.c_int({me}); "
+                  "L.ioctl(s.fileno(), 0x8901, ctypes.byref(v))", "monitor_tamper", "ioctl"),
 }
 
 
@@ -121,7 +140,7 @@ def test_kernel_kills_at_the_calls_entry(enforcing: tuple[Any, Any, Any], tmp: P
     c, alerts, events = enforcing
     code, detector, syscall = CASES[case]
     code = code.format(decoy=str(tmp / "decoy.txt"), inner=str(tmp / "decoys/inner.txt"),
-                       sock=runtime_sock, sibling=sibling.pid)
+                       sock=runtime_sock, sibling=sibling.pid, me=os.getpid())
     marker = tmp / f"marker-{case}"
     r = _run(c, code, marker)
     assert r.exit_status == 128 + 9, f"{case}: not killed (exit {r.exit_status})"

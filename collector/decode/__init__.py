@@ -82,6 +82,8 @@ class RecordDecoder:
                "setup": bool(hf & 1), "nested_launcher": bool(hf & 2)}
         if hf & 8:
             hdr["kernel_deny"] = True
+        if hf & 0x10:
+            hdr["compat"] = True
         if hf & 4:
             hdr["kernel_kill"] = KILL_REASONS.get((hf >> 8) & 0xFF, "unknown")
         return fn(hdr, data)

@@ -15,6 +15,7 @@ from typing import Any
 from collector.decode.net import decode_sockaddr
 from collector.dns import dns_query
 from collector.events import Event, SyscallEvent, errno_name, text
+from probes.compat import name_of
 from probes.layout import Header
 from probes.linux import ADDRESS_FAMILIES, KINDS, STRING_KINDS, RawDecoder, capset, identity
 from probes.syscalls import (
@@ -24,6 +25,7 @@ from probes.syscalls import (
     BLOB_FDS_EXIT,
     BLOB_RAW,
     SF_BLOB_FAULT,
+    SF_FIRST_USE,
     SF_NO_ENTRY,
     SF_PAYLOAD,
     SF_STR_FAULT,
@@ -83,8 +85,8 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
 
     plan = _PLANS.get(nr)
     args: dict[str, Any] = {}
-    if plan is None:  # a number user space did not ask for: raw arguments
-        name = f"syscall_{nr}"
+    if plan is None:  # outside the table (a first use): raw arguments
+        name = name_of(nr)
         args = {f"arg{i}": v for i, v in enumerate(raw_args)}
         path = path2 = None
     else:
@@ -123,6 +125,7 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
         **hdr, ret=ret, error=errno_name(ret), syscall=name, args=args, path=path,
         path2=path2, fault=bool(sf & (SF_STR_FAULT | SF_BLOB_FAULT)), family=family,
         address=address, port=port, dns_query=query, refused_at_entry=bool(sf & SF_NO_ENTRY),
+        first_use=bool(sf & SF_FIRST_USE),
     )
 
 

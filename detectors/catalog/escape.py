@@ -199,8 +199,9 @@ class ProcessInjection(Detector):
         id="process_injection",
         kinds=frozenset({"fork", "syscall", "open"}),  # fork: own and child pids
         title="Access To Another Process's Memory",
-        description="ptrace attach/seize/poke, process_vm_readv/writev or an open of "
-                    "/proc/<pid>/mem aimed at a process other than the caller",
+        description="ptrace attach/seize/poke, process_vm_readv/writev, pidfd_getfd, "
+                    "process_madvise or an open of /proc/<pid>/mem aimed at a process "
+                    "other than the caller",
         severity="critical",
         action="kill",
         mitre=("T1055", "T1055.008"),
@@ -208,6 +209,8 @@ class ProcessInjection(Detector):
         params={
             "ptrace_requests": list(PTRACE_WRITES),
             "syscalls": ["process_vm_readv", "process_vm_writev"],
+            # calls aimed through a pidfd (the target is not in the event): any use
+            "pidfd_calls": ["pidfd_getfd", "process_madvise"],
             # true: a debugger on its own child (strace -f, gdb ./prog) is not flagged
             "allow_children": False,
         },
@@ -217,7 +220,9 @@ class ProcessInjection(Detector):
             calls=(KernelCall("ptrace", "AW_SE_PTRACE",
                               requires=("ptrace_requests", tuple(PTRACE_WRITES))),
                    *(KernelCall(c, "AW_SE_PROCESS_VM", listed_in="syscalls")
-                     for c in ("process_vm_readv", "process_vm_writev")))),
+                     for c in ("process_vm_readv", "process_vm_writev")),
+                   *(KernelCall(c, "AW_SE_FD_STEAL", listed_in="pidfd_calls")
+                     for c in ("pidfd_getfd", "process_madvise")))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -239,6 +244,12 @@ class ProcessInjection(Detector):
         syscall = ""
         if isinstance(ev, SyscallEvent):
             syscall = ev.syscall
+            if ev.syscall in p["pidfd_calls"] and after_setup(ev):
+                # another process's fd or memory through a pidfd: never an agent's need
+                yield Finding(key=f"{syscall}:pidfd{ev.args.get('pidfd')}", fields={
+                    "syscall": syscall, "request": "pidfd", "target":
+                    f"pidfd {ev.args.get('pidfd')}", "comm": ev.comm, **outcome(ev)})
+                return
             if ev.syscall == "ptrace" and ev.args.get("request") in p["ptrace_requests"]:
                 target, request = ev.args.get("pid"), str(ev.args.get("request"))
             elif ev.syscall in p["syscalls"]:
@@ -261,7 +272,7 @@ class ProcessInjection(Detector):
 
 @register
 class KernelTamper(Detector):
-    """Loading or removing kernel modules, bpf(), perf_event_open, and writes to kernel
+    """Loading or removing kernel modules, kexec, bpf(), perf_event_open, and writes to kernel
     knobs that run code as root on the host (core_pattern, modprobe, binfmt_misc, cgroup
     v1 release_agent) or change it (sysrq, /sys/kernel)."""
 
@@ -269,15 +280,15 @@ class KernelTamper(Detector):
         id="kernel_tamper",
         kinds=frozenset({"syscall", "open"}),
         title="Kernel Tampering From The Sandbox",
-        description="module load/unload, bpf(), perf_event_open, or a write to kernel "
-                    "knobs such as core_pattern, sysrq-trigger or /sys/kernel",
+        description="module load/unload, kexec, bpf(), perf_event_open, or a write to "
+                    "kernel knobs such as core_pattern, sysrq-trigger or /sys/kernel",
         severity="critical",
         action="kill",
         mitre=("T1547.006", "T1014", "T1611"),
         output="{syscall} {target} by {comm}",
         params={
             "syscalls": ["init_module", "finit_module", "delete_module", "bpf",
-                         "perf_event_open"],
+                         "perf_event_open", "kexec_load", "kexec_file_load"],
             "paths": ["/proc/sys/kernel/**", "/proc/sysrq-trigger", "/sys/kernel/**",
                       "/proc/sys/fs/binfmt_misc/**", "/sys/fs/cgroup/**/release_agent",
                       "/sys/module/**"],
@@ -286,7 +297,8 @@ class KernelTamper(Detector):
         kernel=KernelHalf(
             reason="AW_WHY_TAMPER", enable="AW_EN_TAMPER", needs_call=True,
             calls=tuple(KernelCall(c, "AW_SE_TAMPER", listed_in="syscalls") for c in (
-                "bpf", "perf_event_open", "init_module", "finit_module", "delete_module"))),
+                "bpf", "perf_event_open", "init_module", "finit_module", "delete_module",
+                "kexec_load", "kexec_file_load"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -401,7 +413,7 @@ class PrivilegeEscalation(Detector):
 @register
 class ExploitPrimitive(Detector):
     """Kernel interfaces that local-privilege-escalation exploits lean on and agents
-    rarely need: userfaultfd, keyctl, io_uring, terminal input injection (TIOCSTI,
+    rarely need: userfaultfd, keyctl, terminal input injection (TIOCSTI,
     TIOCLINUX), raw IP and packet sockets. Alert only: a few runtimes use some of them.
     bubblewrap's own setup calls (setup: true, not nested) are skipped."""
 
@@ -409,14 +421,14 @@ class ExploitPrimitive(Detector):
         id="exploit_primitive",
         kinds=frozenset({"syscall"}),
         title="Exploit Primitive Used",
-        description="userfaultfd, keyctl, io_uring_setup, TIOCSTI/TIOCLINUX ioctls, or a "
-                    "raw/packet socket",
+        description="userfaultfd, keyctl, TIOCSTI/TIOCLINUX ioctls, or a raw/packet socket",
         severity="high",
         action="alert",
         mitre=("T1068",),
         output="{syscall} {detail} by {comm}",
         params={
-            "syscalls": ["userfaultfd", "keyctl", "io_uring_setup"],
+            # io_uring_setup is forbidden_syscall's (killed in enforce mode)
+            "syscalls": ["userfaultfd", "keyctl"],
             "ioctls": ["TIOCSTI", "TIOCLINUX"],
             "socket_families": ["AF_PACKET"],          # any type
             "socket_types": ["SOCK_RAW", "SOCK_PACKET"],

@@ -29,7 +29,9 @@ MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
 
 @register
 class MonitorTamper(Detector):
-    """kill/tkill/tgkill (a process group too), ptrace and process_vm_* aimed at
+    """kill/tkill/tgkill/rt_sigqueueinfo/rt_tgsigqueueinfo (a process group too), a file's
+    signal owner set to it (fcntl F_SETOWN/F_SETOWN_EX, ioctl FIOSETOWN/SIOCSPGRP: SIGIO
+    and SIGURG go there), ptrace and process_vm_* aimed at
     agentwatch's own pids (`monitor_pids`, strings: empty by default, filled in by the
     engine's caller), pidfd_send_signal through a pidfd the session opened on one of them,
     a kill(-1, sig) broadcast (`broadcast_kill`; harmless inside a pid namespace, but
@@ -61,7 +63,8 @@ class MonitorTamper(Detector):
             reason="AW_WHY_MONITOR", enable="AW_EN_MONITOR", enable_needs_call=True,
             protect_pids="monitor_pids", deny_paths="paths", deny_below=True,
             calls=tuple(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
-                        for c in ("kill", "tkill", "tgkill", "pidfd_open"))),
+                        for c in ("kill", "tkill", "tgkill", "pidfd_open", "rt_sigqueueinfo",
+                                  "rt_tgsigqueueinfo", "fcntl", "ioctl"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -93,8 +96,12 @@ class MonitorTamper(Detector):
             target = a.get("pid")
         elif ev.syscall == "tkill":
             target = a.get("tid")
-        elif ev.syscall == "tgkill":
+        elif ev.syscall in ("tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
             target = a.get("tgid")
+        elif ev.syscall == "fcntl" and a.get("cmd") == "F_SETOWN":
+            target = a.get("arg")  # the pid (or -pgrp) SIGIO/SIGURG will go to
+        elif ev.syscall == "ioctl" and a.get("cmd") in ("FIOSETOWN", "SIOCSPGRP"):
+            target = a.get("owner")
         elif ev.syscall == "pidfd_send_signal":
             target = pidfds.get((ev.pid, a.get("pidfd", -1)))
         if isinstance(target, int):

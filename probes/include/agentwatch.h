@@ -10,9 +10,9 @@
  *   reports every one of them: nothing is dropped silently.
  *
  * Structs are flat (BCC derives ctypes from map leaf types, and the Python decoders are
- * checked against these layouts by tests/test_layout.py). Nothing here reads a kernel
- * struct through offsets: only tracepoint arguments and helpers, because the headers BCC
- * compiles against may belong to another kernel version.
+ * checked against these layouts by tests/test_layout.py). Kernel structs are read only at
+ * offsets taken from the running kernel's BTF (AW_OFF_* defines, passed in by the loader),
+ * never through the headers BCC compiles against, which may belong to another kernel.
  */
 #ifndef AGENTWATCH_H
 #define AGENTWATCH_H
@@ -112,6 +112,7 @@ struct aw_proc {
 #define AW_HF_NESTED 0x2
 #define AW_HF_KILLED 0x4  /* the kernel sent SIGKILL at this call's entry; bits 8-15: why */
 #define AW_HF_DENIED 0x8  /* a cgroup egress program refused this connect or send */
+#define AW_HF_COMPAT 0x10 /* a 32-bit syscall (ia32 int 0x80, sysenter; x32) */
 
 /* Session kinds (sessions map, session records). */
 #define AW_SK_RUN 1
@@ -171,6 +172,21 @@ static __always_inline struct aw_proc *aw_current(u64 pid_tgid)
     return watched.lookup(&tgid);
 }
 
+#ifndef AW_OFF_task_struct__thread_info__status
+#error "AW_OFF_task_struct__thread_info__status (task_struct.thread_info.status, from BTF) is not defined"
+#endif
+
+/* Is the current task in a 32-bit (ia32) syscall? TS_COMPAT in thread_info.status, set
+ * from the syscall's entry until the return to user space; the offset comes from the
+ * running kernel's BTF (the loader passes AW_OFF_task_struct__thread_info__status). */
+static __always_inline u32 aw_task_compat(void)
+{
+    struct task_struct *t = (struct task_struct *)bpf_get_current_task_btf();
+    u32 status = 0;
+    bpf_probe_read_kernel(&status, sizeof(status), (void *)t + AW_OFF_task_struct__thread_info__status);
+    return status & 0x2 /* TS_COMPAT */;
+}
+
 static __always_inline void aw_fill_hdr(struct aw_hdr *h, u32 type, const struct aw_proc *p,
                                         u64 pid_tgid)
 {
@@ -185,7 +201,8 @@ static __always_inline void aw_fill_hdr(struct aw_hdr *h, u32 type, const struct
     h->uid = (u32)ugid;
     h->gid = ugid >> 32;
     h->hdr_flags = ((p->flags & AW_PF_SETUP) ? AW_HF_SETUP : 0) |
-                   ((p->flags & AW_PF_NESTED) ? AW_HF_NESTED : 0);
+                   ((p->flags & AW_PF_NESTED) ? AW_HF_NESTED : 0) |
+                   (aw_task_compat() ? AW_HF_COMPAT : 0);
     h->cgroup = bpf_get_current_cgroup_id();
     bpf_get_current_comm(&h->comm, sizeof(h->comm));
 }

@@ -28,6 +28,8 @@
 #define AW_WHY_REVSHELL 7
 #define AW_WHY_MONITOR 8
 #define AW_WHY_FORKBOMB 9
+#define AW_WHY_COMPAT 10
+#define AW_WHY_FORBIDDEN 11
 
 /* In-kernel enforcement bits (AW_CFG_ENFORCE): a watched process past its sandbox's
  * setup that makes one of these calls gets SIGKILL from bpf_send_signal at the syscall's
@@ -55,6 +57,10 @@
  * (its new child is killed with the rest of the tree by user space)
  */
 #define AW_EN_FORKBOMB 0x80
+/* any 32-bit (ia32 or x32) syscall, at its entry */
+#define AW_EN_COMPAT 0x100
+/* the calls marked AW_SE_FORBIDDEN: never in a sandbox */
+#define AW_EN_FORBIDDEN 0x200
 
 /* Enforcement checks (aw_sys_spec.enforce), each under an AW_EN_* bit. */
 /* any call */
@@ -75,6 +81,12 @@
  * pidfd_open (pid arg 0): of a protected pid
  */
 #define AW_SE_SIGNAL 8
+/* any call (the never-in-a-sandbox set) */
+#define AW_SE_FORBIDDEN 9
+/* pidfd_getfd, process_madvise: any call (their target is a pidfd, which the kernel rule
+ * cannot name)
+ */
+#define AW_SE_FD_STEAL 10
 
 /* Map limits and the path hash (deny_paths: FNV-1a 64). */
 /* deny_paths value flag: the entry covers everything below it */
@@ -85,6 +97,27 @@
 #define AW_PROTECTED_MAX 256
 #define AW_FNV_OFFSET 0xcbf29ce484222325ULL
 #define AW_FNV_PRIME 0x100000001b3ULL
+
+/* Syscall routes of the raw sys_enter/sys_exit dispatcher. */
+/* routine calls (read, mmap, futex...): nothing to record */
+#define AW_RT_QUIET 0
+/* outside the table: the first use per session is an event */
+#define AW_RT_OTHER 1
+/* the generic probe's table (sys_spec), and every killed compat call */
+#define AW_RT_SYS 2
+/* open, openat, openat2 */
+#define AW_RT_OPEN 3
+/* execve, execveat */
+#define AW_RT_EXEC 4
+/* clone, clone3, fork, vfork */
+#define AW_RT_FORK 5
+/* exit, exit_group */
+#define AW_RT_EXIT 6
+/* connect */
+#define AW_RT_CONNECT 7
+/* close, close_range: only while the reverse-shell rule is on */
+#define AW_RT_CLOSE 8
+#define AW_RT_SLOTS 9
 
 /* Is ptrace request `req` one AW_SE_PTRACE kills for? (POKETEXT POKEDATA POKEUSER
  * SETREGS SETFPREGS ATTACH SETREGSET SEIZE)
