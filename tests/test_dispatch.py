@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +218,71 @@ def test_handle_open_is_an_event_with_its_inode(collector: tuple[Any, Any, Any],
     assert e.args["handle_ino"] == 2 and e.args["handle_type"] == 1
     assert [a for a in alerts.events if a.session == r.session
             and a.detector == "forbidden_syscall"]
+
+
+SRT = Path(__file__).resolve().parent.parent / ".tools" / "srt" / "node_modules" / ".bin" / "srt"
+
+
+def _bwrap(*argv: str) -> list[str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        pytest.fail("bubblewrap is not installed (make setup installs it)")
+    return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--bind",
+            "/tmp", "/tmp", "--unshare-pid", "--die-with-parent", "--", *argv]
+
+
+@pytest.mark.bpf
+@pytest.mark.e2e
+def test_32bit_calls_in_bubblewrap_are_seen_and_killed(collector: tuple[Any, Any, Any],
+                                                       compat32: Path,
+                                                       listener: socket.socket) -> None:
+    """bubblewrap does not refuse 32-bit syscalls: the monitor must."""
+    from service.run import run
+
+    c, _alerts, events = collector
+    work = Path(tempfile.mkdtemp(prefix="aw-compat-"))
+    try:
+        target, marker = work / "secret.txt", work / "marker"
+        target.write_text("s3cret\n")
+        argv = _bwrap(str(compat32), str(target), str(listener.getsockname()[1]), str(marker))
+        r = run(argv, collector=c)
+        assert r.exit_status == 0 and marker.exists()
+        seen = [e for e in events.session(r.session) if e.compat]
+        assert {"open", "connect"} <= {e.kind for e in seen}
+        assert not [e for e in seen if e.setup], "bubblewrap's own setup is not compat"
+        marker.unlink()
+        _mode(c, "enforce")
+        try:
+            r = run(argv, collector=c)
+        finally:
+            _mode(c, "monitor")
+        assert r.exit_status != 0 and not marker.exists()
+        killed = [e for e in events.session(r.session) if e.kernel_kill]
+        assert [e.kernel_kill for e in killed] == ["compat_syscall"], killed
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.mark.bpf
+@pytest.mark.e2e
+def test_32bit_calls_in_sandbox_runtime_never_run(collector: tuple[Any, Any, Any],
+                                                  compat32: Path,
+                                                  listener: socket.socket) -> None:
+    """sandbox-runtime's seccomp filter kills a non-native syscall before the kernel's
+    syscall entry: nothing of it runs, and the session ends with the payload dead."""
+    from service.run import run
+
+    if not SRT.exists():
+        pytest.fail(f"{SRT} missing (make test installs sandbox-runtime)")
+    c, _alerts, events = collector
+    work = Path(tempfile.mkdtemp(prefix="aw-compat-", dir=os.getcwd()))
+    try:
+        target, marker = work / "secret.txt", work / "marker"
+        target.write_text("s3cret\n")
+        cmd = f"{compat32} {target} {listener.getsockname()[1]} {marker}; echo rc=$?"
+        r = run([str(SRT), "-c", cmd], collector=c)
+        assert not marker.exists()
+        assert not [e for e in events.session(r.session)
+                    if e.kind == "open" and e.path == str(target) and e.ret >= 0]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
