@@ -16,18 +16,33 @@
  * their bounds, memory a racing thread changes after our read) is as the route says.
  * io_uring operations do not pass through syscalls (uring.bpf.c, where loaded).
  *
- * Cost: unwatched, one hash lookup at entry and one at exit, on every syscall; a route
- * missing from the prog array (its concern not loaded) makes the tail call fall through.
+ * Cost: unwatched, one hash lookup at entry and one at exit, on every syscall. Watched, a
+ * quiet native call: a 4-byte read of thread_info.status and an array lookup (plus an
+ * 8-byte read of orig_ax at exit); any other: the saved registers (128 bytes) and a tail
+ * call. A route missing from the prog array (its concern not loaded) makes the tail call
+ * fall through.
  */
 #include "agentwatch.h"
 
 BPF_PROG_ARRAY(enter_routes, AW_RT_SLOTS);
 BPF_PROG_ARRAY(exit_routes, AW_RT_SLOTS);
 
+/* A native call the route table calls quiet, found without decoding anything else: the
+ * common case of a watched task (reads, writes, mmap...) costs a 4-byte read and an
+ * array lookup. */
+static __always_inline int aw_quiet_native(long id)
+{
+    if ((id & AW_X32_BIT) || aw_task_compat())
+        return 0;
+    u32 nr = id;
+    u8 *rt = nr < AW_NR_MAX ? sys_route.lookup(&nr) : 0;
+    return rt && *rt == AW_RT_QUIET;
+}
+
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
-    if (!p)
+    if (!p || aw_quiet_native(ctx->args[1]))
         return 0;
     struct aw_call c = {};
     if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
@@ -46,8 +61,13 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
     if (!p)
         return 0;
+    long id = 0;  /* the number, from the saved orig_ax */
+    if (bpf_probe_read_kernel(&id, sizeof(id), (void *)ctx->args[0] + AW_R_ORIG_AX * 8))
+        return 0;
+    if (aw_quiet_native(id))
+        return 0;
     struct aw_call c = {};
-    if (aw_call_decode((void *)ctx->args[0], -1, &c) != 0)
+    if (aw_call_decode((void *)ctx->args[0], id, &c) != 0)
         return 0;
     u32 route = aw_call_route(&c);
     if (route == AW_RT_QUIET || route == AW_RT_OTHER)
