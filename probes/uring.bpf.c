@@ -19,13 +19,17 @@
  * -DAW_OFF_* plus -DAW_URING_<GROUP>); a group this kernel lacks leaves its ops with
  * AW_UF_NO_BTF set, never a guess.
  *
- * The record waits in `uring_inflight` (keyed by the request) until its completion; an
+ * The record waits in `uring_inflight` (keyed by the request; an open's path apart in
+ * `uring_paths`) until its completion; an
  * op submitted with IOSQE_CQE_SKIP_SUCCESS, or when the table is full, is sent at once
  * without a result (AW_UF_CQE_SKIP / AW_UF_NO_SLOT). A completion whose ring or user_data
  * differs from the entry's (a request pointer reused by an unwatched ring) sends the old
  * entry without result (AW_UF_STALE). Multishot ops report their first completion.
  *
- * Cost: unwatched, one hash lookup at submit and one (request-keyed) at completion.
+ * Cost (bpf_stats, run_time_ns per run, on the 2-core VM under other load): unwatched,
+ * one hash lookup at submit and one (request-keyed) at completion, ~0.19 us per op; a
+ * watched bulk op that is counted, not sent, ~0.27 us; a watched NOP sent in full
+ * ~0.86 us; a watched OPENAT ~2.4 us (the 4 KiB path kept, then sent).
  */
 #include "agentwatch.h"
 
@@ -66,32 +70,46 @@
 #define AW_UF_ADDR_RACE   0x2000 /* the process's address buffer differs from the kernel's
                                     copy (changed after prep), or no copy was matched */
 
-struct aw_uring {
-    AW_HDR_FIELDS
-    s64 res;         /* the completion's result (with AW_UF_RESULT): an fd, a count, -errno */
-    u64 user_data;
-    u64 req_flags;   /* REQ_F_*: the low byte is the SQE's IOSQE_* flags */
-    u64 ring;        /* the ring (struct io_ring_ctx *): the join's check, not reported */
-    u64 op_flags;    /* open_how.flags for opens, msg_flags for sends */
-    u64 mode;
-    u64 resolve;     /* open_how.resolve (OPENAT2) */
-    u64 len;         /* bytes to send / read / write (with AW_UF_HAS_LEN) */
-    s32 fd;          /* the SQE's fd: a registered file's index with IOSQE_FIXED_FILE */
-    s32 dfd;         /* opens: the directory fd */
-    u32 file_slot;   /* opens: direct-descriptor slot + 1 (0: a normal fd) */
-    u32 ctid;        /* the thread that posted the completion */
-    u32 cpid;        /* its thread group */
-    u32 uflags;      /* AW_UF_* */
-    u32 path_len;    /* bytes of path, NUL included */
-    u16 addrlen;     /* bytes of addr */
-    u8 opcode;       /* IORING_OP_* */
-    u8 sq_thread;    /* submitted by the ring's SQPOLL thread */
+/* The record's fields after the header; `struct aw_uring` adds the path. */
+#define AW_URING_FIELDS \
+    s64 res;         /* the completion's result (with AW_UF_RESULT): an fd, a count */ \
+    u64 user_data; \
+    u64 req_flags;   /* REQ_F_*: the low byte is the SQE's IOSQE_* flags */ \
+    u64 ring;        /* the ring (struct io_ring_ctx *): the join's check, not reported */ \
+    u64 op_flags;    /* open_how.flags for opens, msg_flags for sends */ \
+    u64 mode; \
+    u64 resolve;     /* open_how.resolve (OPENAT2) */ \
+    u64 len;         /* bytes to send / read / write (with AW_UF_HAS_LEN) */ \
+    u64 count;       /* bulk ops: this thread group's ops of this kind so far */ \
+    s32 fd;          /* the SQE's fd: a registered file's index with IOSQE_FIXED_FILE */ \
+    s32 dfd;         /* opens: the directory fd */ \
+    u32 file_slot;   /* opens: direct-descriptor slot + 1 (0: a normal fd) */ \
+    u32 ctid;        /* the thread that posted the completion */ \
+    u32 cpid;        /* its thread group */ \
+    u32 uflags;      /* AW_UF_* */ \
+    u32 path_len;    /* bytes of path, NUL included */ \
+    u16 addrlen;     /* bytes of addr */ \
+    u8 opcode;       /* IORING_OP_* */ \
+    u8 sq_thread;    /* submitted by the ring's SQPOLL thread */ \
     u8 addr[AW_SOCKADDR_MAX];
-    char path[AW_PATH_MAX];
-};
 
-BPF_F_TABLE("hash", u64, struct aw_uring, uring_inflight, AW_URING_INFLIGHT,
+struct aw_uring { AW_HDR_FIELDS AW_URING_FIELDS char path[AW_PATH_MAX]; };
+struct aw_uring_fixed { AW_HDR_FIELDS AW_URING_FIELDS };  /* the same without the path */
+struct aw_uring_path { char path[AW_PATH_MAX]; };
+
+#ifndef AW_URING_PATHS
+#define AW_URING_PATHS 1024
+#endif
+
+/* In flight, by request: the fixed part for every op (preallocated: no allocation per
+ * op), the path apart for opens only (allocated when used), so that an op without a
+ * path copies ~300 bytes, not 4 KiB, into the table. */
+BPF_HASH(uring_inflight, u64, struct aw_uring_fixed, AW_URING_INFLIGHT);
+BPF_F_TABLE("hash", u64, struct aw_uring_path, uring_paths, AW_URING_PATHS,
             BPF_F_NO_PREALLOC);
+#ifdef AW_LAYOUT_CHECK
+BPF_ARRAY(layout_uring, struct aw_uring, 1);  /* tests/test_layout.py */
+#endif
 BPF_PERCPU_ARRAY(uring_scratch, struct aw_uring, 1);
 
 #define AW_RK(dst, base, off) \
@@ -270,6 +288,32 @@ static __always_inline void aw_uring_rw_args(struct aw_uring *rec, const void *r
 #endif
 }
 
+/* Bulk ops (AW_URING_BULK: a bit per opcode below 64, from probes/uring.py's BULK:
+ * reads, writes, polls, timeouts, NOPs...) and sends without a destination carry nothing
+ * a detector judges and cost a process nothing to repeat: a flood of them must not fill
+ * the ring the opens and connects go through. Per thread group and opcode they are
+ * counted in the kernel and reported at the 1st, 2nd, 4th ... 1024th op, then every
+ * 1024th, with the count (rec->count); the ops in between are summarised, not sent. */
+#ifndef AW_URING_BULK
+#define AW_URING_BULK 0ULL
+#endif
+struct aw_uring_key { u32 tgid; u32 op; };
+BPF_TABLE("lru_hash", struct aw_uring_key, u64, uring_bulk, 16384);
+
+static __always_inline u64 aw_uring_bulk_count(u64 id, u8 op)
+{
+    struct aw_uring_key k = {.tgid = id >> 32, .op = op};
+    u64 *n = uring_bulk.lookup(&k);
+    u64 count = 1;
+    if (n)
+        count = __sync_fetch_and_add(n, 1) + 1;
+    else
+        uring_bulk.update(&k, &count);
+    if (count <= 1024 ? (count & (count - 1)) == 0 : (count & 1023) == 0)
+        return count;
+    return 0;  /* counted, not sent */
+}
+
 static __always_inline struct aw_uring *aw_uring_new(struct aw_proc *p, u64 id, u64 ring,
                                                      u64 user_data, u8 op, u64 req_flags)
 {
@@ -286,6 +330,7 @@ static __always_inline struct aw_uring *aw_uring_new(struct aw_proc *p, u64 id, 
     rec->mode = 0;
     rec->resolve = 0;
     rec->len = 0;
+    rec->count = 0;
     rec->fd = -1;
     rec->dfd = AT_FDCWD;
     rec->file_slot = 0;
@@ -312,9 +357,16 @@ static __always_inline int aw_uring_submit(u64 ring, u64 req, u64 user_data, u8 
     struct aw_proc *p = aw_current(id);
     if (!p)
         return 0;
+    u64 count = 0;
+    if (op < 64 && ((AW_URING_BULK >> op) & 1)) {
+        count = aw_uring_bulk_count(id, op);
+        if (!count)
+            return 0;
+    }
     struct aw_uring *rec = aw_uring_new(p, id, ring, user_data, op, req_flags);
     if (!rec)
         return 0;
+    rec->count = count;
     rec->sq_thread = sq_thread;
 #ifdef AW_URING_REQ
     AW_RK(rec->fd, (const char *)req, AW_OFF_io_kiocb__cqe__fd);
@@ -333,6 +385,12 @@ static __always_inline int aw_uring_submit(u64 ring, u64 req, u64 user_data, u8 
     case AW_IOP_SEND_ZC:
     case AW_IOP_SENDMSG_ZC:
         aw_uring_net_args(rec, r, op);
+        if (op != AW_IOP_CONNECT && !(rec->uflags & (AW_UF_HAS_ADDR | AW_UF_NO_BTF))) {
+            /* on a connected socket: judged at its connect, bulk like a read */
+            rec->count = aw_uring_bulk_count(id, op);
+            if (!rec->count)
+                return 0;
+        }
         break;
     case AW_IOP_READ:
     case AW_IOP_WRITE:
@@ -348,7 +406,15 @@ static __always_inline int aw_uring_submit(u64 ring, u64 req, u64 user_data, u8 
         aw_uring_send(rec);
         return 0;
     }
-    if (uring_inflight.update(&req, rec) != 0) {
+    int has_path = rec->path_len > 0;
+    if (has_path && uring_paths.update(&req, (struct aw_uring_path *)rec->path) != 0) {
+        rec->uflags |= AW_UF_NO_SLOT;
+        aw_uring_send(rec);
+        return 0;
+    }
+    if (uring_inflight.update(&req, (struct aw_uring_fixed *)rec) != 0) {
+        if (has_path)
+            uring_paths.delete(&req);
         rec->uflags |= AW_UF_NO_SLOT;
         aw_uring_send(rec);
     }
@@ -358,9 +424,15 @@ static __always_inline int aw_uring_submit(u64 ring, u64 req, u64 user_data, u8 
 /* io_uring_complete: the request's result, posted by whichever task completes it. */
 static __always_inline int aw_uring_complete(u64 ring, u64 req, u64 user_data, s32 res)
 {
-    struct aw_uring *rec = uring_inflight.lookup(&req);
+    struct aw_uring_fixed *f = uring_inflight.lookup(&req);
+    if (!f)
+        return 0;
+    u32 zero = 0;
+    struct aw_uring *rec = uring_scratch.lookup(&zero);
     if (!rec)
         return 0;
+    __builtin_memcpy(rec, f, sizeof(*f));
+    uring_inflight.delete(&req);
     if (rec->ring != ring || rec->user_data != user_data) {
         rec->uflags |= AW_UF_STALE;
     } else {
@@ -370,8 +442,20 @@ static __always_inline int aw_uring_complete(u64 ring, u64 req, u64 user_data, s
         rec->ctid = (u32)id;
         rec->cpid = id >> 32;
     }
+    if (rec->path_len > 0) {
+        struct aw_uring_path *path = uring_paths.lookup(&req);
+        u64 len = rec->path_len;
+        if (len > AW_PATH_MAX)
+            len = AW_PATH_MAX;
+        asm volatile("" : "+r"(len));
+        if (!path || len == 0 || len > AW_PATH_MAX ||
+            bpf_probe_read_kernel(rec->path, len, path->path) != 0) {
+            rec->path_len = 0;
+            rec->uflags |= AW_UF_PATH_FAULT;
+        }
+        uring_paths.delete(&req);
+    }
     aw_uring_send(rec);
-    uring_inflight.delete(&req);
     return 0;
 }
 

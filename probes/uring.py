@@ -16,7 +16,7 @@ AW_EV_URING = 8
 AW_PATH_MAX = 4096
 AW_SOCKADDR_MAX = 128
 AT_FDCWD = -100
-INFLIGHT_MAX = 4096  # AW_URING_INFLIGHT
+INFLIGHT_MAX, PATHS_MAX = 4096, 1024  # AW_URING_INFLIGHT, AW_URING_PATHS
 
 # aw_uring.uflags (AW_UF_* in uring.bpf.c)
 UF_RESULT, UF_CQE_SKIP, UF_NO_SLOT, UF_STALE = 0x1, 0x2, 0x4, 0x8
@@ -26,7 +26,7 @@ UF_NO_FD, UF_ADDR_RACE = 0x1000, 0x2000
 
 URING = Layout.record("aw_uring", [
     ("res", "s64"), ("user_data", "u64"), ("req_flags", "u64"), ("ring", "u64"),
-    ("op_flags", "u64"), ("mode", "u64"), ("resolve", "u64"), ("len", "u64"),
+    ("op_flags", "u64"), ("mode", "u64"), ("resolve", "u64"), ("len", "u64"), ("count", "u64"),
     ("fd", "s32"), ("dfd", "s32"), ("file_slot", "u32"), ("ctid", "u32"), ("cpid", "u32"),
     ("uflags", "u32"), ("path_len", "u32"), ("addrlen", "u16"), ("opcode", "u8"),
     ("sq_thread", "u8"), ("addr", f"u8[{AW_SOCKADDR_MAX}]"),
@@ -60,6 +60,17 @@ NEEDS_FILE = frozenset(OP_NUMBERS[n] for n in (
     "FGETXATTR", "URING_CMD", "SEND_ZC", "SENDMSG_ZC", "READ_MULTISHOT",
     "FIXED_FD_INSTALL", "FTRUNCATE", "BIND", "LISTEN", "RECV_ZC", "EPOLL_WAIT",
     "READV_FIXED", "WRITEV_FIXED",
+))
+# Ops with nothing a detector judges, cheap to repeat: counted per thread group and
+# reported in steps (AW_URING_BULK in uring.bpf.c), so that a flood of them cannot fill
+# the ring. Sends without a destination are treated alike in the kernel.
+BULK = frozenset(OP_NUMBERS[n] for n in (
+    "NOP", "READV", "WRITEV", "FSYNC", "READ_FIXED", "WRITE_FIXED", "POLL_ADD",
+    "POLL_REMOVE", "SYNC_FILE_RANGE", "RECVMSG", "TIMEOUT", "TIMEOUT_REMOVE",
+    "ASYNC_CANCEL", "LINK_TIMEOUT", "FALLOCATE", "CLOSE", "STATX", "READ", "WRITE",
+    "FADVISE", "MADVISE", "RECV", "EPOLL_CTL", "SPLICE", "PROVIDE_BUFFERS",
+    "REMOVE_BUFFERS", "TEE", "READ_MULTISHOT", "WAITID", "FUTEX_WAIT", "FUTEX_WAKE",
+    "FUTEX_WAITV", "FTRUNCATE", "RECV_ZC", "EPOLL_WAIT", "READV_FIXED", "WRITEV_FIXED",
 ))
 # IOSQE_* (the low byte of the request's flags, copied from the SQE)
 SQE_FLAGS = ((0x1, "FIXED_FILE"), (0x2, "IO_DRAIN"), (0x4, "IO_LINK"), (0x8, "IO_HARDLINK"),
@@ -105,4 +116,5 @@ def cflags() -> tuple[list[str], dict[str, str]]:
             missing[group] = str(e)
             continue
         flags += [*defines, f"-DAW_URING_{group}=1"]
-    return flags, missing
+    bulk = sum(1 << op for op in BULK if op < 64)
+    return [*flags, f"-DAW_URING_BULK={bulk:#x}ULL"], missing

@@ -24,7 +24,7 @@ CASES: list[tuple[str, Layout]] = [
     ("layout_open", file.OPEN),
     ("connect_inflight", net.CONNECT),
     ("sys_inflight", syscalls.SYSCALL),
-    ("uring_inflight", uring.URING),
+    ("layout_uring", uring.URING),
 ]
 # struct aw_proc, written by user space when a session starts (collector/sessions.py)
 PROC_FIELDS = {"session": 0, "ppid": 8, "flags": 12, "exit_code": 16, "exit_signal": 20}

@@ -115,6 +115,7 @@ def test_openat_of_a_credential_is_an_open_event_and_alerts(watch, uring_ops: Pa
     assert two.resolve == 0x2  # RESOLVE_NO_MAGICLINKS
     (read,) = [e for e in events if e.kind == "io_uring" and e.op == "READ"]
     assert read.fd == ev.ret and read.len == 64 and read.ret == int(printed["read"]) > 0
+    assert read.io_uring["count"] == 1  # a bulk op: the first of its kind is sent
     cred = [a for a in alerts if a.detector == "credential_read" and not a.folded]
     assert cred, [a.summary for a in alerts]
     assert cred[0].fields["path"] == "/etc/shadow"
@@ -145,6 +146,7 @@ def test_connect_and_sends(watch, uring_ops: Path, tmp_path: Path,
     assert isinstance(send, SyscallEvent) and send.syscall == "sendto"
     assert send.args["fd"] == conn.fd and send.args["len"] == 5 and send.ret == 5
     assert send.address is None  # a connected socket: no destination in the op
+    assert send.io_uring["count"] == 1  # so a bulk op, counted (the first one is sent)
     assert smsg.syscall == "sendmsg" and smsg.args["len"] == 5 and smsg.ret == 5
     dgram = [e for e in sends if e.address is not None]
     assert len(dgram) == 1, sends
@@ -180,6 +182,20 @@ def test_worker_sqpoll_skip_and_prep_failures(watch, uring_ops: Path, tmp_path: 
     (sq,) = uring(events, "open")
     assert sq.io_uring["sq_thread"] and sq.comm.startswith("iou-sqp-")
     assert str(sq.tid) in tasks and sq.ret == int(printed["open"])
+
+
+def test_a_flood_of_bulk_ops_is_counted_not_sent(watch, uring_ops: Path,
+                                                 tmp_path: Path) -> None:
+    """5000 NOPs: sent at the 1st, 2nd, 4th ... 1024th, then every 1024th op, each with
+    the count so far; an open after the flood is still an event of its own."""
+    events, _alerts, printed = session(watch, uring_ops,
+                                       ["nop:5000", "open:/etc/hostname"], tmp_path)
+    nops = [e for e in events if e.kind == "io_uring" and e.op == "NOP"]
+    assert [e.io_uring["count"] for e in nops] == [1 << i for i in range(11)] + [2048, 3072,
+                                                                                 4096]
+    assert all(e.ret == 0 and e.io_uring["result"] == "complete" for e in nops)
+    (op,) = [e for e in uring(events, "open") if e.path == "/etc/hostname"]
+    assert op.ret == int(printed["open"]) and "count" not in op.io_uring
 
 
 def test_unwatched_process_gives_nothing(watch, uring_ops: Path) -> None:

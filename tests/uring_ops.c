@@ -14,6 +14,8 @@
  *   send:TEXT        IORING_OP_SEND of TEXT on the connected socket
  *   sendmsg:TEXT     IORING_OP_SENDMSG of TEXT on it
  *   udp:PORT:TEXT    a UDP socket, IORING_OP_SEND with a destination (addr2) 127.0.0.1:PORT
+ *   pending          IORING_OP_READ on a pipe nobody writes: still in flight at exit
+ *   nop:N            N IORING_OP_NOPs, one io_uring_enter each ("nop <ns per op>")
  *   tasks            the comm of every thread of this process ("tasks tid=comm ...")
  */
 #define _GNU_SOURCE
@@ -31,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ring {
@@ -239,6 +242,30 @@ int main(int argc, char **argv)
             sqe->addr2 = (unsigned long)&dst;
             sqe->addr_len = sizeof(dst);
             res = submit(&r, 0);
+        } else if (strcmp(arg, "pending") == 0) {
+            int p[2];
+            if (pipe(p) != 0)
+                die("pipe");
+            struct io_uring_sqe *sqe = get_sqe(&r);
+            sqe->opcode = IORING_OP_READ;
+            sqe->fd = p[0];
+            sqe->addr = (unsigned long)buf;
+            sqe->len = 16;
+            sqe->user_data = 0x77;
+            res = submit(&r, 1);
+        } else if (strcmp(arg, "nop") == 0) {
+            long n = strtol(val, 0, 10);
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (long k = 0; k < n; k++) {
+                struct io_uring_sqe *sqe = get_sqe(&r);
+                sqe->opcode = IORING_OP_NOP;
+                if (submit(&r, 0) != 0)
+                    die("nop");
+            }
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            res = n ? (int)(((t1.tv_sec - t0.tv_sec) * 1000000000L + t1.tv_nsec - t0.tv_nsec)
+                            / n) : 0;
         } else if (strcmp(arg, "tasks") == 0) {
             DIR *d = opendir("/proc/self/task");
             struct dirent *e;

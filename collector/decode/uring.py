@@ -78,8 +78,8 @@ def _sqe_flags(req_flags: int) -> list[str]:
 
 def decode_uring(hdr: Header, data: bytes) -> Event:
     t = _URING.unpack_from(data)
-    (res, user_data, req_flags, _ring, op_flags, mode, resolve, length, fd, dfd, file_slot,
-     ctid, _cpid, uf, path_len, addrlen, opcode, sq_thread, _addr) = t[12:31]
+    (res, user_data, req_flags, _ring, op_flags, mode, resolve, length, count, fd, dfd,
+     file_slot, ctid, _cpid, uf, path_len, addrlen, opcode, sq_thread, _addr) = t[12:32]
     result = _result(uf)
     known = result in ("complete", "prep_failed")
     ret = res if known else 0
@@ -89,6 +89,10 @@ def decode_uring(hdr: Header, data: bytes) -> Event:
         "sq_thread": bool(sq_thread), "result": result,
         "completed_by": ctid if uf & UF_RESULT and not uf & UF_PREP_FAILED else None,
     }
+    if count:
+        # a bulk op: this process's ops of this kind so far (sent at the 1st, 2nd, 4th ...
+        # 1024th, then every 1024th; those between are counted in the kernel, not sent)
+        info["count"] = count
     if uf & UF_NO_BTF:
         info["unreadable"] = True     # this kernel's BTF lacks the op's fields
     if uf & (UF_HAS_PATH | UF_HAS_ADDR):
