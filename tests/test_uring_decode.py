@@ -141,3 +141,25 @@ def test_other_ops_and_unknown_numbers(dec: RecordDecoder) -> None:
 def test_short_record_raises(dec: RecordDecoder) -> None:
     with pytest.raises(DecodeError):
         dec.decode(rec(opcode=OP["OPENAT"])[: uring.URING.fixed_size - 1])
+
+
+def test_detectors_judge_io_uring_acts_without_knowing_io_uring(dec: RecordDecoder) -> None:
+    """A CONNECT to the metadata address and a SEND with a destination, decoded from io_uring
+    records, raise egress_violation like their syscalls; so does the JSON line, replayed."""
+    from service.replay import parse_line
+    from tests.detector_fixtures import config, replay
+
+    sa = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 80) + bytes([169, 254, 169,
+                                                                           254]) + bytes(8)
+    dst = struct.pack("=H", socket.AF_INET) + struct.pack("!H", 443) + bytes([203, 0, 113,
+                                                                            7]) + bytes(8)
+    ok = uring.UF_RESULT | uring.UF_HAS_ADDR
+    events = [
+        dec.decode(rec(opcode=OP["CONNECT"], res=-115, fd=4, addr=sa, addrlen=16, uflags=ok)),
+        dec.decode(rec(opcode=OP["SEND"], res=5, fd=5, len=5, addr=dst, addrlen=16,
+                       uflags=ok | uring.UF_HAS_LEN)),
+    ]
+    events = [parse_line(e.to_json()) for e in events]  # a recording replays the same
+    alerts = [a for a in replay(events, config()) if a.detector == "egress_violation"]
+    assert [(a.severity, a.key) for a in alerts] == [("critical", "169.254.169.254:80"),
+                                                     ("high", "203.0.113.7:443")]
