@@ -109,6 +109,8 @@ class OpenEvent(Event):
     mode: int = 0
     resolve: int = 0               # openat2 RESOLVE_* bits
     fault: bool = False
+    via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
+    io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -121,6 +123,8 @@ class ConnectEvent(Event):
     address: str | None = None     # IP address, or the unix socket path (@name if abstract)
     port: int | None = None
     addrlen: int = 0
+    via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
+    io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -146,6 +150,30 @@ class SyscallEvent(Event):
     # a call outside the probe's table, reported at its first use by the session (raw
     # arguments; later uses are counted in the kernel, not reported)
     first_use: bool = False
+    via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
+    io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
+
+
+@dataclass(slots=True, kw_only=True)
+class UringEvent(Event):
+    """An io_uring operation that is not an open, connect or send (those become `open`,
+    `connect` and `syscall` events with `via: "io_uring"`)."""
+
+    kind: str = "io_uring"
+    ret: int                       # the completion's result; 0 when `io_uring.result`
+    error: str | None = None       #   says it is unknown
+    op: str                        # IORING_OP_* without the prefix: READ, WRITE, ...
+    fd: int | None = None          # the file it acts on (a registered index if fixed_file)
+    len: int | None = None         # bytes asked for (READ, WRITE and their _FIXED forms)
+    via: str = "io_uring"
+    io_uring: dict[str, Any] | None = None
+
+
+def uring_result_known(ev: Event) -> bool:
+    """False for an io_uring op whose completion was not seen (its `ret` is 0, not the
+    result): submitted with IOSQE_CQE_SKIP_SUCCESS, in-flight table full, or lost."""
+    info = getattr(ev, "io_uring", None)
+    return info is None or info.get("result") in ("complete", "prep_failed")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -203,5 +231,5 @@ class AlertEvent(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
     for cls in (ExecEvent, ForkEvent, ExitEvent, OpenEvent, ConnectEvent, SyscallEvent,
-                LossEvent, SessionEvent, AlertEvent)
+                UringEvent, LossEvent, SessionEvent, AlertEvent)
 }

@@ -24,6 +24,7 @@ from collector.events import (
     ForkEvent,
     OpenEvent,
     SyscallEvent,
+    uring_result_known,
 )
 from probes.syscalls import PATH_BASES
 
@@ -222,7 +223,7 @@ class ProcessTable:
             resolved = resolve_path(proc, ev.tid, ev.dfd, ev.raw_path)
             if resolved is not None:
                 ev.path = resolved
-            if ev.ret >= 0:
+            if ev.ret >= 0 and _new_fd(ev):
                 self.set_fd(proc, ev.ret, resolved, bool(ev.flags & os.O_CLOEXEC))
         elif isinstance(ev, ExecEvent):
             if ev.ret == 0:
@@ -353,6 +354,13 @@ class ProcessTable:
             proc = self.get(proc.ppid)
         return chain
 
+
+
+def _new_fd(ev: OpenEvent) -> bool:
+    """An open whose `ret` is a new fd: not an io_uring open whose result is unknown or
+    that filled a registered-file slot (a direct descriptor is no fd)."""
+    info = ev.io_uring
+    return info is None or (uring_result_known(ev) and info.get("direct_slot") is None)
 
 
 def _path_bases() -> dict[str, tuple[tuple[str, str | None, bool], ...]]:

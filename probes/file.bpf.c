@@ -7,7 +7,7 @@
  * Cannot see: the path is the one the process passed (relative paths are relative to its
  * cwd or dirfd; resolving them is user space's job), read at entry, so a racing thread
  * can change the buffer between our read and the kernel's. Opens through io_uring do not
- * go through these syscalls.
+ * go through these syscalls: uring.bpf.c reports them.
  *
  * Cost: unwatched, one hash lookup at entry and a task-storage lookup at exit (a pointer
  * in the task, no hashing); watched, one user string read into the thread's own in-flight

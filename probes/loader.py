@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 PROBE_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = PROBE_DIR / "include"
-CONCERNS = ("proc", "file", "net", "sys", "egress")
+CONCERNS = ("proc", "file", "net", "sys", "egress", "uring")
 # A concern's files, in order, where it has more than `<concern>.bpf.c`
 CONCERN_FILES = {"sys": ("sys", "sys_progs")}
 # Concerns whose programs are routes of the syscall dispatcher (dispatch.bpf.c, appended
@@ -63,7 +63,26 @@ class ProbeConfig:
         except btf.BTFError as e:
             raise ProbeLoadError(f"{e}: agentwatch reads the task's syscall ABI through it "
                                  "(32-bit syscalls)") from e
-        return flags + list(self.extra_cflags)
+        return flags + concern_cflags(self.concerns) + list(self.extra_cflags)
+
+
+def concern_cflags(concerns: tuple[str, ...]) -> list[str]:
+    """Defines a concern takes from the running kernel: the uring probe's struct offsets
+    from BTF (probes/uring.py; a group without them is compiled out and flagged)."""
+    if "uring" not in concerns:
+        return []
+    from probes import uring
+
+    return uring.cflags()[0]
+
+
+def available_concerns(concerns: tuple[str, ...]) -> tuple[str, ...]:
+    """The concerns this kernel can attach: `uring` needs the io_uring tracepoints
+    (absent without CONFIG_IO_URING, where there is nothing to see)."""
+    if "uring" in concerns and not kernel.tracepoint_has_field(
+            "io_uring", "io_uring_submit_req", "req"):
+        return tuple(c for c in concerns if c != "uring")
+    return concerns
 
 
 def source(concerns: tuple[str, ...] = CONCERNS) -> str:
@@ -134,7 +153,7 @@ def load(config: ProbeConfig | None = None) -> Probes:
     except ImportError as e:
         raise ProbeLoadError(f"the bcc Python module is missing ({e}): install "
                              "python3-bpfcc, or run `make setup`") from e
-    text, cflags = source(config.concerns).encode(), config.cflags()
+    text, cflags = source(available_concerns(config.concerns)).encode(), config.cflags()
     # BCC prints compiler warnings about the kernel's own headers: noise on success, so
     # stderr is silenced; on failure it compiles once more with stderr visible.
     devnull = os.open(os.devnull, os.O_WRONLY)

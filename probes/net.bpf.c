@@ -5,7 +5,8 @@
  * with the return value (0, -EINPROGRESS for non-blocking sockets, -ECONNREFUSED, ...).
  * User space decodes AF_INET, AF_INET6 and AF_UNIX (paths and abstract names).
  *
- * Cannot see: traffic without connect() (sendto/sendmsg with an address, io_uring),
+ * Cannot see: traffic without connect() (sendto/sendmsg with an address: the generic
+ * probe's; io_uring's CONNECT: uring.bpf.c's),
  * and, being read at entry, an address a racing thread rewrites before the kernel's copy.
  *
  * Cost: unwatched, one hash lookup at entry and one at exit.

@@ -130,6 +130,7 @@ def test_every_kind_serializes_with_the_contract_keys() -> None:
         "exit": {}, "open": dict(ret=3, syscall="openat", path="/p", raw_path="p", flags=0),
         "connect": dict(ret=0, fd=3, family="AF_INET"),
         "syscall": dict(ret=-2, syscall="unlink", args={"path": "/p"}, path="/p"),
+        "io_uring": dict(ret=5, op="READ", fd=3),
         "loss": dict(lost={"open": 1}, total={"open": 1}),
         "session": dict(phase="start", root_pid=1),
         "alert": dict(detector="event_loss", severity="medium",

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from probes import file, net, proc, syscalls
+from probes import file, net, proc, syscalls, uring
 from probes.layout import Layout
 from tests.conftest import bpf_unavailable
 
@@ -24,6 +24,7 @@ CASES: list[tuple[str, Layout]] = [
     ("layout_open", file.OPEN),
     ("connect_inflight", net.CONNECT),
     ("sys_inflight", syscalls.SYSCALL),
+    ("layout_uring", uring.URING),
 ]
 # struct aw_proc, written by user space when a session starts (collector/sessions.py)
 PROC_FIELDS = {"session": 0, "ppid": 8, "flags": 12, "exit_code": 16, "exit_signal": 20}

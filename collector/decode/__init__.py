@@ -11,7 +11,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from collector.decode import file, net, proc, syscall
+from collector.decode import file, net, proc, syscall, uring
 from collector.events import Event, text
 from probes import rules
 from probes.layout import HDR_FIELDS, Header, Layout
@@ -19,9 +19,10 @@ from probes.layout import HDR_FIELDS, Header, Layout
 Decoder = Callable[[Header, bytes], Event]
 
 DECODERS: dict[int, tuple[Layout, Decoder]] = {**proc.DECODERS, **file.DECODERS,
-                                               **net.DECODERS, **syscall.DECODERS}
+                                               **net.DECODERS, **syscall.DECODERS,
+                                               **uring.DECODERS}
 TYPE_NAMES = {1: "exec", 2: "fork", 3: "exit", 4: "open", 5: "connect", 6: "syscall",
-              7: "session"}
+              7: "session", 8: "io_uring"}
 # Slots of the kernel's `lost` array (enum aw_lost in include/agentwatch.h).
 LOST_NAMES = {**TYPE_NAMES, 13: "enforced_ring_full", 14: "inflight_full",
               15: "untracked_child"}

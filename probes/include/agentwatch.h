@@ -61,7 +61,8 @@ enum aw_type {
     AW_EV_CONNECT = 5,
     AW_EV_SYSCALL = 6,  /* the generic syscall probe (sys.bpf.c, table in probes/syscalls.py) */
     AW_EV_SESSION = 7,  /* session start (launcher adopted) / end (last process gone) */
-    AW_EV_MAX = 8,
+    AW_EV_URING = 8,    /* an io_uring operation (uring.bpf.c) */
+    AW_EV_MAX = 9,
 };
 
 /* Loss counter slots: the event type that was lost, plus these causes. */
