@@ -39,6 +39,7 @@ import json
 import os
 import platform
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,9 +51,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.open_close import (
+    TRACING_PROG_TYPES,
     BenchError,
     compile_openloop,
-    foreign_tracing_programs,
     read_loop_ns,
 )
 from bench.sensors_report import (
@@ -101,6 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ringbuf-pages", type=int, default=None,
                     help="ring buffer size in 4 KiB pages, a power of two (default 16384 = "
                          "64 MiB, so that a watched run's burst fits; --quick 4096)")
+    ap.add_argument("--repeat", "-k", type=int, default=None,
+                    help="runs of each loop per round and design; a round's figure is their "
+                         "minimum (default 3; --quick 2)")
     ap.add_argument("--threshold", type=float, default=0.05,
                     help="new - old ratio allowed for the unwatched modes (default 0.05)")
     ap.add_argument("--quick", action="store_true", help="small runs, to check the harness")
@@ -126,11 +130,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     quick = args.quick
     for name, full, small in (("iterations", 200_000, 50_000), ("n_getpid", 1_000_000, 300_000),
-                              ("rounds", 5, 1), ("ringbuf_pages", 16384, 4096)):
+                              ("rounds", 5, 1), ("ringbuf_pages", 16384, 4096), ("repeat", 3, 2)):
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
-    if args.iterations <= 0 or args.n_getpid <= 0 or args.rounds <= 0:
-        ap.error("--iterations, --n-getpid and --rounds must be positive")
+    if min(args.iterations, args.n_getpid, args.rounds, args.repeat) <= 0:
+        ap.error("--iterations, --n-getpid, --rounds and --repeat must be positive")
     pages = args.ringbuf_pages
     if pages <= 0 or pages & (pages - 1):
         ap.error("--ringbuf-pages must be a power of two")
@@ -256,6 +260,41 @@ class Agent:
         self._stderr.close()
 
 
+def tracing_program_ids() -> set[int] | None:
+    """Ids of the tracing BPF programs loaded now (None without a working bpftool)."""
+    bpftool = shutil.which("bpftool")
+    if bpftool is None:
+        return None
+    proc = subprocess.run([bpftool, "-j", "prog", "show"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None
+    try:
+        progs = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        return None
+    return {int(p["id"]) for p in progs if p.get("type") in TRACING_PROG_TYPES and "id" in p}
+
+
+def own_program_ids(pid: int, proc_dir: Path = Path("/proc")) -> set[int]:
+    """Ids of the BPF programs process `pid` holds open (its fdinfo's `prog_id:` lines):
+    the sensor's own, left out of the count of others'."""
+    ids = set()
+    try:
+        entries = list((proc_dir / str(pid) / "fdinfo").iterdir())
+    except OSError:
+        return set()
+    for entry in entries:
+        try:
+            text = entry.read_text(errors="replace")
+        except OSError:
+            continue  # closed since the listing
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key == "prog_id" and value.strip().isdigit():
+                ids.add(int(value))
+    return ids
+
+
 def pins_left(pin_dir: Path) -> list[Path]:
     """What is pinned under pin_dir (files, deepest first), [] if nothing or no such dir."""
     if not pin_dir.is_dir():
@@ -296,25 +335,31 @@ class Run:
         g = ["-g"] if workload == GETPID else []
         return [str(self.exe), *g, str(n), str(self.out)]
 
-    def _sample(self, design: str, rnd: int, mode: str, workload: str, load: float) -> Sample:
+    def _sample(self, design: str, rnd: int, rep: int, mode: str, workload: str,
+                before: tuple[float, int | None]) -> Sample:
         wall, cpu = read_loop_ns(self.out)
         n = self.args.n_getpid if workload == GETPID else self.args.iterations
-        s = Sample(design=design, round=rnd, mode=mode, workload=workload,
+        s = Sample(design=design, round=rnd, rep=rep, mode=mode, workload=workload,
                    ns_per_iter=(wall if self.args.wall else cpu) / n, loop_wall_ns=wall,
-                   loop_cpu_ns=cpu, loadavg=load)
+                   loop_cpu_ns=cpu, loadavg=before[0], foreign_bpf=before[1])
         self.samples.append(s)
         return s
 
+    def conditions(self, agent: Agent | None = None) -> tuple[float, int | None]:
+        """(1-minute load average, tracing BPF programs loaded by others) now."""
+        ids = tracing_program_ids()
+        own = own_program_ids(agent.proc.pid) if agent is not None else set()
+        return os.getloadavg()[0], None if ids is None else len(ids - own)
+
     def untraced(self, rnd: int) -> None:
-        for workload in (OPEN, GETPID):
-            foreign = foreign_tracing_programs()
-            load = os.getloadavg()[0]
-            self.out.unlink(missing_ok=True)
-            subprocess.run(self.loop_argv(workload), check=True)
-            s = self._sample("", rnd, UNTRACED, workload, load)
-            s.foreign_bpf = foreign
-            self.log(f"  round {rnd}: {'untraced ' + workload:<28} {s.ns_per_iter:8.1f} "
-                     f"ns/iter  load {load:.2f}  others' tracing BPF {foreign}")
+        for rep in range(self.args.repeat):
+            for workload in (OPEN, GETPID):
+                before = self.conditions()
+                self.out.unlink(missing_ok=True)
+                subprocess.run(self.loop_argv(workload), check=True)
+                s = self._sample("", rnd, rep, UNTRACED, workload, before)
+                self.log(f"  round {rnd}: {'untraced ' + workload:<28} {s.ns_per_iter:8.1f} "
+                         f"ns/iter  load {before[0]:.2f}  others' tracing BPF {before[1]}")
 
     def sensor(self, design: str, rnd: int) -> None:
         tree = Path(self.trees[design]["path"])
@@ -325,29 +370,34 @@ class Run:
         try:
             modes = list(SENSOR_MODES)
             k = rnd % len(modes)
-            for mode in modes[k:] + modes[:k]:
-                workload, cmd = SENSOR_MODES[mode]
-                load = os.getloadavg()[0]
-                self.out.unlink(missing_ok=True)
-                reply = agent.command(cmd, self.loop_argv(workload))
-                if reply["exit"] != 0:
-                    raise BenchError(f"openloop exited {reply['exit']} ({design}, {mode})")
-                s = self._sample(design, rnd, mode, workload, load)
-                s.events, s.opens, s.lost = reply["events"], reply["opens"], reply["lost"]
-                s.lost_by_cause = dict(reply["lost_by_cause"])
-                s.agent_cpu_s = float(reply["cpu_s"])
-                self.log(f"  round {rnd}: {design + ' ' + mode:<28} {s.ns_per_iter:8.1f} "
-                         f"ns/iter  events {s.events} opens {s.opens} lost {s.lost}")
+            for rep in range(self.args.repeat):
+                for mode in modes[k:] + modes[:k]:
+                    self.sensor_run(agent, design, rnd, rep, mode)
             t.close_s, t.exit_s = agent.close()
         except BaseException:
             agent.kill()
             raise
-        t.pins_removed = self.check_pins(design, "its collector closed")
+        t.pins_removed = self.check_pins(f"the {design}", "its collector closed")
         t.run_true_s = self.run_true(tree, design)
-        t.pins_removed += self.check_pins(design, "`agentwatch run -- true`")
+        t.pins_removed += self.check_pins(f"the {design}", "`agentwatch run -- true`")
         self.timings.append(t)
         self.log(f"  round {rnd}: {design} start {t.spawn_s:.2f} s (load {t.load_s:.2f}), "
                  f"close {t.close_s:.2f} s, `agentwatch run -- true` {t.run_true_s:.2f} s")
+
+    def sensor_run(self, agent: Agent, design: str, rnd: int, rep: int, mode: str) -> None:
+        workload, cmd = SENSOR_MODES[mode]
+        before = self.conditions(agent)
+        self.out.unlink(missing_ok=True)
+        reply = agent.command(cmd, self.loop_argv(workload))
+        if reply["exit"] != 0:
+            raise BenchError(f"openloop exited {reply['exit']} ({design}, {mode})")
+        s = self._sample(design, rnd, rep, mode, workload, before)
+        s.events, s.opens, s.lost = reply["events"], reply["opens"], reply["lost"]
+        s.lost_by_cause = dict(reply["lost_by_cause"])
+        s.agent_cpu_s = float(reply["cpu_s"])
+        self.log(f"  round {rnd}: {design + ' ' + mode:<28} {s.ns_per_iter:8.1f} ns/iter  "
+                 f"events {s.events} opens {s.opens} lost {s.lost}  load {before[0]:.2f}  "
+                 f"others' tracing BPF {before[1]}")
 
     def check_pins(self, design: str, after: str) -> int:
         """Nothing of a stopped design may stay in the kernel: the runs after it would pay
@@ -357,9 +407,9 @@ class Run:
         if not left:
             return 0
         if not self.args.remove_pins:
-            raise BenchError(f"the {design} design left {len(left)} pins under {pin_dir} after "
-                             f"{after} (e.g. {left[0]}): every later run would pay for "
-                             "them; --remove-pins to unpin them after each stop")
+            raise BenchError(f"{design} agentwatch left {len(left)} pins under {pin_dir} "
+                             f"after {after} (e.g. {left[0]}): every later run would pay "
+                             "for them; --remove-pins to unpin them after each stop")
         return remove_pins(pin_dir)
 
     def run_true(self, tree: Path, design: str) -> float:
@@ -376,6 +426,8 @@ class Run:
         return wall
 
     def rounds(self) -> None:
+        if pins_left(Path(self.args.pin_dir)):  # another agentwatch's: it would tax every run
+            self.check_pins("an earlier", "its stop, before this bench started")
         for rnd in range(self.args.rounds):
             self.untraced(rnd)
             order = DESIGNS if rnd % 2 == 0 else DESIGNS[::-1]
@@ -397,7 +449,8 @@ def measure(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], R
         run.rounds()
     meta: dict[str, Any] = {
         "benchmark": "sensors", "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "rounds": args.rounds, "n_open": args.iterations, "n_getpid": args.n_getpid,
+        "rounds": args.rounds, "repeat": args.repeat, "n_open": args.iterations,
+        "n_getpid": args.n_getpid,
         "ringbuf_pages": args.ringbuf_pages, "threshold": args.threshold,
         "cpus": os.cpu_count(), "kernel": platform.release(),
         "clock": "elapsed time" if args.wall else "thread CPU time",

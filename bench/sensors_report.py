@@ -40,6 +40,7 @@ class Sample:
     mode: str                     # UNTRACED or one of SENSOR_MODES
     workload: str                 # OPEN or GETPID
     ns_per_iter: float            # of the loop's CPU time (or elapsed with --wall)
+    rep: int = 0                  # the run's repetition in its round
     loop_wall_ns: int = 0
     loop_cpu_ns: int = 0
     events: int = 0               # events delivered to the agent's sink during the run
@@ -48,7 +49,7 @@ class Sample:
     lost_by_cause: dict[str, int] = field(default_factory=dict)
     agent_cpu_s: float = 0.0      # the sensor process's CPU during the run
     loadavg: float = 0.0          # 1-minute load average at the run's start
-    foreign_bpf: int | None = None  # tracing BPF programs of others (untraced runs)
+    foreign_bpf: int | None = None  # tracing BPF programs of others at the run's start
 
 
 @dataclass
@@ -69,15 +70,16 @@ def _med(xs: list[float]) -> float | None:
 
 
 def summarize(samples: list[Sample], timings: list[Timing]) -> dict[str, Any]:
-    """Per design and mode: the median over rounds of the per-round ratio to the untraced
-    runs of the same round and workload (their mean: one at the round's start, one at its
-    end); the new-minus-old difference of each; the medians of the timings."""
-    base: dict[tuple[int, str], list[float]] = {}
+    """Per design and mode: the median over rounds of the per-round ratio of the best
+    (minimum) run of the mode in the round to the best untraced run of the same round and
+    workload (run at the round's start and end); the new-minus-old difference of each; the
+    medians of the timings; the conditions (load, others' tracing programs)."""
+    base: dict[tuple[int, str], float] = {}
     for s in samples:
         if s.mode == UNTRACED:
-            base.setdefault((s.round, s.workload), []).append(s.ns_per_iter)
-    untraced = {wl: _med([s.ns_per_iter for s in samples
-                          if s.mode == UNTRACED and s.workload == wl]) for wl in (OPEN, GETPID)}
+            key = (s.round, s.workload)
+            base[key] = min(base.get(key, s.ns_per_iter), s.ns_per_iter)
+    untraced = {wl: _med([v for (_, w), v in base.items() if w == wl]) for wl in (OPEN, GETPID)}
     modes: dict[str, dict[str, Any]] = {}
     for mode, (workload, _) in SENSOR_MODES.items():
         per: dict[str, Any] = {}
@@ -87,8 +89,10 @@ def summarize(samples: list[Sample], timings: list[Timing]) -> dict[str, Any]:
                     and (s.round, workload) in base]
             if not rows:
                 continue
-            ratio = {s.round: s.ns_per_iter / statistics.fmean(base[(s.round, workload)])
-                     for s in rows}
+            best: dict[int, float] = {}
+            for s in rows:
+                best[s.round] = min(best.get(s.round, s.ns_per_iter), s.ns_per_iter)
+            ratio = {r: ns / base[(r, workload)] for r, ns in best.items()}
             by_round[design] = ratio
             events = sum(s.events for s in rows)
             per[design] = {
@@ -96,7 +100,7 @@ def summarize(samples: list[Sample], timings: list[Timing]) -> dict[str, Any]:
                 "ratio": statistics.median(ratio.values()),
                 "ratio_min": min(ratio.values()), "ratio_max": max(ratio.values()),
                 "ratios": [round(ratio[r], 4) for r in sorted(ratio)],
-                "ns_per_iter_median": statistics.median(s.ns_per_iter for s in rows),
+                "ns_per_iter_median": statistics.median(best.values()),
                 "events_per_run": statistics.median_low(s.events for s in rows),
                 "opens_per_run": statistics.median_low(s.opens for s in rows),
                 "lost_total": sum(s.lost for s in rows),
@@ -122,12 +126,18 @@ def summarize(samples: list[Sample], timings: list[Timing]) -> dict[str, Any]:
             for design in DESIGNS}
     loads = [s.loadavg for s in samples]
     foreign = [s.foreign_bpf for s in samples if s.foreign_bpf is not None]
+    seen: dict[int, set[int]] = {}
+    for s in samples:
+        if s.foreign_bpf is not None:
+            seen.setdefault(s.round, set()).add(s.foreign_bpf)
     return {"modes": modes, "timings": times, "untraced_ns_per_iter": untraced,
             "pins_removed": pins,
             "loadavg_min": min(loads) if loads else None,
             "loadavg_max": max(loads) if loads else None,
             "foreign_bpf_min": min(foreign) if foreign else None,
-            "foreign_bpf_max": max(foreign) if foreign else None}
+            "foreign_bpf_max": max(foreign) if foreign else None,
+            "rounds": len({s.round for s in samples}),
+            "rounds_foreign_changed": sum(1 for v in seen.values() if len(v) > 1)}
 
 
 def verdicts(summary: dict[str, Any], threshold: float) -> dict[str, bool]:
@@ -159,7 +169,8 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any], threshold: fl
     """The table of docs/performance.md's side-by-side section, with the run's conditions."""
     ok = verdicts(summary, threshold)
     lines = [
-        f"`bench/sensors.py`, {meta['date']}: {meta['rounds']} rounds, open+close "
+        f"`bench/sensors.py`, {meta['date']}: {meta['rounds']} "
+        f"round{'' if meta['rounds'] == 1 else 's'}, open+close "
         f"N={meta['n_open']:,}, getpid N={meta['n_getpid']:,}, ring buffer "
         f"{meta['ringbuf_pages'] * 4 // 1024} MiB; {meta['cpus']} CPUs, kernel "
         f"{meta['kernel']}. Old: {meta['old']['label']}. New: {meta['new']['label']}.",
@@ -198,15 +209,18 @@ def render_markdown(summary: dict[str, Any], meta: dict[str, Any], threshold: fl
     u_getpid = "-" if u.get(GETPID) is None else f"{u[GETPID]:.1f}"
     lines += [
         "",
-        f"Ratios: median over rounds of the loop's {meta['clock']} per iteration over the "
-        "mean of the untraced runs at the start and end of the same round (min-max over "
-        f"rounds in brackets); untraced: open+close {u_open} ns, getpid {u_getpid} ns per "
-        "iteration. Times: median (min-max) over rounds.",
+        f"Ratios: the median over rounds of the per-round ratio of the loop's {meta['clock']} "
+        f"per iteration, best of {meta.get('repeat', 1)} runs, to the best untraced run of "
+        "the same round (min-max over rounds in brackets); untraced: open+close "
+        f"{u_open} ns, getpid {u_getpid} ns per iteration (median of the rounds' best). "
+        "Times: median (min-max) over rounds.",
+        "",
         f"Load average (1 min) at the runs' starts: "
         f"{_range(summary['loadavg_min'], summary['loadavg_max'], '.2f')}; tracing BPF "
-        "programs of others loaded before the untraced runs: "
+        "programs of others loaded at the runs' starts: "
         f"{_range(summary['foreign_bpf_min'], summary['foreign_bpf_max'], 'd')}"
-        " (every figure includes their cost).",
+        " (every figure includes their cost); rounds in which that count changed: "
+        f"{summary.get('rounds_foreign_changed', 0)} of {summary.get('rounds', 0)}.",
     ]
     for design, n in summary.get("pins_removed", {}).items():
         if n:

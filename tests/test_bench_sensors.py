@@ -41,13 +41,14 @@ def test_defaults_are_the_full_run_against_the_merge_base() -> None:
     assert (a.old_ref, a.new_ref) == ("62ee690", None)
     assert (a.iterations, a.n_getpid, a.rounds, a.ringbuf_pages) == (200_000, 1_000_000, 5,
                                                                      16384)
-    assert a.threshold == 0.05 and a.write_doc is None and not a.strict
+    assert a.threshold == 0.05 and a.write_doc is None and not a.strict and a.repeat == 3
     assert a.pin_dir == "/sys/fs/bpf/agentwatch" and not a.remove_pins
 
 
 def test_quick_shrinks_what_is_not_given() -> None:
     a = sensors.parse_args(["--quick", "-n", "1000", "--old-ref", "main~3"])
     assert (a.iterations, a.n_getpid, a.rounds, a.ringbuf_pages) == (1000, 300_000, 1, 4096)
+    assert a.repeat == 2
     assert a.old_ref == "main~3"
 
 
@@ -59,7 +60,7 @@ def test_write_doc_defaults_to_the_performance_page() -> None:
 
 @pytest.mark.parametrize("bad", [["-r", "0"], ["-n", "-5"], ["--n-getpid", "0"],
                                  ["--ringbuf-pages", "3"], ["--ringbuf-pages", "0"],
-                                 ["--threshold", "-0.1"], ["--old-ref", "--upload-pack=x"],
+                                 ["--threshold", "-0.1"], ["-k", "0"], ["--old-ref", "--upload-pack=x"],
                                  ["--old-ref", ""], ["-n", "many"]])
 def test_bad_arguments_are_a_usage_error(bad: list[str],
                                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,21 +72,24 @@ def test_bad_arguments_are_a_usage_error(bad: list[str],
 
 # ---------------------------------------------------------------------- summary
 def fake_run() -> tuple[list[Sample], list[Timing]]:
-    """Two rounds; untraced open+close 1000 and 1200 ns (round 0), 900 and 1100 (round 1);
-    getpid 100 both times."""
+    """Two rounds, two runs of each mode per design and round (one 100 ns slower: the
+    best counts). Untraced open+close 1000 and 1200 ns in round 0, 900 and 1100 in round 1
+    (the best: 1000, 900); getpid 100."""
     s: list[Sample] = []
     for rnd, (a, b) in enumerate(((1000.0, 1200.0), (900.0, 1100.0))):
         for ns in (a, b):
             s.append(Sample("", rnd, UNTRACED, OPEN, ns, loadavg=1.5 + rnd, foreign_bpf=3))
-            s.append(Sample("", rnd, UNTRACED, GETPID, 100.0, loadavg=2.0, foreign_bpf=7))
-        base = (a + b) / 2
-        s += [Sample(OLD, rnd, OPEN_UNWATCHED, OPEN, base * 1.10),
-              Sample(NEW, rnd, OPEN_UNWATCHED, OPEN, base * (1.12 + 0.02 * rnd)),
-              Sample(OLD, rnd, GETPID_UNWATCHED, GETPID, 102.0),
-              Sample(NEW, rnd, GETPID_UNWATCHED, GETPID, 110.0),
-              Sample(OLD, rnd, OPEN_WATCHED, OPEN, base * 1.4, events=10, opens=8, lost=2,
-                     agent_cpu_s=0.00005),
-              Sample(NEW, rnd, OPEN_WATCHED, OPEN, base * 1.3, events=10, opens=10)]
+            s.append(Sample("", rnd, UNTRACED, GETPID, 100.0, loadavg=2.0,
+                            foreign_bpf=7 - 4 * rnd))
+        for rep in (0, 1):
+            slow = 100.0 * (rep != rnd)
+            s += [Sample(OLD, rnd, OPEN_UNWATCHED, OPEN, a * 1.10 + slow),
+                  Sample(NEW, rnd, OPEN_UNWATCHED, OPEN, a * (1.12 + 0.02 * rnd) + slow),
+                  Sample(OLD, rnd, GETPID_UNWATCHED, GETPID, 102.0 + slow),
+                  Sample(NEW, rnd, GETPID_UNWATCHED, GETPID, 110.0 + slow),
+                  Sample(OLD, rnd, OPEN_WATCHED, OPEN, a * 1.4 + slow, events=10, opens=8,
+                         lost=2, agent_cpu_s=0.00005),
+                  Sample(NEW, rnd, OPEN_WATCHED, OPEN, a * 1.3 + slow, events=10, opens=10)]
     for x in s:
         x.loadavg = x.loadavg or 2.0
     t = [Timing(OLD, 0, spawn_s=2.0, load_s=1.8, close_s=6.5, run_true_s=8.0),
@@ -95,23 +99,26 @@ def fake_run() -> tuple[list[Sample], list[Timing]]:
     return s, t
 
 
-def test_ratios_are_medians_of_per_round_ratios_to_the_rounds_untraced_mean() -> None:
+def test_ratios_are_medians_of_per_round_best_over_the_rounds_best_untraced() -> None:
     summary = summarize(*fake_run())
     m = summary["modes"]
     assert m[OPEN_UNWATCHED][OLD]["ratio"] == pytest.approx(1.10)
+    assert m[OPEN_UNWATCHED][OLD]["ns_per_iter_median"] == pytest.approx(1045.0)
     assert m[OPEN_UNWATCHED][NEW]["ratios"] == [1.12, 1.14]
     assert m[OPEN_UNWATCHED][NEW]["ratio"] == pytest.approx(1.13)
+    assert m[OPEN_UNWATCHED][NEW]["runs"] == 4
     assert m[OPEN_UNWATCHED]["delta"] == pytest.approx(0.03)
     assert m[OPEN_UNWATCHED]["delta_paired_median"] == pytest.approx(0.03)
     assert m[GETPID_UNWATCHED]["delta"] == pytest.approx(0.08)
-    assert m[OPEN_WATCHED][OLD]["lost_total"] == 4
+    assert m[OPEN_WATCHED][OLD]["lost_total"] == 8
     assert m[OPEN_WATCHED][OLD]["agent_cpu_us_per_event"] == pytest.approx(5.0)
     assert m[OPEN_WATCHED][NEW]["agent_cpu_us_per_event"] == 0.0
     assert m[OPEN_UNWATCHED][NEW]["agent_cpu_us_per_event"] is None  # no event
     assert summary["timings"][OLD]["close_s"] == {"median": 6.6, "min": 6.5, "max": 6.7}
-    assert summary["untraced_ns_per_iter"] == {OPEN: 1050.0, GETPID: 100.0}
+    assert summary["untraced_ns_per_iter"] == {OPEN: 950.0, GETPID: 100.0}
     assert (summary["loadavg_min"], summary["loadavg_max"]) == (1.5, 2.5)
     assert (summary["foreign_bpf_min"], summary["foreign_bpf_max"]) == (3, 7)
+    assert (summary["rounds_foreign_changed"], summary["rounds"]) == (1, 2)
     assert summary["pins_removed"] == {OLD: 0, NEW: 4}
 
 
@@ -125,7 +132,7 @@ def test_the_requirement_is_new_minus_old_at_most_the_threshold() -> None:
 def meta() -> dict[str, object]:
     return {"date": "2026-12-03 12:00 UTC", "rounds": 2, "n_open": 200_000,
             "n_getpid": 1_000_000, "ringbuf_pages": 16384, "cpus": 2, "kernel": "6.18",
-            "clock": "thread CPU time", "old": {"label": "`62ee690` (old)"},
+            "clock": "thread CPU time", "repeat": 3, "old": {"label": "`62ee690` (old)"},
             "new": {"label": "the working tree"}, "note": "Not publishable."}
 
 
@@ -136,14 +143,16 @@ def test_the_table_shows_both_designs_the_difference_and_the_verdicts() -> None:
     assert "1.10x (1.10-1.10)" in rows["open+close unwatched / untraced"]
     assert "+0.030 | <= +0.05: met" in rows["open+close unwatched / untraced"]
     assert "+0.080 | <= +0.05: NOT met" in rows["getpid unwatched / untraced"]
-    assert "1.40x (1.40-1.40), 4 lost" in rows["open+close watched / untraced"]
+    assert "1.40x (1.40-1.40), 8 lost" in rows["open+close watched / untraced"]
     assert "1.30x (1.30-1.30), 0 lost" in rows["open+close watched / untraced"]
     assert "| 8.20 (8.00-8.40) | 2.00 (1.50-2.50) | -6.20 | new <= 2 s (issue 15): met |" \
         in rows["`agentwatch run -- true`, wall s"]
     assert "| 6.60 (6.50-6.70) | 0.30 (0.20-0.40) | -6.30 | new <= 1 s (issue 15): met |" \
         in rows["stop: `Collector.close()` (probes detached), s"]
     assert "Load average (1 min) at the runs' starts: 1.50-2.50" in text
-    assert "tracing BPF programs of others loaded before the untraced runs: 3-7" in text
+    assert "tracing BPF programs of others loaded at the runs' starts: 3-7" in text
+    assert "rounds in which that count changed: 1 of 2" in text
+    assert "best of 3 runs" in text
     assert "The new design left 4 pins" in text
     assert "**Not publishable.**" in text
     assert "open+close N=200,000, getpid N=1,000,000" in text and "64 MiB" in text
@@ -184,6 +193,16 @@ def test_pins_are_found_and_removed_deepest_first(tmp_path: Path) -> None:
     assert [p.name for p in sensors.pins_left(pin)] == ["sys_enter", "watched"]
     assert sensors.remove_pins(pin) == 2
     assert not pin.exists()
+
+
+def test_the_sensors_own_programs_are_read_from_its_fdinfo(tmp_path: Path) -> None:
+    fdinfo = tmp_path / "42" / "fdinfo"
+    fdinfo.mkdir(parents=True)
+    (fdinfo / "3").write_text("pos:\t0\nflags:\t02000002\nprog_type:\t5\nprog_id:\t117\n")
+    (fdinfo / "4").write_text("pos:\t0\nmap_type:\t27\nmap_id:\t9\n")
+    (fdinfo / "5").write_bytes(b"prog_id:\t118\n\xff\xfe garbage\n")
+    assert sensors.own_program_ids(42, tmp_path) == {117, 118}
+    assert sensors.own_program_ids(43, tmp_path) == set()
 
 
 # ---------------------------------------------------------------------- the sensor process
