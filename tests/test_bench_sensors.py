@@ -60,8 +60,9 @@ def test_write_doc_defaults_to_the_performance_page() -> None:
 
 @pytest.mark.parametrize("bad", [["-r", "0"], ["-n", "-5"], ["--n-getpid", "0"],
                                  ["--ringbuf-pages", "3"], ["--ringbuf-pages", "0"],
-                                 ["--threshold", "-0.1"], ["-k", "0"], ["--old-ref", "--upload-pack=x"],
-                                 ["--old-ref", ""], ["-n", "many"]])
+                                 ["--threshold", "-0.1"], ["-k", "0"],
+                                 ["--old-ref", "--upload-pack=x"], ["--old-ref", ""],
+                                 ["-n", "many"]])
 def test_bad_arguments_are_a_usage_error(bad: list[str],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
