@@ -53,6 +53,16 @@ BENCH_JSON ?= bench-results.json
 bench: bench-setup
 	$(PY) bench/kill_latency.py --trials 20
 	$(PY) bench/suite.py --json $(BENCH_JSON)
+	$(PY) bench/sensors.py --json $(BENCH_SENSORS_JSON) $(BENCH_SENSORS_ARGS)
+
+# The old sensor (a git ref, default the merge base 62ee690) and this working tree side by
+# side in one run (bench/sensors.py, docs/performance.md); 4-7 minutes. E.g.
+# BENCH_SENSORS_ARGS="--old-ref REF --write-doc" to compare with REF and rewrite the table.
+BENCH_SENSORS_JSON ?= bench-sensors.json
+BENCH_SENSORS_ARGS ?=
+.PHONY: bench-sensors
+bench-sensors: bench-setup
+	$(PY) bench/sensors.py --json $(BENCH_SENSORS_JSON) $(BENCH_SENSORS_ARGS)
 
 bench-quick: bench-setup
 	$(PY) bench/suite.py --quick --json $(BENCH_JSON)
