@@ -194,6 +194,7 @@ int aw_sys_enter(void *ctx)
     struct aw_proc *p = aw_current(id);
     if (!p)
         return 0;
+    aw_fail_closed(p);
     u32 nr = *(int *)(ctx + 8);
     struct aw_sys_spec *spec = sys_spec.lookup(&nr);
     if (!spec || !spec->on)

@@ -14,7 +14,15 @@
 #define AW_CFG_PIDNS_INO 3
 /* AW_EN_FORKBOMB: live processes a session may have */
 #define AW_CFG_FORK_MAX 4
-#define AW_CFG_SLOTS 5
+/* boot ns of the ring reader's last poll (its heartbeat) */
+#define AW_CFG_HEARTBEAT 5
+/* fail_closed: ns without a heartbeat after which no reader is assumed (0: off) */
+#define AW_CFG_FAIL_CLOSED 6
+/* fail_closed: how many times the kernel held (SIGSTOP) a process of a session begun
+ * with no reader; user space thaws them
+ */
+#define AW_CFG_HELD 7
+#define AW_CFG_SLOTS 8
 
 /* Why the kernel killed (AW_HF_KILLED's reason, a `deny_paths` value's low byte; user
  * space maps it to a detector id).
@@ -85,6 +93,12 @@
 #define AW_PROTECTED_MAX 256
 #define AW_FNV_OFFSET 0xcbf29ce484222325ULL
 #define AW_FNV_PRIME 0x100000001b3ULL
+
+/* fail_closed: while no reader reads the rings, new sessions' processes are held. */
+/* its session began while no reader read the rings: stopped (SIGSTOP) at its syscalls
+ * until one does
+ */
+#define AW_PF_HELD 0x400
 
 /* Is ptrace request `req` one AW_SE_PTRACE kills for? (POKETEXT POKEDATA POKEUSER
  * SETREGS SETFPREGS ATTACH SETREGSET SEIZE)

@@ -1,0 +1,665 @@
+"""Pinned probes: the kernel rules and the watched set outlive the process that loaded them.
+
+With `ProbeConfig.pin_root` (the daemon's and `run`'s choice; library use and most tests
+load privately), every map and every attachment of the loaded BPF object is pinned on a
+bpffs:
+
+    <pin_root>/<build>/maps/<map name>       every map of the object
+    <pin_root>/<build>/links/<n>_<what>      every attachment, as a bpf_link
+    <pin_root>/<build>/progs/<name>          programs attached later (LATE_PROGRAMS)
+
+and a description of them (each map's type, sizes and BCC's key/leaf type description,
+each link's and program's id, the generic syscall probe's attach result) is written to
+`<pin_state>/<build>.json` (bpffs holds no files). `<build>` hashes everything the loaded
+object depends on: the C text BCC compiles, the cflags, the probes' Python (which fills
+tables at load), the kernel release, the running kernel's BTF and BCC's version.
+
+A load that finds a complete pin set of its own build opens it (BPF_OBJ_GET) instead of
+compiling: nothing is detached or attached, the kernel never stops enforcing, and the
+maps (`watched`, `sessions`, the rings with what they hold) are the same ones. Anything
+else under pin_root (another build, a half-made set) is removed once a new set is
+complete: stale state is replaced, never trusted.
+
+Attachments become links generically, whatever the object holds: BCC's raw tracepoint
+(and fentry/LSM) fds are links already; tracepoints, which BCC attaches with
+perf_event_open + PERF_EVENT_IOC_SET_BPF (not pinnable), are attached here instead as
+BPF_LINK_CREATE(BPF_PERF_EVENT) links (`PinningBPF.attach_tracepoint`). An object with
+an attachment of another kind (kprobes, uprobes) is refused (ProbeLoadError).
+
+One reader at a time: a flock on the pin root directory is held by whoever opened the
+pins, until `Probes.close()`. A load that cannot take it within `pin_wait` seconds falls back
+to a private load and says why in `Probes.pin_note`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from probes import bpfsys, kernel
+
+if TYPE_CHECKING:
+    from probes.loader import ProbeConfig, Probes
+
+FORMAT = 1  # bump when the layout of a pin set or of its description changes
+DEFAULT_ROOT = "/sys/fs/bpf/agentwatch"
+DEFAULT_STATE = "/run/agentwatch/pins"
+BTF = Path("/sys/kernel/btf/vmlinux")
+PROBE_DIR = Path(__file__).resolve().parent
+
+# Programs of the object that user space attaches later, by name: loaded (with their
+# type and expected attach type, BCC's names) and pinned with the set, so that a daemon
+# that re-uses the pins can attach them without compiling. response/enforce.py's close
+# probes and cgroup egress programs (tests/test_pins.py checks the two lists agree).
+LATE_PROGRAMS: tuple[tuple[str, str, str | None], ...] = (
+    ("aw_fd_close", "TRACEPOINT", None),
+    ("aw_fd_close_range", "TRACEPOINT", None),
+    ("aw_egress_connect4", "CGROUP_SOCK_ADDR", "CGROUP_INET4_CONNECT"),
+    ("aw_egress_connect6", "CGROUP_SOCK_ADDR", "CGROUP_INET6_CONNECT"),
+    ("aw_egress_sendmsg4", "CGROUP_SOCK_ADDR", "CGROUP_UDP4_SENDMSG"),
+    ("aw_egress_sendmsg6", "CGROUP_SOCK_ADDR", "CGROUP_UDP6_SENDMSG"),
+)
+# BCC's records of attachments that are bpf_links (pinnable as they are)
+LINK_FDS = ("raw_tracepoint_fds", "kfunc_entry_fds", "kfunc_exit_fds", "lsm_fds")
+# ... and of those that are not (a pin set cannot hold them)
+UNPINNABLE_FDS = ("kprobe_fds", "uprobe_fds", "tracepoint_fds", "open_perf_events")
+
+
+class PinError(RuntimeError):
+    """The pins cannot be used or made (the message says why)."""
+
+
+def _name(text: str) -> str:
+    """A file name for bpffs: letters, digits and _ only."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)[:200]
+
+
+def build_id(text: bytes, cflags: list[str]) -> str:
+    """What the loaded object depends on, hashed (see the module's docstring)."""
+    h = hashlib.sha256()
+    h.update(f"agentwatch-pins {FORMAT}\n".encode())
+    h.update(text)
+    h.update("\0".join(cflags).encode())
+    for path in sorted(PROBE_DIR.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    h.update(platform.release().encode())
+    with contextlib.suppress(OSError):
+        h.update(hashlib.sha256(BTF.read_bytes()).digest())
+    with contextlib.suppress(ImportError):
+        from bcc import version
+
+        h.update(str(getattr(version, "__version__", "")).encode())
+    return h.hexdigest()[:20]
+
+
+def state_dir(config: ProbeConfig) -> Path:
+    return Path(config.pin_state or DEFAULT_STATE)
+
+
+# ------------------------------------------------------------------------------ bpffs
+def ensure_bpffs(root: Path) -> None:
+    """A bpffs must hold `root`: /sys/fs/bpf is mounted when it is not (as tracefs is)."""
+    mounts: list[tuple[str, str]] = []
+    with contextlib.suppress(OSError), open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3:
+                mounts.append((parts[1].replace("\\040", " "), parts[2]))
+    best = ("", "")
+    for point, fstype in mounts:
+        if (str(root) == point or str(root).startswith(point.rstrip("/") + "/")) \
+                and len(point) > len(best[0]):
+            best = (point, fstype)
+    if best[1] == "bpf":
+        return
+    top = Path("/sys/fs/bpf")
+    if top not in (root, *root.parents):
+        raise PinError(f"{root} is not on a bpf file system")
+    import subprocess
+
+    try:
+        subprocess.run(["mount", "-t", "bpf", "bpf", str(top)], check=True,
+                       capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        err = getattr(e, "stderr", "") or str(e)
+        raise PinError(f"no bpffs at {top} and mounting one failed: {err.strip()}") from e
+
+
+def remove_tree(path: Path) -> None:
+    """Remove pins and directories below `path` and `path` itself (bpffs has no rmtree:
+    pins are unlinked, directories removed bottom-up)."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            remove_tree(child)
+        with contextlib.suppress(FileNotFoundError):
+            path.rmdir()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def remove_stale(root: Path, state: Path, keep: str | None) -> list[str]:
+    """Everything under `root` and every description in `state` but build `keep`."""
+    gone = []
+    with contextlib.suppress(FileNotFoundError):
+        for child in root.iterdir():
+            if child.name != keep:
+                remove_tree(child)
+                gone.append(child.name)
+    with contextlib.suppress(FileNotFoundError):
+        for child in state.glob("*.json"):
+            if child.stem != keep:
+                child.unlink()
+    return gone
+
+
+# ------------------------------------------------------------------------------ lock
+class ReaderLock:
+    """flock on the pin root directory itself (so that two agentwatch with different state
+    directories still exclude each other): who reads the pinned rings. The holder's pid is
+    written to `<pin_state>/reader` for the message of the one that finds it taken."""
+
+    def __init__(self, root: Path, state: Path) -> None:
+        self.root = root
+        self.who = state / "reader"
+        self.fd: int | None = None
+
+    def acquire(self, wait: float) -> str | None:
+        """Take the lock within `wait` seconds; None, or who holds it."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    try:
+                        return f"pid {int(self.who.read_text())}"
+                    except (OSError, ValueError):
+                        return "another agentwatch"
+                time.sleep(0.05)
+        self.fd = fd
+        with contextlib.suppress(OSError):
+            self.who.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.who.write_text(f"{os.getpid()}\n")
+        return None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                if self.who.read_text().strip() == str(os.getpid()):
+                    self.who.unlink()
+            os.close(self.fd)  # the flock goes with the last fd
+            self.fd = None
+
+
+def reader_active(root: Path) -> bool:
+    """Does someone hold the reader's lock of `root` now?"""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+# ------------------------------------------------------------------------------ BCC side
+def pinning_bpf_class() -> type:
+    """BCC's BPF, with tracepoints attached as bpf_links (pinnable), not perf events."""
+    from bcc import BPF
+
+    class PinningBPF(BPF):  # type: ignore[misc]
+        perf_links: dict[bytes, tuple[bytes, int]]
+
+        def attach_tracepoint(self, tp: bytes = b"", tp_re: bytes = b"",
+                              fn_name: bytes = b"") -> Any:
+            if not hasattr(self, "perf_links"):
+                self.perf_links = {}
+            if isinstance(tp, str):
+                tp = tp.encode()
+            if isinstance(fn_name, str):
+                fn_name = fn_name.encode()
+            if tp_re:
+                raise PinError("tracepoints by regular expression cannot be pinned")
+            fn = self.load_func(fn_name, BPF.TRACEPOINT)
+            category, event = tp.decode().split(":")
+            try:
+                link = bpfsys.perf_link(fn.fd, kernel.TRACEFS, category, event)
+            except OSError as e:
+                raise Exception(f"Failed to attach BPF program {fn_name!r} to tracepoint "
+                                f"{tp!r}: {e}") from e
+            self.perf_links[tp] = (fn_name, link)
+            return self
+
+        def detach_tracepoint(self, tp: bytes = b"") -> None:
+            if isinstance(tp, str):
+                tp = tp.encode()
+            links = getattr(self, "perf_links", {})
+            if tp in links:
+                os.close(links.pop(tp)[1])
+                return
+            super().detach_tracepoint(tp)
+
+        def cleanup(self) -> None:
+            for _fn, link in getattr(self, "perf_links", {}).values():
+                with contextlib.suppress(OSError):
+                    os.close(link)
+            self.perf_links = {}
+            super().cleanup()
+
+    return PinningBPF
+
+
+def _module_tables(bpf: Any) -> list[bytes]:
+    """Every map of the compiled module (BCC's `tables` holds only those used so far)."""
+    import ctypes
+
+    from bcc.libbcc import lib
+
+    lib.bpf_num_tables.restype = ctypes.c_size_t
+    lib.bpf_num_tables.argtypes = [ctypes.c_void_p]
+    lib.bpf_table_name.restype = ctypes.c_char_p
+    lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    return [lib.bpf_table_name(bpf.module, i) for i in range(lib.bpf_num_tables(bpf.module))]
+
+
+def _module_functions(bpf: Any) -> set[bytes]:
+    from bcc.libbcc import lib
+
+    return {lib.bpf_function_name(bpf.module, i)
+            for i in range(lib.bpf_num_functions(bpf.module))}
+
+
+def _map_desc(bpf: Any, name: bytes, fd: int) -> dict[str, Any]:
+    from bcc.libbcc import lib
+
+    info = bpfsys.map_info(fd)
+    map_id = lib.bpf_table_id(bpf.module, name)
+    return {"type": info.type, "id": info.id, "key_size": info.key_size,
+            "value_size": info.value_size, "max_entries": info.max_entries,
+            "flags": int(lib.bpf_table_flags_id(bpf.module, map_id)),
+            "key_desc": lib.bpf_table_key_desc(bpf.module, name).decode(),
+            "leaf_desc": lib.bpf_table_leaf_desc(bpf.module, name).decode()}
+
+
+# ------------------------------------------------------------------------------ making
+def create(probes: Probes, build: str, root: Path, state: Path,
+           extra: dict[str, Any]) -> PinSet:
+    """Pin the maps, links and late programs of a freshly compiled object, describe them
+    in <state>/<build>.json (written last: a set without it is incomplete) and remove
+    every other build's pins."""
+    from bcc import BPF, BPFAttachType
+
+    bpf: Any = probes.bcc
+    for attr in UNPINNABLE_FDS:
+        if getattr(bpf, attr, None):
+            raise PinError(f"the object has attachments that cannot be pinned ({attr})")
+    top = root / build
+    remove_tree(top)  # a half-made set of this build (a crash while pinning)
+    for sub in ("maps", "links", "progs"):
+        (top / sub).mkdir(parents=True)
+    desc: dict[str, Any] = {"format": FORMAT, "build": build, "created_ns": time.time_ns(),
+                            "creator": os.getpid(), "maps": {}, "links": {}, "progs": {},
+                            **extra}
+    from bcc.libbcc import lib
+
+    for name in _module_tables(bpf):
+        fd = lib.bpf_table_fd(bpf.module, name)  # not bpf[name]: BCC has no class for some
+        if fd < 0:
+            raise PinError(f"map {name.decode()} has no fd")
+        bpfsys.obj_pin(fd, top / "maps" / _name(name.decode()))
+        desc["maps"][name.decode()] = {"pin": _name(name.decode()),
+                                       **_map_desc(bpf, name, fd)}
+    links: list[tuple[str, int]] = [
+        (f"tp {tp.decode()}", fd) for tp, (_fn, fd) in getattr(bpf, "perf_links", {}).items()]
+    for attr in LINK_FDS:
+        for key, fd in getattr(bpf, attr, {}).items():
+            links.append((f"{attr.removesuffix('_fds')} {key.decode()}", fd))
+    for i, (what, fd) in enumerate(links):
+        pin = f"{i}_{_name(what)}"
+        bpfsys.obj_pin(fd, top / "links" / pin)
+        ltype, lid, lprog = bpfsys.link_info(fd)
+        desc["links"][pin] = {"what": what, "type": ltype, "id": lid, "prog_id": lprog}
+    have = _module_functions(bpf)
+    for prog, kind, attach in LATE_PROGRAMS:
+        if prog.encode() not in have:
+            continue
+        kw = {"attach_type": getattr(BPFAttachType, attach)} if attach else {}
+        fn = bpf.load_func(prog.encode(), getattr(BPF, kind), **kw)
+        bpfsys.obj_pin(fn.fd, top / "progs" / prog)
+        desc["progs"][prog] = {"id": bpfsys.prog_id(fn.fd), "type": kind, "attach": attach}
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = state / f".{build}.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(desc, indent=1))
+    os.replace(tmp, state / f"{build}.json")
+    remove_stale(root, state, build)
+    return PinSet(build, top, desc, reused=False)
+
+
+# ------------------------------------------------------------------------------ re-using
+class PinSet:
+    """One build's pins: its directory, its description, and the maps opened so far."""
+
+    def __init__(self, build: str, top: Path, desc: dict[str, Any], reused: bool) -> None:
+        self.build = build
+        self.dir = top
+        self.desc = desc
+        self.reused = reused
+        self.lock: ReaderLock | None = None
+        self._fds: dict[str, int] = {}
+        self._tables: dict[bytes, Any] = {}
+
+    def link_ids(self) -> dict[str, int]:
+        """Pin name -> the id of the link pinned there now (what the kernel runs)."""
+        out = {}
+        for pin in sorted(self.desc["links"]):
+            fd = bpfsys.obj_get(self.dir / "links" / pin)
+            try:
+                out[pin] = bpfsys.link_info(fd)[1]
+            finally:
+                os.close(fd)
+        return out
+
+    def map_fd(self, name: str) -> int:
+        if name not in self._fds:
+            m = self.desc["maps"].get(name)
+            if m is None:
+                raise KeyError(name)
+            self._fds[name] = bpfsys.obj_get(self.dir / "maps" / m["pin"])
+        return self._fds[name]
+
+    def table(self, name: bytes) -> Any:
+        if name not in self._tables:
+            m = self.desc["maps"].get(name.decode())
+            if m is None:
+                raise KeyError(name)
+            self._tables[name] = make_table(name, self.map_fd(name.decode()), m)
+        return self._tables[name]
+
+    def prog_fd(self, name: str) -> int:
+        if name not in self.desc["progs"]:
+            raise PinError(f"program {name} is not pinned with this build")
+        key = f"prog:{name}"
+        if key not in self._fds:
+            self._fds[key] = bpfsys.obj_get(self.dir / "progs" / name)
+        return self._fds[key]
+
+    def dynamic_link(self, tp: str) -> Path:
+        """Where a tracepoint attached later (Probes.attach_tracepoint) is pinned."""
+        return self.dir / "links" / f"late_{_name(tp)}"
+
+    def verify(self) -> None:
+        """Every pin of the description is there and is what it says (PinError if not)."""
+        for name, m in self.desc["maps"].items():
+            try:
+                info = bpfsys.map_info(self.map_fd(name))
+            except OSError as e:
+                raise PinError(f"map {name}: {e.strerror}") from None
+            want = (m["type"], m["key_size"], m["value_size"], m["max_entries"])
+            if (info.type, info.key_size, info.value_size, info.max_entries) != want:
+                raise PinError(f"map {name} is not the one described")
+        try:
+            ids = self.link_ids()
+        except OSError as e:
+            raise PinError(f"a link is missing: {e.strerror}") from None
+        for pin, link in self.desc["links"].items():
+            if ids.get(pin) != link["id"]:
+                raise PinError(f"link {pin} is not the one described")
+        for name in self.desc["progs"]:
+            try:
+                self.prog_fd(name)
+            except OSError as e:
+                raise PinError(f"program {name}: {e.strerror}") from None
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+        self._tables.clear()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+def open_set(root: Path, state: Path, build: str) -> PinSet | None:
+    """The complete, verified pin set of `build`, or None."""
+    try:
+        desc = json.loads((state / f"{build}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if desc.get("format") != FORMAT or desc.get("build") != build \
+            or not (root / build).is_dir():
+        return None
+    pins = PinSet(build, root / build, desc, reused=True)
+    try:
+        pins.verify()
+    except PinError:
+        pins.close()
+        return None
+    return pins
+
+
+def make_table(name: bytes, fd: int, m: dict[str, Any]) -> Any:
+    """A BCC table object over a pinned map, without a compiled module: BCC's own class
+    for the map type (so every method the project calls behaves as on a compiled
+    object), its attributes set as BCC's constructors set them from the module."""
+    import json as _json
+
+    from bcc import BPF
+    from bcc import table as bt
+
+    classes = {bt.BPF_MAP_TYPE_HASH: bt.HashTable, bt.BPF_MAP_TYPE_ARRAY: bt.Array,
+               bt.BPF_MAP_TYPE_PROG_ARRAY: bt.ProgArray,
+               bt.BPF_MAP_TYPE_PERCPU_HASH: bt.PerCpuHash,
+               bt.BPF_MAP_TYPE_PERCPU_ARRAY: bt.PerCpuArray,
+               bt.BPF_MAP_TYPE_LPM_TRIE: bt.LpmTrie, bt.BPF_MAP_TYPE_LRU_HASH: bt.LruHash,
+               bt.BPF_MAP_TYPE_LRU_PERCPU_HASH: bt.LruPerCpuHash,
+               bt.BPF_MAP_TYPE_RINGBUF: bt.RingBuf}
+    cls = classes.get(m["type"])
+    if cls is None:
+        raise PinError(f"map {name!r}: type {m['type']} has no table class here")
+    t = cls.__new__(cls)
+    t.bpf, t.map_id, t.map_fd = None, -1, fd
+    t.Key = BPF._decode_table_type(_json.loads(m["key_desc"]))
+    t.Leaf = BPF._decode_table_type(_json.loads(m["leaf_desc"]))
+    t.ttype, t.flags, t._cbs, t._name = m["type"], m["flags"], {}, name
+    t.max_entries = m["max_entries"]
+    if isinstance(t, bt.PerCpuArray | bt.PerCpuHash):  # as their constructors do
+        t.reducer = None
+        t.sLeaf = t.Leaf
+        t.total_cpu = len(bt.get_possible_cpus())
+        t.alignment = ct_sizeof(t.sLeaf) % 8
+        if t.alignment == 0:
+            t.Leaf = t.sLeaf * t.total_cpu
+        else:
+            import ctypes
+
+            wide = {ctypes.c_uint: ctypes.c_uint64, ctypes.c_int: ctypes.c_int64}
+            if t.sLeaf not in wide:
+                raise PinError(f"map {name!r}: per-CPU leaf not aligned to 8 bytes")
+            t.Leaf = wide[t.sLeaf] * t.total_cpu
+    if isinstance(t, bt.RingBuf):
+        t._ringbuf, t._event_class = None, None
+    return t
+
+
+def ct_sizeof(t: Any) -> int:
+    import ctypes
+
+    return ctypes.sizeof(t)
+
+
+# ------------------------------------------------------------------------------ loading
+def load(config: ProbeConfig, text: bytes, cflags: list[str],
+         compile_: Callable[[type | None], Probes]) -> Probes:
+    """Open the pins of this build, or compile (with `compile_(bpf_class)`) and pin; a
+    private load (compile_(None)) when another reader holds the lock."""
+    from probes.loader import Probes
+
+    root, state = Path(config.pin_root or DEFAULT_ROOT), state_dir(config)
+    lock = ReaderLock(root, state)
+    try:
+        ensure_bpffs(root)
+        holder = lock.acquire(config.pin_wait)
+        why = f"are in use by {holder}" if holder else ""
+    except (OSError, PinError) as e:
+        why = f"cannot be used ({e})"
+    if why:
+        probes = compile_(None)
+        probes.pin_note = (f"the pinned probes under {root} {why}: loading private probes "
+                           "(slower to start and stop, gone with this process)")
+        return probes
+    try:
+        build = build_id(text, cflags)
+        pins = open_set(root, state, build)
+        if pins is not None:
+            from probes.sysprobe import AttachResult
+
+            sc = pins.desc.get("syscalls")
+            result = AttachResult(tuple(sc["attached"]), tuple(sc["missing"]),
+                                  dict(sc["failed"])) if sc else None
+            probes = Probes(None, result)
+            probes.fd_probes = any(pins.dynamic_link(tp).exists()
+                                   for tp in ("syscalls:sys_enter_close",
+                                              "syscalls:sys_enter_close_range"))
+        else:
+            probes = compile_(pinning_bpf_class())
+            sc = probes.syscalls
+            extra = {"syscalls": {"attached": list(sc.attached), "missing": list(sc.missing),
+                                  "failed": dict(sc.failed)} if sc else None,
+                     "ringbuf_pages": config.ringbuf_pages}
+            try:
+                pins = create(probes, build, root, state, extra)
+            except (OSError, PinError) as e:  # loaded and attached all the same: private
+                remove_tree(root / build)
+                lock.release()
+                probes.pin_note = f"cannot pin the probes under {root} ({e}): private probes"
+                return probes
+        pins.lock = lock
+        probes.pins = pins
+        return probes
+    except BaseException:
+        lock.release()
+        raise
+
+
+# ------------------------------------------------------------------------------ later
+def attach_late(probes: Probes, tp: str, fn: str) -> None:
+    """Attach program `fn` to tracepoint `tp` after the load: a pinned link when the
+    probes are pinned (it stays, as the others do, until detach_late or an unload)."""
+    if probes.pins is None:
+        assert probes.bcc is not None
+        probes.bcc.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
+        return
+    path = probes.pins.dynamic_link(tp)
+    if path.exists():
+        return
+    category, event = tp.split(":")
+    link = bpfsys.perf_link(probes.pins.prog_fd(fn), kernel.TRACEFS, category, event)
+    try:
+        bpfsys.obj_pin(link, path)
+    finally:
+        os.close(link)
+
+
+def detach_late(probes: Probes, tp: str) -> None:
+    if probes.pins is None:
+        assert probes.bcc is not None
+        probes.bcc.detach_tracepoint(tp=tp.encode())
+        return
+    with contextlib.suppress(FileNotFoundError):
+        probes.pins.dynamic_link(tp).unlink()
+
+
+def attach_cgroup(probes: Probes, fn: str, kind: str, attach: str, cgroup_fd: int) -> None:
+    """BPF_PROG_ATTACH of program `fn` to a cgroup (it stays while the cgroup does)."""
+    import ctypes
+
+    from bcc import BPF, BPFAttachType
+    from bcc.libbcc import lib
+
+    attach_type = getattr(BPFAttachType, attach)
+    if probes.pins is not None:
+        fd = probes.pins.prog_fd(fn)
+    else:
+        assert probes.bcc is not None
+        fd = probes.bcc.load_func(fn.encode(), getattr(BPF, kind), attach_type=attach_type).fd
+    if lib.bpf_prog_attach(fd, cgroup_fd, attach_type, 0) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"cannot attach {fn} to the cgroup: {os.strerror(err)}")
+
+
+def release_held(root: Path, state: Path) -> list[int]:
+    """SIGCONT to every process fail_closed holds in the pinned `watched` maps (before
+    an unload: once the programs are gone, nothing would ever release them)."""
+    import signal
+
+    from probes import rules
+
+    held = []
+    with contextlib.suppress(FileNotFoundError):
+        for child in root.iterdir():
+            try:
+                desc = json.loads((state / f"{child.name}.json").read_text())
+                pins = PinSet(child.name, child, desc, reused=True)
+            except (OSError, ValueError):
+                continue
+            try:
+                for k, v in pins.table(b"watched").items():
+                    if int(v.flags) & rules.VALUE["AW_PF_HELD"]:
+                        with contextlib.suppress(OSError):
+                            os.kill(int(k.value), signal.SIGCONT)
+                            held.append(int(k.value))
+            except (OSError, KeyError, PinError):
+                pass
+            finally:
+                pins.close()
+    return held
+
+
+def unload(root: Path, state: Path) -> list[str]:
+    """Remove every pin under `root` and every description in `state` (the kernel detaches
+    the programs once nothing holds them): `agentwatch sensor unload`, the package purge.
+    The processes fail_closed holds are released first."""
+    release_held(root, state)
+    gone = remove_stale(root, state, None)
+    with contextlib.suppress(OSError):
+        root.rmdir()
+    return gone
+
+
+def describe(root: Path, state: Path) -> list[dict[str, Any]]:
+    """The pin sets present: build, whether described, created when, by whom."""
+    out = []
+    with contextlib.suppress(FileNotFoundError):
+        for child in sorted(root.iterdir()):
+            entry: dict[str, Any] = {"build": child.name, "described": False}
+            with contextlib.suppress(OSError, ValueError):
+                desc = json.loads((state / f"{child.name}.json").read_text())
+                entry.update(described=True, created_ns=desc.get("created_ns"),
+                             creator=desc.get("creator"), maps=len(desc.get("maps", {})),
+                             links=len(desc.get("links", {})))
+            out.append(entry)
+    return out
+
+
