@@ -482,7 +482,8 @@ def make_table(name: bytes, fd: int, m: dict[str, Any]) -> Any:
     t.bpf, t.map_id, t.map_fd = None, -1, fd
     t.Key = BPF._decode_table_type(_json.loads(m["key_desc"]))
     t.Leaf = BPF._decode_table_type(_json.loads(m["leaf_desc"]))
-    t.ttype, t.flags, t._cbs, t._name = m["type"], m["flags"], {}, name
+    named = isinstance(t, bt.RingBuf)  # BCC's Table() names only these (and perf arrays)
+    t.ttype, t.flags, t._cbs, t._name = m["type"], m["flags"], {}, name if named else None
     t.max_entries = m["max_entries"]
     if isinstance(t, bt.PerCpuArray | bt.PerCpuHash):  # as their constructors do
         t.reducer = None
