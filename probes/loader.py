@@ -103,22 +103,27 @@ class Probes:
         if self.pins is not None:
             self.pins.close()
 
+    @classmethod
+    def reused(cls, syscalls: sysprobe.AttachResult | None) -> Probes:
+        """Probes over re-used pins (probes/pins.py sets `pins`): nothing compiled."""
+        return cls(None, syscalls)
+
     # Attachments made after the load (response/enforce.py), pinned when the probes are
     def attach_tracepoint(self, tp: str, fn: str) -> None:
-        from probes import pins
+        from probes import pinbcc
 
-        pins.attach_late(self, tp, fn)
+        pinbcc.attach_late(self, tp, fn)
 
     def detach_tracepoint(self, tp: str) -> None:
-        from probes import pins
+        from probes import pinbcc
 
-        pins.detach_late(self, tp)
+        pinbcc.detach_late(self, tp)
 
     def attach_cgroup(self, fn: str, kind: str, attach: str, cgroup_fd: int) -> None:
         """Attach program `fn` (BCC's program type and attach type names) to a cgroup."""
-        from probes import pins
+        from probes import pinbcc
 
-        pins.attach_cgroup(self, fn, kind, attach, cgroup_fd)
+        pinbcc.attach_cgroup(self, fn, kind, attach, cgroup_fd)
 
     def _detach_tracepoints(self) -> None:
         """Close the tracepoints' perf events from many threads at once: the kernel waits
@@ -152,8 +157,10 @@ def load(config: ProbeConfig | None = None) -> Probes:
     if config.pin_root is not None:
         from probes import pins
 
-        return pins.load(config, text, cflags,
-                         lambda cls: _compile(config, text, cflags, cls))
+        probes: Probes = pins.load(config, text, cflags,
+                                   lambda cls: _compile(config, text, cflags, cls),
+                                   Probes.reused)
+        return probes
     return _compile(config, text, cflags, None)
 
 

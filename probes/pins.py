@@ -39,16 +39,24 @@ import hashlib
 import json
 import os
 import platform
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from probes import bpfsys, kernel
+from probes import bpfsys
+from probes.pinbcc import (
+    PinError,
+    _map_desc,
+    _module_functions,
+    _module_tables,
+    _name,
+    make_table,
+    pinning_bpf_class,
+)
 
 if TYPE_CHECKING:
-    from probes.loader import ProbeConfig, Probes
+    from probes.sysprobe import AttachResult
 
 FORMAT = 1  # bump when the layout of a pin set or of its description changes
 DEFAULT_ROOT = "/sys/fs/bpf/agentwatch"
@@ -74,15 +82,6 @@ LINK_FDS = ("raw_tracepoint_fds", "kfunc_entry_fds", "kfunc_exit_fds", "lsm_fds"
 UNPINNABLE_FDS = ("kprobe_fds", "uprobe_fds", "tracepoint_fds", "open_perf_events")
 
 
-class PinError(RuntimeError):
-    """The pins cannot be used or made (the message says why)."""
-
-
-def _name(text: str) -> str:
-    """A file name for bpffs: letters, digits and _ only."""
-    return re.sub(r"[^A-Za-z0-9_]", "_", text)[:200]
-
-
 def build_id(text: bytes, cflags: list[str]) -> str:
     """What the loaded object depends on, hashed (see the module's docstring)."""
     h = hashlib.sha256()
@@ -101,7 +100,7 @@ def build_id(text: bytes, cflags: list[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def state_dir(config: ProbeConfig) -> Path:
+def state_dir(config: Any) -> Path:
     return Path(config.pin_state or DEFAULT_STATE)
 
 
@@ -222,87 +221,8 @@ def reader_active(root: Path) -> bool:
         os.close(fd)
 
 
-# ------------------------------------------------------------------------------ BCC side
-def pinning_bpf_class() -> type:
-    """BCC's BPF, with tracepoints attached as bpf_links (pinnable), not perf events."""
-    from bcc import BPF
-
-    class PinningBPF(BPF):  # type: ignore[misc]
-        perf_links: dict[bytes, tuple[bytes, int]]
-
-        def attach_tracepoint(self, tp: bytes = b"", tp_re: bytes = b"",
-                              fn_name: bytes = b"") -> Any:
-            if not hasattr(self, "perf_links"):
-                self.perf_links = {}
-            if isinstance(tp, str):
-                tp = tp.encode()
-            if isinstance(fn_name, str):
-                fn_name = fn_name.encode()
-            if tp_re:
-                raise PinError("tracepoints by regular expression cannot be pinned")
-            fn = self.load_func(fn_name, BPF.TRACEPOINT)
-            category, event = tp.decode().split(":")
-            try:
-                link = bpfsys.perf_link(fn.fd, kernel.TRACEFS, category, event)
-            except OSError as e:
-                raise Exception(f"Failed to attach BPF program {fn_name!r} to tracepoint "
-                                f"{tp!r}: {e}") from e
-            self.perf_links[tp] = (fn_name, link)
-            return self
-
-        def detach_tracepoint(self, tp: bytes = b"") -> None:
-            if isinstance(tp, str):
-                tp = tp.encode()
-            links = getattr(self, "perf_links", {})
-            if tp in links:
-                os.close(links.pop(tp)[1])
-                return
-            super().detach_tracepoint(tp)
-
-        def cleanup(self) -> None:
-            for _fn, link in getattr(self, "perf_links", {}).values():
-                with contextlib.suppress(OSError):
-                    os.close(link)
-            self.perf_links = {}
-            super().cleanup()
-
-    return PinningBPF
-
-
-def _module_tables(bpf: Any) -> list[bytes]:
-    """Every map of the compiled module (BCC's `tables` holds only those used so far)."""
-    import ctypes
-
-    from bcc.libbcc import lib
-
-    lib.bpf_num_tables.restype = ctypes.c_size_t
-    lib.bpf_num_tables.argtypes = [ctypes.c_void_p]
-    lib.bpf_table_name.restype = ctypes.c_char_p
-    lib.bpf_table_name.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    return [lib.bpf_table_name(bpf.module, i) for i in range(lib.bpf_num_tables(bpf.module))]
-
-
-def _module_functions(bpf: Any) -> set[bytes]:
-    from bcc.libbcc import lib
-
-    return {lib.bpf_function_name(bpf.module, i)
-            for i in range(lib.bpf_num_functions(bpf.module))}
-
-
-def _map_desc(bpf: Any, name: bytes, fd: int) -> dict[str, Any]:
-    from bcc.libbcc import lib
-
-    info = bpfsys.map_info(fd)
-    map_id = lib.bpf_table_id(bpf.module, name)
-    return {"type": info.type, "id": info.id, "key_size": info.key_size,
-            "value_size": info.value_size, "max_entries": info.max_entries,
-            "flags": int(lib.bpf_table_flags_id(bpf.module, map_id)),
-            "key_desc": lib.bpf_table_key_desc(bpf.module, name).decode(),
-            "leaf_desc": lib.bpf_table_leaf_desc(bpf.module, name).decode()}
-
-
 # ------------------------------------------------------------------------------ making
-def create(probes: Probes, build: str, root: Path, state: Path,
+def create(probes: Any, build: str, root: Path, state: Path,
            extra: dict[str, Any]) -> PinSet:
     """Pin the maps, links and late programs of a freshly compiled object, describe them
     in <state>/<build>.json (written last: a set without it is incomplete) and remove
@@ -459,63 +379,12 @@ def open_set(root: Path, state: Path, build: str) -> PinSet | None:
     return pins
 
 
-def make_table(name: bytes, fd: int, m: dict[str, Any]) -> Any:
-    """A BCC table object over a pinned map, without a compiled module: BCC's own class
-    for the map type (so every method the project calls behaves as on a compiled
-    object), its attributes set as BCC's constructors set them from the module."""
-    import json as _json
-
-    from bcc import BPF
-    from bcc import table as bt
-
-    classes = {bt.BPF_MAP_TYPE_HASH: bt.HashTable, bt.BPF_MAP_TYPE_ARRAY: bt.Array,
-               bt.BPF_MAP_TYPE_PROG_ARRAY: bt.ProgArray,
-               bt.BPF_MAP_TYPE_PERCPU_HASH: bt.PerCpuHash,
-               bt.BPF_MAP_TYPE_PERCPU_ARRAY: bt.PerCpuArray,
-               bt.BPF_MAP_TYPE_LPM_TRIE: bt.LpmTrie, bt.BPF_MAP_TYPE_LRU_HASH: bt.LruHash,
-               bt.BPF_MAP_TYPE_LRU_PERCPU_HASH: bt.LruPerCpuHash,
-               bt.BPF_MAP_TYPE_RINGBUF: bt.RingBuf}
-    cls = classes.get(m["type"])
-    if cls is None:
-        raise PinError(f"map {name!r}: type {m['type']} has no table class here")
-    t = cls.__new__(cls)
-    t.bpf, t.map_id, t.map_fd = None, -1, fd
-    t.Key = BPF._decode_table_type(_json.loads(m["key_desc"]))
-    t.Leaf = BPF._decode_table_type(_json.loads(m["leaf_desc"]))
-    named = isinstance(t, bt.RingBuf)  # BCC's Table() names only these (and perf arrays)
-    t.ttype, t.flags, t._cbs, t._name = m["type"], m["flags"], {}, name if named else None
-    t.max_entries = m["max_entries"]
-    if isinstance(t, bt.PerCpuArray | bt.PerCpuHash):  # as their constructors do
-        t.reducer = None
-        t.sLeaf = t.Leaf
-        t.total_cpu = len(bt.get_possible_cpus())
-        t.alignment = ct_sizeof(t.sLeaf) % 8
-        if t.alignment == 0:
-            t.Leaf = t.sLeaf * t.total_cpu
-        else:
-            import ctypes
-
-            wide = {ctypes.c_uint: ctypes.c_uint64, ctypes.c_int: ctypes.c_int64}
-            if t.sLeaf not in wide:
-                raise PinError(f"map {name!r}: per-CPU leaf not aligned to 8 bytes")
-            t.Leaf = wide[t.sLeaf] * t.total_cpu
-    if isinstance(t, bt.RingBuf):
-        t._ringbuf, t._event_class = None, None
-    return t
-
-
-def ct_sizeof(t: Any) -> int:
-    import ctypes
-
-    return ctypes.sizeof(t)
-
-
 # ------------------------------------------------------------------------------ loading
-def load(config: ProbeConfig, text: bytes, cflags: list[str],
-         compile_: Callable[[type | None], Probes]) -> Probes:
-    """Open the pins of this build, or compile (with `compile_(bpf_class)`) and pin; a
-    private load (compile_(None)) when another reader holds the lock."""
-    from probes.loader import Probes
+def load(config: Any, text: bytes, cflags: list[str], compile_: Callable[[type | None], Any],
+         reuse: Callable[[AttachResult | None], Any]) -> Any:
+    """probes.loader's Probes: the pins of this build opened (`reuse(attach_result)` makes
+    the object), or compiled (`compile_(bpf_class)`) and pinned; a private load
+    (compile_(None)) when another reader holds the lock."""
 
     root, state = Path(config.pin_root or DEFAULT_ROOT), state_dir(config)
     lock = ReaderLock(root, state)
@@ -539,7 +408,7 @@ def load(config: ProbeConfig, text: bytes, cflags: list[str],
             sc = pins.desc.get("syscalls")
             result = AttachResult(tuple(sc["attached"]), tuple(sc["missing"]),
                                   dict(sc["failed"])) if sc else None
-            probes = Probes(None, result)
+            probes = reuse(result)
             probes.fd_probes = any(pins.dynamic_link(tp).exists()
                                    for tp in ("syscalls:sys_enter_close",
                                               "syscalls:sys_enter_close_range"))
@@ -562,52 +431,6 @@ def load(config: ProbeConfig, text: bytes, cflags: list[str],
     except BaseException:
         lock.release()
         raise
-
-
-# ------------------------------------------------------------------------------ later
-def attach_late(probes: Probes, tp: str, fn: str) -> None:
-    """Attach program `fn` to tracepoint `tp` after the load: a pinned link when the
-    probes are pinned (it stays, as the others do, until detach_late or an unload)."""
-    if probes.pins is None:
-        assert probes.bcc is not None
-        probes.bcc.attach_tracepoint(tp=tp.encode(), fn_name=fn.encode())
-        return
-    path = probes.pins.dynamic_link(tp)
-    if path.exists():
-        return
-    category, event = tp.split(":")
-    link = bpfsys.perf_link(probes.pins.prog_fd(fn), kernel.TRACEFS, category, event)
-    try:
-        bpfsys.obj_pin(link, path)
-    finally:
-        os.close(link)
-
-
-def detach_late(probes: Probes, tp: str) -> None:
-    if probes.pins is None:
-        assert probes.bcc is not None
-        probes.bcc.detach_tracepoint(tp=tp.encode())
-        return
-    with contextlib.suppress(FileNotFoundError):
-        probes.pins.dynamic_link(tp).unlink()
-
-
-def attach_cgroup(probes: Probes, fn: str, kind: str, attach: str, cgroup_fd: int) -> None:
-    """BPF_PROG_ATTACH of program `fn` to a cgroup (it stays while the cgroup does)."""
-    import ctypes
-
-    from bcc import BPF, BPFAttachType
-    from bcc.libbcc import lib
-
-    attach_type = getattr(BPFAttachType, attach)
-    if probes.pins is not None:
-        fd = probes.pins.prog_fd(fn)
-    else:
-        assert probes.bcc is not None
-        fd = probes.bcc.load_func(fn.encode(), getattr(BPF, kind), attach_type=attach_type).fd
-    if lib.bpf_prog_attach(fd, cgroup_fd, attach_type, 0) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"cannot attach {fn} to the cgroup: {os.strerror(err)}")
 
 
 def release_held(root: Path, state: Path) -> list[int]:
