@@ -226,6 +226,7 @@ class Ingest:
         deadline = time.monotonic() + max_seconds
         while True:
             self._budget = POLL_BUDGET
+            self.heartbeat()  # a long drain is still a reader at work (fail_closed)
             self.consume_enforced()
             if self._reader is not None:
                 self._budget -= self._reader.read(self._handle_bytes, self._budget)
