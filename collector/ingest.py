@@ -27,8 +27,10 @@ from collector import ringbuf
 from collector.decode import LOST_NAMES, DecodeError, RecordDecoder
 from collector.events import Event, ExecEvent, LossEvent, SessionEvent
 from collector.proctable import ProcessTable
-from probes import loader
+from probes import loader, rules
 
+HEARTBEAT_SLOT = rules.VALUE["AW_CFG_HEARTBEAT"]
+HEARTBEAT_EVERY = 0.1  # seconds: the reader's heartbeat in the kernel (fail_closed)
 POLL_BUDGET = 4096  # records handled per poll before the loop gets control back
 # While records flow, poll() waits at most this long: the probes wake the reader at most
 # once per 250 µs per CPU (AW_WAKE_NS in probes/include/agentwatch.h) and send the records
@@ -78,6 +80,7 @@ class Ingest:
         self._lib: Any = None
         self._reader: ringbuf.RingReader | None = None  # the events ring, read in bulk
         self._epoll: select.epoll | None = None
+        self._beat_at = 0.0
 
     # ------------------------------------------------------------------ rings
     def open(self, probes: loader.Probes) -> None:
@@ -189,6 +192,7 @@ class Ingest:
         """Wait for records (at most timeout_ms) and handle up to a budget of them; an
         exception raised while handling one is raised here."""
         self._budget = POLL_BUDGET
+        self.heartbeat()
         self.consume_enforced()
         timeout = min(timeout_ms, ACTIVE_POLL_MS) if self._active else timeout_ms
         if self._reader is not None and self._epoll is not None:
@@ -206,12 +210,23 @@ class Ingest:
         self.consume_enforced()
         self._reraise()
 
+    def heartbeat(self) -> None:
+        """Tell the kernel a reader reads the rings (AW_CFG_HEARTBEAT, boot ns): with
+        fail_closed, sessions that begin without one are held (probes/include/agentwatch.h)."""
+        now = time.monotonic()
+        if now - self._beat_at < HEARTBEAT_EVERY or self.probes is None:
+            return
+        self._beat_at = now
+        self.probes[b"config"][ctypes.c_int(HEARTBEAT_SLOT)] = ctypes.c_uint64(
+            time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+
     def drain(self, max_seconds: float = 2.0) -> None:
         """Consume the records in the ring buffers, until they are empty or, under a
         flood that keeps them full, for at most `max_seconds`."""
         deadline = time.monotonic() + max_seconds
         while True:
             self._budget = POLL_BUDGET
+            self.heartbeat()  # a long drain is still a reader at work (fail_closed)
             self.consume_enforced()
             if self._reader is not None:
                 self._budget -= self._reader.read(self._handle_bytes, self._budget)

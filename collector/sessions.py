@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
+import signal
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
@@ -27,9 +28,13 @@ from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats, 
 from probes import loader, rules
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
+SESSION_KINDS = {code: kind for kind, code in SESSION_KIND_CODES.items()}
 DEFAULT_LAUNCHERS = ("bwrap",)
 MAX_ENDED_SESSIONS = 1024
 ADOPT_LAUNCHERS_SLOT = rules.VALUE["AW_CFG_ADOPT_LAUNCHERS"]
+HELD_SLOT = rules.VALUE["AW_CFG_HELD"]
+PF_HELD = rules.VALUE["AW_PF_HELD"]
+BPF_EXIST = 2  # bpf_update_elem: only an entry that is there (never re-create one)
 
 
 class SessionError(RuntimeError):
@@ -52,6 +57,7 @@ class Session:
     kill: Any = None                   # response.responder.KillReport: the kill that ended it
     egress: bool = False               # cgroup egress programs attached
     kernel_live: bool = True           # the kernel counts its processes and ends it
+    adopted: bool = False              # found in pinned maps, begun under another reader
 
 
 class SessionManager:
@@ -74,11 +80,17 @@ class SessionManager:
         # pids the kernel killed, and their sessions: a signal such a process sent to
         # agentwatch as it died must still be known as a session's (session_of)
         self.kernel_victims: OrderedDict[int, str] = OrderedDict()
+        self._adopt_before: int | None = None  # pinned: the launcher slot as found
+        self._held_seen = -1
 
     def start(self, probes: loader.Probes, adopt_launchers: bool) -> None:
         """Write the launcher names into the kernel; with adopt_launchers, every exec of one
-        on the host (default: bwrap) starts a new session in the kernel (the daemon's mode)."""
+        on the host (default: bwrap) starts a new session in the kernel (the daemon's mode).
+        On pinned probes without it (`run`), the slot is put back as found at close."""
         self.probes = probes
+        if getattr(probes, "pins", None) is not None and not adopt_launchers:
+            self._adopt_before = int(probes[b"config"][ctypes.c_int(ADOPT_LAUNCHERS_SLOT)]
+                                     .value)
         table = probes[b"launchers"]
         for name in self.launchers:
             raw = name.encode()
@@ -91,6 +103,9 @@ class SessionManager:
         self.set_adopt_launchers(adopt_launchers)
 
     def close(self) -> None:
+        if self._adopt_before is not None and self.probes is not None:
+            self.set_adopt_launchers(bool(self._adopt_before))
+            self._adopt_before = None
         self.probes = None
 
     def set_adopt_launchers(self, adopt: bool) -> None:
@@ -216,11 +231,69 @@ class SessionManager:
                            _readlink(f"/proc/{ev.root_pid}/cwd") if live else None)
             return
         session = self.sessions.get(name)
-        if session is None or session.ended or session.kind == "run" \
+        if session is None or session.ended or (session.kind == "run" and not session.adopted) \
                 or not session.kernel_live:
             return  # `agentwatch run` ends its sessions itself, with CMD's status
         root = self.table.get(session.root_pid)
         self.end_session(session, root.exit_status() if root else None)
+
+    # ------------------------------------------------------------------ pinned probes
+    def adopt_kernel_sessions(self) -> list[Session]:
+        """Pinned probes re-used (a daemon restarted): the sessions the kernel still
+        watches become this collector's, under their own ids, so that their records,
+        which the previous reader left in the rings, and all later ones continue them."""
+        members: dict[int, list[tuple[int, int]]] = {}
+        for k, v in self.probes[b"watched"].items():
+            members.setdefault(int(v.session), []).append((int(k.value), int(v.ppid)))
+        counted = {int(k.value): v for k, v in self.probes[b"sessions"].items()}
+        adopted = []
+        now = time.time_ns()
+        for sid in sorted(members):
+            name = session_name(sid)
+            if name in self.sessions:
+                continue
+            pids = sorted(members[sid])
+            inside = {p for p, _ in pids}
+            entry = counted.get(sid)
+            root = int(entry.root) if entry is not None else 0
+            if root not in inside:  # the root is gone: the oldest member stands for it
+                root = next((p for p, pp in pids if pp not in inside), pids[0][0])
+            kind = SESSION_KINDS.get(int(entry.kind), "launcher") if entry is not None \
+                else "attach"
+            ppid = proc_ppid(root) or 0
+            session = self._register(sid, name, kind, root, ppid, proc_argv(root), now,
+                                     _proc_uid(root), _readlink(f"/proc/{root}/cwd"))
+            session.adopted = True
+            session.kernel_live = entry is not None
+            for pid, pp in pids:
+                if pid != root:
+                    self.table.add_member(pid, pp, name, proc_argv(pid), now)
+            adopted.append(session)
+        return adopted
+
+    def thaw_held(self, force: bool = False) -> list[int]:
+        """fail_closed: the processes the kernel held while no reader read the rings
+        (AW_PF_HELD) are released: the flag cleared, SIGCONT sent. Walks `watched` only
+        when the kernel's held count moved (or `force`, at a reader's start)."""
+        from bcc.libbcc import lib
+
+        held = int(self.probes[b"config"][ctypes.c_int(HELD_SLOT)].value)
+        if held == self._held_seen and not force:
+            return []
+        self._held_seen = held
+        watched = self.probes[b"watched"]
+        thawed = []
+        for k, v in watched.items():
+            if not int(v.flags) & PF_HELD:
+                continue
+            v.flags = int(v.flags) & ~PF_HELD
+            lib.bpf_update_elem(watched.map_fd, ctypes.byref(k), ctypes.byref(v), BPF_EXIST)
+            try:
+                os.kill(int(k.value), signal.SIGCONT)
+            except OSError:
+                continue
+            thawed.append(int(k.value))
+        return thawed
 
     # ------------------------------------------------------------------ ending
     def end_session(self, session: Session, exit_status: int | None) -> SessionEvent:

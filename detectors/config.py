@@ -4,6 +4,7 @@
     fold_window = 60.0               # seconds: repeats of one alert within it are folded
     kernel_enforcement = true        # enforce mode: the kernel kills at syscall entry
     egress_enforcement = true        # enforce mode: cgroup programs refuse connects/sends
+    fail_closed = false              # enforce mode: no reader, new sessions held (SIGSTOP)
 
     [detectors.credential_read]
     enabled = true
@@ -54,6 +55,7 @@ class Config:
     fold_window: float = 60.0
     kernel_enforcement: bool = True
     egress_enforcement: bool = True
+    fail_closed: bool = False
     detectors: dict[str, DetectorConfig] = field(default_factory=dict)
     source: str = "<built-in defaults>"
 
@@ -124,6 +126,8 @@ def parse(data: dict[str, Any], where: str) -> Config:
             cfg.fold_window = _check_value(where, key, 60.0, value)
         elif key in ("kernel_enforcement", "egress_enforcement"):
             setattr(cfg, key, _check_value(where, key, True, value))
+        elif key == "fail_closed":
+            cfg.fail_closed = _check_value(where, key, False, value)
         elif key == "detectors":
             if not isinstance(value, dict):
                 raise ConfigError(where, key, "expected a table of detectors")
@@ -131,6 +135,7 @@ def parse(data: dict[str, Any], where: str) -> Config:
                 _parse_detector(cfg, where, did, table)
         else:
             raise ConfigError(where, key, "unknown key (expected mode, fold_window, "
+                              "kernel_enforcement, egress_enforcement, fail_closed, "
                               "detectors)")
     return cfg
 
@@ -223,7 +228,12 @@ def defaults_toml() -> str:
              f"kernel_enforcement = {_toml_value(cfg.kernel_enforcement)}",
              "# enforce mode: sessions with their own cgroup may only connect/send to "
              "egress_violation's allow list",
-             f"egress_enforcement = {_toml_value(cfg.egress_enforcement)}", ""]
+             f"egress_enforcement = {_toml_value(cfg.egress_enforcement)}",
+             "# enforce mode: while no agentwatch daemon reads the kernel's events (it "
+             "crashed, is restarting),",
+             "# the processes of sessions that begin are stopped until one does "
+             "(docs/response.md)",
+             f"fail_closed = {_toml_value(cfg.fail_closed)}", ""]
     for did, d in cfg.detectors.items():
         spec = REGISTRY[did].spec
         lines.append(f"# {spec.title}: {spec.description}")

@@ -42,7 +42,10 @@ static __always_inline int aw_quiet_native(long id)
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());
-    if (!p || aw_quiet_native(ctx->args[1]))
+    if (!p)
+        return 0;
+    aw_fail_closed(p);  /* held while no reader reads the rings (fail_closed) */
+    if (aw_quiet_native(ctx->args[1]))
         return 0;
     struct aw_call c = {};
     if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)

@@ -24,7 +24,7 @@ from probes import kernel
 if TYPE_CHECKING:
     from bcc import BPF
 
-    from probes import sysprobe
+    from probes import pins, sysprobe
 
 PROBE_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = PROBE_DIR / "include"
@@ -44,6 +44,12 @@ class ProbeConfig:
     ringbuf_pages: int = 1024          # 4 MiB
     max_procs: int = 65536
     extra_cflags: list[str] = field(default_factory=list)
+    # Pinning (probes/pins.py): with pin_root, the maps and links are pinned there (and
+    # re-used by the next load of the same build); pin_state holds their description and
+    # the reader's lock; pin_wait: seconds to wait for another reader's lock
+    pin_root: str | None = None
+    pin_state: str | None = None
+    pin_wait: float = 0.0
 
     def cflags(self) -> list[str]:
         if self.ringbuf_pages <= 0 or self.ringbuf_pages & (self.ringbuf_pages - 1):
@@ -112,18 +118,48 @@ class Probes:
     probes are attached now (`fd_probes`, response/enforce.py's), and its maps by name
     (`probes[b"watched"]`)."""
 
-    def __init__(self, bcc: BPF, syscalls: sysprobe.AttachResult | None = None) -> None:
-        self.bcc = bcc
+    def __init__(self, bcc: BPF | None, syscalls: sysprobe.AttachResult | None = None) -> None:
+        self.bcc: Any = bcc  # None: re-used from pins, nothing compiled (`pins.reused`)
         self.syscalls = syscalls
         self.fd_probes = False
+        self.pins: pins.PinSet | None = None  # pinned (ProbeConfig.pin_root)
+        self.pin_note = ""  # why pins were asked for and not used
 
     def __getitem__(self, name: bytes) -> Any:
+        if self.bcc is None and self.pins is not None:
+            return self.pins.table(name)
         return self.bcc[name]
 
     def close(self) -> None:
-        """Detach every program and free the maps (BCC's cleanup), the tracepoints first."""
-        self._detach_tracepoints()
-        self.bcc.cleanup()
+        """Detach every program and free the maps (BCC's cleanup), the tracepoints first.
+        Pinned: nothing is detached (the pins hold it all), only this process's fds go."""
+        if self.bcc is not None:
+            self._detach_tracepoints()
+            self.bcc.cleanup()
+        if self.pins is not None:
+            self.pins.close()
+
+    @classmethod
+    def reused(cls, syscalls: sysprobe.AttachResult | None) -> Probes:
+        """Probes over re-used pins (probes/pins.py sets `pins`): nothing compiled."""
+        return cls(None, syscalls)
+
+    # Attachments made after the load (response/enforce.py), pinned when the probes are
+    def attach_tracepoint(self, tp: str, fn: str) -> None:
+        from probes import pinbcc
+
+        pinbcc.attach_late(self, tp, fn)
+
+    def detach_tracepoint(self, tp: str) -> None:
+        from probes import pinbcc
+
+        pinbcc.detach_late(self, tp)
+
+    def attach_cgroup(self, fn: str, kind: str, attach: str, cgroup_fd: int) -> None:
+        """Attach program `fn` (BCC's program type and attach type names) to a cgroup."""
+        from probes import pinbcc
+
+        pinbcc.attach_cgroup(self, fn, kind, attach, cgroup_fd)
 
     def _detach_tracepoints(self) -> None:
         """Close the tracepoints' perf events from many threads at once: the kernel waits
@@ -149,11 +185,27 @@ def load(config: ProbeConfig | None = None) -> Probes:
                              "CAP_SYS_ADMIN): run agentwatch as root")
     kernel.prepare()
     try:
-        from bcc import BPF  # imported late: unit tests and `--help` must not need bcc
+        from bcc import BPF  # noqa: F401 - late: unit tests and `--help` need no bcc
     except ImportError as e:
         raise ProbeLoadError(f"the bcc Python module is missing ({e}): install "
                              "python3-bpfcc, or run `make setup`") from e
     text, cflags = source(available_concerns(config.concerns)).encode(), config.cflags()
+    if config.pin_root is not None:
+        from probes import pins
+
+        probes: Probes = pins.load(config, text, cflags,
+                                   lambda cls: _compile(config, text, cflags, cls),
+                                   Probes.reused)
+        return probes
+    return _compile(config, text, cflags, None)
+
+
+def _compile(config: ProbeConfig, text: bytes, cflags: list[str],
+             bpf_class: type | None) -> Probes:
+    """Compile, load and attach (`bpf_class`: BCC's BPF or pins' subclass of it)."""
+    from bcc import BPF
+
+    cls = bpf_class or BPF
     # BCC prints compiler warnings about the kernel's own headers: noise on success, so
     # stderr is silenced; on failure it compiles once more with stderr visible.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -161,7 +213,7 @@ def load(config: ProbeConfig | None = None) -> Probes:
     try:
         os.dup2(devnull, 2)
         try:
-            bpf = _attach_generic(BPF(text=text, cflags=cflags), config)
+            bpf = _attach_generic(cls(text=text, cflags=cflags), config)
             _trim_heap()
             return bpf
         except Exception:  # noqa: BLE001 - BCC raises bare Exception
@@ -172,7 +224,7 @@ def load(config: ProbeConfig | None = None) -> Probes:
         os.close(saved)
         os.close(devnull)
     try:
-        return _attach_generic(BPF(text=text, cflags=cflags), config)
+        return _attach_generic(cls(text=text, cflags=cflags), config)
     except Exception as e:  # noqa: BLE001
         raise ProbeLoadError(f"cannot load the BPF probes: {e} (the compiler or verifier "
                              "output is above; `agentwatch doctor` checks the host)") from e

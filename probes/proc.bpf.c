@@ -206,7 +206,8 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
     /* Without clone flags (a kernel-made thread such as an io_uring worker) the task is
      * added under its own id; sched_process_exit removes such entries. */
     /* the phase is inherited */
-    c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED | AW_PF_EXEMPT);
+    c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED | AW_PF_EXEMPT |
+                      AW_PF_HELD);
     if (watched.update(&child, &c) != 0) {
         aw_count_lost(AW_LOST_UNTRACKED);
     } else {
@@ -261,7 +262,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
     u32 tgid = id >> 32;
     struct aw_proc np = {};
     np.session = (((u64)bpf_get_prandom_u32() << 32) | bpf_get_prandom_u32()) >> 1 | 1;
-    np.flags = AW_PF_SETUP;
+    np.flags = AW_PF_SETUP | aw_fail_closed_flags();
     struct aw_session s = {};
     s.live = 1;
     s.root = tgid;

@@ -48,7 +48,18 @@ CONFIG = (
           "checks"),
     Const("AW_CFG_PIDNS_INO", 3, "its inode (0: no ptrace enforcement)"),
     Const("AW_CFG_FORK_MAX", 4, "AW_EN_FORKBOMB: live processes a session may have"),
-    Const("AW_CFG_SLOTS", 5),
+    Const("AW_CFG_HEARTBEAT", 5, "boot ns of the ring reader's last poll (its heartbeat)"),
+    Const("AW_CFG_FAIL_CLOSED", 6, "fail_closed: ns without a heartbeat after which no "
+          "reader is assumed (0: off)"),
+    Const("AW_CFG_HELD", 7, "fail_closed: how many times the kernel held (SIGSTOP) a "
+          "process of a session begun with no reader; user space thaws them"),
+    Const("AW_CFG_SLOTS", 8),
+)
+
+# fail_closed (aw_fail_closed in agentwatch.h): a process flag user space reads too
+HOLD = (
+    Const("AW_PF_HELD", 0x400, "its session began while no reader read the rings: stopped "
+          "(SIGSTOP) at its syscalls until one does", hex=True),
 )
 
 # `detector`: the id user space reports the kernel's kill as (KILL_REASONS)
@@ -155,7 +166,9 @@ GROUPS = (("Configuration slots (array map `config`), written by user space.", C
            "ring, which ordinary events cannot fill.", ENABLE),
           ("Enforcement checks (aw_sys_spec.enforce), each under an AW_EN_* bit.", CHECKS),
           ("Map limits and the path hash (deny_paths: FNV-1a 64).", LIMITS),
-          ("Syscall routes of the raw sys_enter/sys_exit dispatcher.", ROUTES))
+          ("Syscall routes of the raw sys_enter/sys_exit dispatcher.", ROUTES),
+          ("fail_closed: while no reader reads the rings, new sessions' processes are "
+           "held.", HOLD))
 
 ALL = tuple(c for _doc, group in GROUPS for c in group)
 BY_NAME = {c.name: c for c in ALL}

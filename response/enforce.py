@@ -61,6 +61,10 @@ EN_PATHS, EN_REVSHELL, EN_MONITOR, EN_FORKBOMB = (V["AW_EN_PATHS"], V["AW_EN_REV
                                                   V["AW_EN_MONITOR"], V["AW_EN_FORKBOMB"])
 CFG_ENFORCE, CFG_PIDNS_DEV, CFG_PIDNS_INO, CFG_FORK_MAX = (
     V["AW_CFG_ENFORCE"], V["AW_CFG_PIDNS_DEV"], V["AW_CFG_PIDNS_INO"], V["AW_CFG_FORK_MAX"])
+CFG_FAIL_CLOSED = V["AW_CFG_FAIL_CLOSED"]
+# fail_closed: no ring reader is assumed after this long without its heartbeat (the
+# collector writes it at every poll, at least every 100 ms while it runs)
+FAIL_CLOSED_GRACE_NS = 2_000_000_000
 WHY_CODE = {c.detector: c.value for c in rules.REASONS}  # detector id -> AW_WHY_*
 DENY_DIR = V["AW_DENY_DIR"]
 HASH_MAX = V["AW_HASH_MAX"]  # longer paths are left to user space
@@ -91,14 +95,16 @@ class Policy:
     detectors: list[str] = field(default_factory=list)       # enforced in the kernel
     protected: list[int] = field(default_factory=list)       # agentwatch's pids and tids
     fork_max: int = 0                                        # live processes per session
+    fail_closed_ns: int = 0                                  # AW_CFG_FAIL_CLOSED (0: off)
 
     def describe(self) -> str:
+        closed = "; fail_closed" if self.fail_closed_ns else ""
         if not self.mask:
-            return "kernel enforcement off"
+            return "kernel enforcement off" + closed
         text = "kernel enforcement: " + ", ".join(self.detectors)
         if self.deny_paths:
             text += f" ({len(self.deny_paths)} literal paths)"
-        return text
+        return text + closed
 
 
 def _homes() -> list[str]:
@@ -133,7 +139,11 @@ def policy_for(config: Config) -> Policy:
     detector that kills, is enabled and has no configured exceptions, in the order of
     their reason codes."""
     pol = Policy()
-    if config.mode != "enforce" or not config.kernel_enforcement:
+    if config.mode != "enforce":
+        return pol
+    if config.fail_closed:
+        pol.fail_closed_ns = FAIL_CLOSED_GRACE_NS
+    if not config.kernel_enforcement:
         return pol
     exempt: set[str] = set()
     host_pidns = _host_pid_ns() is not None  # read once: several rules ask
@@ -231,6 +241,7 @@ def apply(bpf: Probes, pol: Policy) -> None:
     cfg[ctypes.c_int(CFG_PIDNS_DEV)] = ctypes.c_uint64(ns[0] if ns else 0)
     cfg[ctypes.c_int(CFG_PIDNS_INO)] = ctypes.c_uint64(ns[1] if ns else 0)
     cfg[ctypes.c_int(CFG_FORK_MAX)] = ctypes.c_uint64(pol.fork_max)
+    cfg[ctypes.c_int(CFG_FAIL_CLOSED)] = ctypes.c_uint64(pol.fail_closed_ns)
     sysprobe.set_enforce(bpf, pol.syscalls)
     deny = bpf[b"deny_paths"]
     deny.clear()
@@ -256,8 +267,7 @@ def _fd_probes(probes: Probes, on: bool) -> None:
     for them."""
     from probes import sysprobe
 
-    if on == probes.fd_probes:
-        return
+    # written every time: re-used pins may hold another daemon's choice
     sysprobe.set_route(probes, sysprobe.CLOSE_NRS, "AW_RT_CLOSE" if on else "AW_RT_QUIET")
     if not on:
         probes[b"inet_fds"].clear()
@@ -315,21 +325,11 @@ def apply_egress(bpf: Probes, eg: Egress) -> None:
 
 
 class EgressAttacher:
-    """Loads the four cgroup programs once, attaches them to session cgroups."""
+    """Attaches the four cgroup programs to session cgroups (loaded once, or pinned)."""
 
     def __init__(self, probes: Probes) -> None:
         self.probes = probes
-        self._fns: list[tuple[Any, Any]] | None = None
 
     def attach(self, cgroup_fd: int) -> None:
-        from bcc import BPF, BPFAttachType
-
-        if self._fns is None:
-            self._fns = []
-            for name, attach in EGRESS_HOOKS:
-                kind = getattr(BPFAttachType, attach)
-                fn = self.probes.bcc.load_func(name.encode(), BPF.CGROUP_SOCK_ADDR,
-                                               attach_type=kind)
-                self._fns.append((fn, kind))
-        for fn, kind in self._fns:
-            self.probes.bcc.attach_func(fn, cgroup_fd, kind)
+        for name, attach in EGRESS_HOOKS:
+            self.probes.attach_cgroup(name, "CGROUP_SOCK_ADDR", attach, cgroup_fd)

@@ -22,6 +22,9 @@ app.add_typer(config_app, name="config")
 session_app = typer.Typer(no_args_is_help=True,
                           help="List running sessions; freeze, thaw or kill one.")
 app.add_typer(session_app, name="session")
+sensor_app = typer.Typer(no_args_is_help=True,
+                         help="The pinned probes (kernel rules that outlive the daemon).")
+app.add_typer(sensor_app, name="sensor")
 
 
 class Mode(StrEnum):
@@ -453,6 +456,53 @@ def session_thaw(session: SessionArg) -> None:
 def session_kill(session: SessionArg) -> None:
     """Kill every process of a session."""
     _session_op("kill", session)
+
+
+@sensor_app.command("status")
+def sensor_status(json_output: JsonOpt = False) -> None:
+    """The pinned probe sets and whether an agentwatch reads them now."""
+    import json as _json
+    from pathlib import Path
+
+    from probes import pins
+    from service.paths import pin_root, pin_state
+
+    root = pin_root()
+    if root is None:
+        raise _fail("pinning is off ($AGENTWATCH_PIN_ROOT=off)", 1)
+    sets = pins.describe(Path(root), pin_state())
+    active = pins.reader_active(Path(root))
+    if json_output:
+        typer.echo(_json.dumps({"root": root, "reader": active, "sets": sets}))
+        return
+    if not sets:
+        typer.echo(f"no pinned probes under {root}")
+        return
+    for entry in sets:
+        typer.echo(f"{root}/{entry['build']}: " + (
+            f"{entry['maps']} maps, {entry['links']} links, pinned by pid {entry['creator']}"
+            if entry["described"] else "not described here (another run directory?)")
+            + ("; read now" if active else "; no reader"))
+
+
+@sensor_app.command("unload")
+def sensor_unload(force: Annotated[bool, typer.Option(
+        "--force", help="Unload even while an agentwatch reads the pins.")] = False) -> None:
+    """Remove the pinned probes: the kernel rules stop (what fail_closed holds is released)."""
+    from pathlib import Path
+
+    from probes import pins
+    from service.paths import pin_root, pin_state
+
+    root = pin_root()
+    if root is None:
+        raise _fail("pinning is off ($AGENTWATCH_PIN_ROOT=off)", 1)
+    if pins.reader_active(Path(root)) and not force:
+        raise _fail(f"an agentwatch reads the pinned probes under {root} now: stop it "
+                    "first (or --force)", 1)
+    gone = pins.unload(Path(root), pin_state())
+    typer.echo(f"removed {len(gone)} pinned probe sets from {root}" if gone else
+               f"no pinned probes under {root}")
 
 
 @app.command()

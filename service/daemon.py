@@ -46,6 +46,17 @@ def _enforcement(collector: Collector) -> str:
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PIN_WAIT = 10.0  # seconds the daemon waits for a `run` that reads the pinned probes
+
+
+def _pins(collector: Collector) -> str:
+    pins = collector.bpf.pins
+    if pins is None:
+        return ""
+    if not pins.reused:
+        return f"; probes pinned (build {pins.build})"
+    return (f"; pinned probes re-used (build {pins.build}, nothing compiled or attached), "
+            f"{len(collector.adopted)} sessions continued")
 
 
 class _Stop:
@@ -154,8 +165,13 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
     sinks.append(streams[1])
     alert_sinks.append(streams[0])
     own = [p for p in (config_path, log_dir) if p]
-    collector = Collector(sinks, launchers=launchers, on_event=_announce,
-                          detection=detection, alert_sinks=alert_sinks, own_paths=own)
+    from service.paths import pinned_probe_config
+
+    # Pinned probes (docs/service.md): kernel rules and the watched set outlive this
+    # process; a restarted daemon re-uses them. Waits a while for a `run` reading them.
+    collector = Collector(sinks, pinned_probe_config(wait=PIN_WAIT), launchers=launchers,
+                          on_event=_announce, detection=detection, alert_sinks=alert_sinks,
+                          own_paths=own)
     collector.servers.extend(streams)
     alive = kernel.state_dir() / "daemon.alive"
     gap_from = _read_alive(alive)
@@ -178,6 +194,8 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
         try:
             t0 = time.monotonic()
             collector.start(adopt_launchers=True)
+            if collector.bpf.pin_note:
+                print(f"agentwatch: {collector.bpf.pin_note}", file=sys.stderr, flush=True)
             adopted = collector.readopt(gap_from)
             problem = collector.serve_control(reload=reload, role="daemon")
             if problem:
@@ -189,7 +207,8 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                       f"{server.address[1]}/metrics", file=sys.stderr, flush=True)
             print(f"agentwatch: daemon ready in {time.monotonic() - t0:.1f} s, adopting "
                   f"launchers: {', '.join(collector.launchers)}; {_enforcement(collector)}"
-                  + (f"; re-adopted {len(adopted)} running sandboxes" if adopted else ""),
+                  + (f"; re-adopted {len(adopted)} running sandboxes" if adopted else "")
+                  + _pins(collector),
                   file=sys.stderr, flush=True)
             notify.send(f"READY=1\nSTATUS=watching; {_enforcement(collector)}")
             last_alive = 0.0

@@ -26,6 +26,7 @@ mode = "monitor"        # "enforce" carries out freeze/kill actions
 fold_window = 60.0      # seconds: repeats of one alert are folded into a count
 kernel_enforcement = true   # enforce mode: the kernel kills at the entry of calls it can judge
 egress_enforcement = true   # enforce mode: cgroup programs refuse egress outside the allowlist
+fail_closed = false         # enforce mode: sessions that begin while no daemon reads are stopped
 
 [detectors.event_loss]
 enabled = true

@@ -10,6 +10,7 @@ status` and the metrics show.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
@@ -72,6 +73,7 @@ class Collector:
         self.alert_counts: Counter[tuple[str, str]] = Counter()  # (detector, severity)
         self._alerted: set[tuple[str, str]] = set()  # (session, detector) alerted so far
         self._last_tick = 0.0
+        self.adopted: list[Session] = []  # sessions found in re-used pinned maps
 
     # ------------------------------------------------------------------ the parts' state
     @property
@@ -108,6 +110,24 @@ class Collector:
         self.actions.start()
         prune_stale()
         self.apply_policy()
+        if self.bpf.pins is not None:
+            self._take_over_pins(adopt_launchers)
+
+    def _take_over_pins(self, adopt_sessions: bool) -> None:
+        """Pinned probes: the sessions the kernel watches are adopted (the daemon, when it
+        re-uses a previous reader's pins), the heartbeat is written and what fail_closed
+        held while no one read is released."""
+        from response.cgroup import CgroupError, SessionCgroup, parent_dir
+
+        if adopt_sessions and self.bpf.pins.reused:
+            self.adopted = self.manager.adopt_kernel_sessions()
+            for session in self.adopted:
+                with contextlib.suppress(CgroupError, OSError):
+                    path = parent_dir() / session.name
+                    if path.is_dir():
+                        session.cgroup = SessionCgroup(path)
+        self.ingest.heartbeat()
+        self.manager.thaw_held(force=True)
 
     def reload(self, detection: DetectionConfig) -> str:
         """Apply a new configuration (already validated) without losing sessions: a new
@@ -289,6 +309,7 @@ class Collector:
             self._last_tick = now
             self.check_losses()
             self.manager.end_attached_sessions()
+            self.manager.thaw_held()  # fail_closed: what the kernel held, if anything
             if self.analyzer is not None:
                 self._alerts(self.analyzer.engine.tick(time.time_ns()))
 

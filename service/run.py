@@ -87,6 +87,8 @@ def run(argv: list[str], events: str | None = None, config: ProbeConfig | None =
     try:
         if own:
             collector.start()
+            if collector.bpf.pin_note:
+                print(f"agentwatch: {collector.bpf.pin_note}", file=sys.stderr)
             problem = collector.serve_control()
             if problem:
                 print(f"agentwatch: {problem}; `agentwatch session` cannot reach this run",
@@ -166,7 +168,12 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int,
 
 def main(argv: list[str], events: str | None, detection: DetectionConfig | None = None,
          alerts: str | None = None, cgroup: bool = True) -> int:
-    result = run(argv, events, detection=detection, alerts=alerts, cgroup=cgroup)
+    from service.paths import pinned_probe_config
+
+    # Pinned probes, re-used when a previous run or daemon left them: no compile, no
+    # detach (docs/service.md); a private load when a daemon reads them now.
+    result = run(argv, events, config=pinned_probe_config(wait=0.0), detection=detection,
+                 alerts=alerts, cgroup=cgroup)
     lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
     unwritten = f", {result.unwritten} NOT WRITTEN" if result.unwritten else ""
     print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "

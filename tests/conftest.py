@@ -29,6 +29,10 @@ from collector.events import Event  # noqa: E402
 from service.sinks import MemorySink  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# The daemon and `run` pin their probes under /sys/fs/bpf/agentwatch by default, which
+# every agentwatch on the host shares: the tests' own runs and daemons load privately
+# unless a test names a pin root of its own (tests/test_pins.py does).
+os.environ.setdefault("AGENTWATCH_PIN_ROOT", "off")
 
 
 def bpf_unavailable(reason: str) -> None:

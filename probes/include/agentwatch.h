@@ -107,6 +107,7 @@ struct aw_proc {
 #define AW_PF_EXEMPT      0x100 /* its comm is in `exempt_comms` (sandbox-runtime's helper):
                                    may create namespaces and mount */
 #define AW_PF_KILLED      0x200 /* killed by aw_kill_current: its exit goes to `enforced` */
+/* AW_PF_HELD 0x400 (fail_closed): in agentwatch_rules.h, user space reads it too */
 
 /* Event header flags (hdr_flags). */
 #define AW_HF_SETUP  0x1
@@ -321,6 +322,57 @@ static __always_inline u32 aw_path_denied(const char *s, u32 max)
         h *= AW_FNV_PRIME;
     }
     return 0;
+}
+
+/* fail_closed. The ring reader (the daemon, or `run` on pinned probes) writes its
+ * heartbeat (AW_CFG_HEARTBEAT, boot ns) at each poll; with AW_CFG_FAIL_CLOSED set (enforce
+ * mode's `fail_closed`), no heartbeat for that long means no reader: a session that
+ * begins then (a launcher adopted by the kernel) is marked AW_PF_HELD (inherited at fork),
+ * and its processes are stopped (SIGSTOP) at their syscalls while no reader is back. The
+ * reader that takes over clears the flag and sends SIGCONT (collector/sessions.py); a
+ * held process that makes a call once a reader is back clears its own flag. */
+static __always_inline int aw_reader_absent(void)
+{
+    u32 key = AW_CFG_FAIL_CLOSED;
+    u64 *grace = config.lookup(&key);
+    if (!grace || !*grace)
+        return 0;
+    key = AW_CFG_HEARTBEAT;
+    u64 *beat = config.lookup(&key);
+    u64 last = beat ? *beat : 0;
+    return bpf_ktime_get_boot_ns() - last > *grace;
+}
+
+static __always_inline void aw_count_held(void)
+{
+    u32 key = AW_CFG_HELD;
+    u64 *n = config.lookup(&key);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+/* A new session's first process: AW_PF_HELD when no reader reads the rings, else 0. */
+static __always_inline u32 aw_fail_closed_flags(void)
+{
+    if (!aw_reader_absent())
+        return 0;
+    aw_count_held();
+    return AW_PF_HELD;
+}
+
+/* At a watched process's syscall: stop it if its session is held and no reader is back
+ * (1), else release it (0). */
+static __always_inline int aw_fail_closed(struct aw_proc *p)
+{
+    if (!(p->flags & AW_PF_HELD))
+        return 0;
+    if (!aw_reader_absent()) {
+        p->flags &= ~AW_PF_HELD;
+        return 0;
+    }
+    bpf_send_signal(19 /* SIGSTOP */);
+    aw_count_held();
+    return 1;
 }
 
 static __always_inline int aw_fd_is_inet(const struct aw_fdset *set, u64 fd)

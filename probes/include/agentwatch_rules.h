@@ -14,7 +14,15 @@
 #define AW_CFG_PIDNS_INO 3
 /* AW_EN_FORKBOMB: live processes a session may have */
 #define AW_CFG_FORK_MAX 4
-#define AW_CFG_SLOTS 5
+/* boot ns of the ring reader's last poll (its heartbeat) */
+#define AW_CFG_HEARTBEAT 5
+/* fail_closed: ns without a heartbeat after which no reader is assumed (0: off) */
+#define AW_CFG_FAIL_CLOSED 6
+/* fail_closed: how many times the kernel held (SIGSTOP) a process of a session begun
+ * with no reader; user space thaws them
+ */
+#define AW_CFG_HELD 7
+#define AW_CFG_SLOTS 8
 
 /* Why the kernel killed (AW_HF_KILLED's reason, a `deny_paths` value's low byte; user
  * space maps it to a detector id).
@@ -118,6 +126,12 @@
 /* close, close_range: only while the reverse-shell rule is on */
 #define AW_RT_CLOSE 8
 #define AW_RT_SLOTS 9
+
+/* fail_closed: while no reader reads the rings, new sessions' processes are held. */
+/* its session began while no reader read the rings: stopped (SIGSTOP) at its syscalls
+ * until one does
+ */
+#define AW_PF_HELD 0x400
 
 /* Is ptrace request `req` one AW_SE_PTRACE kills for? (POKETEXT POKEDATA POKEUSER
  * SETREGS SETFPREGS ATTACH SETREGSET SEIZE)
