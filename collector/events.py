@@ -150,6 +150,9 @@ class SyscallEvent(Event):
     # a call outside the probe's table, reported at its first use by the session (raw
     # arguments; later uses are counted in the kernel, not reported)
     first_use: bool = False
+    # refused by a seccomp filter that kills (SIGSYS) rather than fails the call: seen at
+    # the signal's delivery, arguments from the registers as the process made the call
+    seccomp_killed: bool = False
     via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
     io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
 

@@ -56,6 +56,7 @@
 #define AW_SF_PAYLOAD 0x4        /* payload bytes follow the sockaddr area of the blob */
 #define AW_SF_NO_ENTRY 0x8       /* refused before sys_enter (seccomp): seen at exit only */
 #define AW_SF_FIRST_USE 0x10     /* a call outside the table, first used by its session */
+#define AW_SF_SECCOMP_KILLED 0x20 /* a seccomp filter killed the caller (SIGSYS) at this call */
 
 /* One per syscall number, written by user space (probes/syscalls.py). */
 struct aw_sys_spec {

@@ -364,6 +364,47 @@ int aw_rt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     return 0;
 }
 
+/* A watched task killed by a seccomp filter (SIGSYS with si_code SYS_SECCOMP): the filter
+ * refused the call by killing instead of by an error, so neither its entry nor its exit
+ * tracepoint fired. sandbox-runtime's filter kills this way every 32-bit (ia32, x32)
+ * syscall. The call is reported as refused_at_entry with seccomp_killed: the kernel has
+ * restored the registers the process made the call with (syscall_rollback) and keeps
+ * TS_COMPAT until after signal delivery, so it decodes like any other call. */
+RAW_TRACEPOINT_PROBE(signal_deliver)
+{
+    if ((int)ctx->args[0] != 31 /* SIGSYS */)
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p)
+        return 0;
+    int code = 0;  /* kernel_siginfo: si_signo, si_errno, si_code */
+    if (bpf_probe_read_kernel(&code, sizeof(code), (void *)ctx->args[1] + 8) != 0 ||
+        code != 1 /* SYS_SECCOMP */)
+        return 0;
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    struct aw_call c = {};
+    if (aw_call_decode((void *)bpf_task_pt_regs(task), -1, &c) != 0)
+        return 0;
+    struct aw_sys_spec spec;
+    struct aw_sys *rec = aw_sys_begin(&c, &spec, p, id);
+    if (!rec)
+        return 0;
+    aw_sys_clear(rec, 0, AW_SF_NO_ENTRY | AW_SF_SECCOMP_KILLED);
+    if (!spec.on && (c.nr == 2 || c.nr == 257 || c.nr == 437)) {
+        /* the opens have routes of their own, not table entries: their path */
+        spec.on = 1;
+        spec.str0 = c.nr == 2 ? 0 : 1;
+    }
+    if (spec.on && spec.blob == AW_BLOB_NONE) {
+        aw_sys_strings(rec, &spec);
+    } else {
+        rec->str0_len = rec->str1_len = rec->str2_len = 0;
+    }
+    aw_submit(rec, offsetof(struct aw_sys, data) + aw_sys_blob_off(rec), sizeof(*rec));
+    return 0;
+}
+
 /* AW_RT_CLOSE at entry: close (3) and close_range (436), routed here only while the
  * reverse-shell rule is on (response/enforce.py sets their route), so that no one else
  * pays for them: an inet fd closed leaves `inet_fds`. */

@@ -56,6 +56,7 @@ BLOB_MSGHDR, BLOB_CAPSET, BLOB_FDS_EXIT, BLOB_RAW = 4, 5, 6, 7
 SOCKADDR_BLOBS = (BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO, BLOB_MSGHDR)
 # aw_sys.sys_flags
 SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD, SF_NO_ENTRY, SF_FIRST_USE = 0x1, 0x2, 0x4, 0x8, 0x10
+SF_SECCOMP_KILLED = 0x20
 
 SYSCALL = Layout.record("aw_sys", [
     ("ret", "s64"),
@@ -281,6 +282,13 @@ SYSCALLS: tuple[Syscall, ...] = (
              "kernel)"),
 )
 BY_NAME = {s.name: s for s in SYSCALLS}
+# The opens have a probe and record of their own (file.bpf.c); a generic record carries one
+# only when a seccomp filter killed the caller at it (seccomp_killed), decoded with these.
+OPEN_CALLS: tuple[Syscall, ...] = (
+    _at("open", 2, "files", _PATH, ("flags", "o_flags"), ("mode", "mode")),
+    _at("openat", 257, "files", _DFD, _PATH, ("flags", "o_flags"), ("mode", "mode")),
+    _at("openat2", 437, "files", _DFD, _PATH, ("how", "ptr"), ("size", "size")),
+)
 
 # Routine calls the dispatcher does not report (AW_RT_QUIET): reading and writing open
 # files, memory, time, waiting, signals' own handling, identity queries. A number in

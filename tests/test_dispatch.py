@@ -120,7 +120,8 @@ def test_no_per_syscall_tracepoints(collector: tuple[Any, Any, Any]) -> None:
     c, _, _ = collector
     tps = [tp for tp in c.bpf.bcc.tracepoint_fds if tp.startswith(b"syscalls:")]
     assert tps == [], tps
-    assert set(c.bpf.bcc.raw_tracepoint_fds) == {b"sys_enter", b"sys_exit"}
+    # the dispatcher, and SIGSYS deliveries (seccomp kills)
+    assert set(c.bpf.bcc.raw_tracepoint_fds) == {b"sys_enter", b"sys_exit", b"signal_deliver"}
 
 
 @pytest.mark.bpf
@@ -269,7 +270,8 @@ def test_32bit_calls_in_sandbox_runtime_never_run(collector: tuple[Any, Any, Any
                                                   compat32: Path,
                                                   listener: socket.socket) -> None:
     """sandbox-runtime's seccomp filter kills a non-native syscall before the kernel's
-    syscall entry: nothing of it runs, and the session ends with the payload dead."""
+    syscall entry: nothing of it runs, the payload dies of SIGSYS, and the refused call is
+    reported as it is delivered (seccomp_killed), so compat_syscall still alerts."""
     from service.run import run
 
     if not SRT.exists():
@@ -282,7 +284,12 @@ def test_32bit_calls_in_sandbox_runtime_never_run(collector: tuple[Any, Any, Any
         cmd = f"{compat32} {target} {listener.getsockname()[1]} {marker}; echo rc=$?"
         r = run([str(SRT), "-c", cmd], collector=c)
         assert not marker.exists()
-        assert not [e for e in events.session(r.session)
-                    if e.kind == "open" and e.path == str(target) and e.ret >= 0]
+        evs = events.session(r.session)
+        assert not [e for e in evs if e.kind == "open" and e.path == str(target)]
+        (killed,) = [e for e in evs if getattr(e, "seccomp_killed", False)]
+        assert killed.compat and killed.refused_at_entry and killed.syscall == "open"
+        assert killed.path == str(target)
+        assert [a for a in _alerts.events if a.session == r.session
+                and a.detector == "compat_syscall"]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -24,10 +24,12 @@ from probes.syscalls import (
     BLOB_CAPSET,
     BLOB_FDS_EXIT,
     BLOB_RAW,
+    OPEN_CALLS,
     SF_BLOB_FAULT,
     SF_FIRST_USE,
     SF_NO_ENTRY,
     SF_PAYLOAD,
+    SF_SECCOMP_KILLED,
     SF_STR_FAULT,
     SOCKADDR_BLOBS,
     STRS_MAX,
@@ -59,7 +61,7 @@ def _plan(s: Syscall) -> _Plan:
                  s.path_args, s.blob, s.raw)
 
 
-_PLANS = {s.nr: _plan(s) for s in SYSCALLS}
+_PLANS = {s.nr: _plan(s) for s in (*SYSCALLS, *OPEN_CALLS)}
 
 
 def _family_name(name: str) -> str:
@@ -125,7 +127,7 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
         **hdr, ret=ret, error=errno_name(ret), syscall=name, args=args, path=path,
         path2=path2, fault=bool(sf & (SF_STR_FAULT | SF_BLOB_FAULT)), family=family,
         address=address, port=port, dns_query=query, refused_at_entry=bool(sf & SF_NO_ENTRY),
-        first_use=bool(sf & SF_FIRST_USE),
+        first_use=bool(sf & SF_FIRST_USE), seccomp_killed=bool(sf & SF_SECCOMP_KILLED),
     )
 
 
