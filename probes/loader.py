@@ -51,7 +51,16 @@ class ProbeConfig:
         ]
         if kernel.tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
             flags.append("-DAW_HAVE_GROUP_DEAD")
-        return flags + list(self.extra_cflags)
+        return flags + resolve_cflags() + list(self.extra_cflags)
+
+
+def resolve_cflags() -> list[str]:
+    """The struct offsets include/aw_resolve.h reads, from the running kernel's BTF
+    (probes/btf.py); without BTF, -DAW_NO_BTF: the probes load with the resolution of
+    opened files compiled out and their records flagged unresolved (AW_RF_NO_BTF)."""
+    from probes import btf
+
+    return btf.cflags_or_fallback()[0]
 
 
 def source(concerns: tuple[str, ...] = CONCERNS) -> str:
