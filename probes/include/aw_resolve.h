@@ -16,7 +16,7 @@
  *
  *   aw_task_file(task, fd)          struct file * of fd N: task->files->fdt->fd[N],
  *                                   bounds-checked against fdt->max_fds; NULL if none
- *   aw_file_id(file, r)             (dev, ino, i_mode, fs magic) of the file's inode
+ *   aw_inode_id(inode, r)           (dev, ino, i_mode, fs magic) of an inode
  *   aw_resolve_path(task, dentry, vfsmnt, scratch, r)
  *                                   the path as d_path shows it to `task`: a dentry walk
  *                                   up to task->fs->root, crossing mounts, bounded
@@ -80,6 +80,42 @@ struct aw_resolved { AW_RESOLVED_FIELDS };
 #define AW_RD(dst, base, off) \
     bpf_probe_read_kernel(&(dst), sizeof(dst), (const char *)(base) + (off))
 
+/* Several members in one kernel read (each bpf_probe_read_kernel costs ~20-40 ns): copy
+ * base[lo, hi) into a stack window (at most AW_WIN bytes), then take members from it;
+ * AW_WGET reads a member alone when this kernel's layout puts it outside the window. All
+ * of it folds to constants at compile time. */
+#define AW_MIN2(a, b) ((a) < (b) ? (a) : (b))
+#define AW_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define AW_WIN 128
+#define AW_WLEN(lo, hi) ((hi) - (lo) < AW_WIN ? (hi) - (lo) : AW_WIN)
+#define AW_WREAD(win, base, lo, hi) \
+    bpf_probe_read_kernel(win, AW_WLEN(lo, hi), (const char *)(base) + (lo))
+#define AW_WGET(dst, win, lo, hi, base, off) \
+    (((off) >= (lo) && (off) + sizeof(dst) <= (lo) + AW_WLEN(lo, hi)) \
+     ? (__builtin_memcpy(&(dst), (win) + ((off) - (lo)), sizeof(dst)), 0) \
+     : AW_RD(dst, base, off))
+
+/* The windows: fdtable {max_fds, fd}; file {f_inode, f_path}; inode {i_mode, i_sb,
+ * i_ino}; super_block {s_dev, s_magic}; dentry {d_parent, d_name}; struct mount
+ * {mnt_parent, mnt_mountpoint, mnt.mnt_root} */
+#define AW_FDT_LO AW_MIN2(AW_OFF_fdtable__max_fds, AW_OFF_fdtable__fd)
+#define AW_FDT_HI AW_MAX2(AW_OFF_fdtable__max_fds + 4, AW_OFF_fdtable__fd + 8)
+#define AW_FILE_LO AW_MIN2(AW_OFF_file__f_inode, AW_OFF_file__f_path)
+#define AW_FILE_HI AW_MAX2(AW_OFF_file__f_inode + 8, AW_OFF_file__f_path + AW_SIZE_path)
+#define AW_INO_LO AW_MIN2(AW_OFF_inode__i_mode, AW_MIN2(AW_OFF_inode__i_sb, \
+                                                       AW_OFF_inode__i_ino))
+#define AW_INO_HI AW_MAX2(AW_OFF_inode__i_mode + 2, AW_MAX2(AW_OFF_inode__i_sb + 8, \
+                                                           AW_OFF_inode__i_ino + 8))
+#define AW_SB_LO AW_MIN2(AW_OFF_super_block__s_dev, AW_OFF_super_block__s_magic)
+#define AW_SB_HI AW_MAX2(AW_OFF_super_block__s_dev + 4, AW_OFF_super_block__s_magic + 8)
+#define AW_DENT_LO AW_MIN2(AW_OFF_dentry__d_parent, AW_OFF_dentry__d_name)
+#define AW_DENT_HI AW_MAX2(AW_OFF_dentry__d_parent + 8, AW_OFF_dentry__d_name + AW_SIZE_qstr)
+#define AW_MNT_ROOT (AW_OFF_mount__mnt + AW_OFF_vfsmount__mnt_root)
+#define AW_MNT_LO AW_MIN2(AW_OFF_mount__mnt_parent, AW_MIN2(AW_OFF_mount__mnt_mountpoint, \
+                                                           AW_MNT_ROOT))
+#define AW_MNT_HI AW_MAX2(AW_OFF_mount__mnt_parent + 8, AW_MAX2( \
+                          AW_OFF_mount__mnt_mountpoint + 8, AW_MNT_ROOT + 8))
+
 #ifndef AW_NO_BTF
 
 static __always_inline void *aw_task_file(void *task, s64 fd)
@@ -92,32 +128,43 @@ static __always_inline void *aw_task_file(void *task, s64 fd)
         return 0;
     if (AW_RD(fdt, files, AW_OFF_files_struct__fdt) || !fdt)
         return 0;
-    if (AW_RD(max_fds, fdt, AW_OFF_fdtable__max_fds) || (u64)fd >= max_fds)
+    char w[AW_WIN];
+    if (AW_WREAD(w, fdt, AW_FDT_LO, AW_FDT_HI) ||
+        AW_WGET(max_fds, w, AW_FDT_LO, AW_FDT_HI, fdt, AW_OFF_fdtable__max_fds) ||
+        (u64)fd >= max_fds)
         return 0;
-    if (AW_RD(arr, fdt, AW_OFF_fdtable__fd) || !arr)
+    if (AW_WGET(arr, w, AW_FDT_LO, AW_FDT_HI, fdt, AW_OFF_fdtable__fd) || !arr)
         return 0;
     if (AW_RD(file, arr, (u64)fd * sizeof(void *)))
         return 0;
     return file;
 }
 
-static __always_inline void aw_file_id(void *file, struct aw_resolved *r)
+/* (dev, ino, i_mode, fs magic) of an inode */
+static __always_inline void aw_inode_id(void *inode, struct aw_resolved *r)
 {
-    void *inode = 0, *sb = 0;
+    void *sb = 0;
     u16 mode = 0;
-    if (AW_RD(inode, file, AW_OFF_file__f_inode) || !inode) {
+    u64 ino = 0, magic = 0;
+    u32 dev = 0;
+    char w[AW_WIN];
+    if (AW_WREAD(w, inode, AW_INO_LO, AW_INO_HI)) {
         r->r_flags |= AW_RF_FAULT;
         return;
     }
-    AW_RD(mode, inode, AW_OFF_inode__i_mode);
+    AW_WGET(mode, w, AW_INO_LO, AW_INO_HI, inode, AW_OFF_inode__i_mode);
+    AW_WGET(ino, w, AW_INO_LO, AW_INO_HI, inode, AW_OFF_inode__i_ino);
+    AW_WGET(sb, w, AW_INO_LO, AW_INO_HI, inode, AW_OFF_inode__i_sb);
     r->r_mode = mode;
-    AW_RD(r->r_ino, inode, AW_OFF_inode__i_ino);
-    if (AW_RD(sb, inode, AW_OFF_inode__i_sb) || !sb) {
+    r->r_ino = ino;
+    if (!sb || AW_WREAD(w, sb, AW_SB_LO, AW_SB_HI)) {
         r->r_flags |= AW_RF_FAULT;
         return;
     }
-    AW_RD(r->r_dev, sb, AW_OFF_super_block__s_dev);
-    AW_RD(r->r_magic, sb, AW_OFF_super_block__s_magic);
+    AW_WGET(dev, w, AW_SB_LO, AW_SB_HI, sb, AW_OFF_super_block__s_dev);
+    AW_WGET(magic, w, AW_SB_LO, AW_SB_HI, sb, AW_OFF_super_block__s_magic);
+    r->r_dev = dev;
+    r->r_magic = magic;
 }
 
 /* The path of (dentry, vfsmnt) as `task` would see it from d_path, built right to left in
@@ -142,42 +189,60 @@ static __always_inline void aw_resolve_path(void *task, void *dentry, void *vfsm
         *vflags |= AW_RF_FAULT;
         return;
     }
-    AW_RD(root_d, fs, AW_OFF_fs_struct__root + AW_OFF_path__dentry);
-    AW_RD(root_m, fs, AW_OFF_fs_struct__root + AW_OFF_path__mnt);
+    if (AW_RD(root_m, fs, AW_OFF_fs_struct__root + AW_OFF_path__mnt) ||
+        AW_RD(root_d, fs, AW_OFF_fs_struct__root + AW_OFF_path__dentry)) {
+        *vflags |= AW_RF_FAULT;
+        return;
+    }
     if (!AW_RD(hashed, dentry, AW_OFF_dentry__d_hash__pprev) && !hashed)
         *vflags |= AW_RF_DELETED;  /* an unlinked file; the root dentry is never hashed */
     void *mnt = (char *)vfsmnt - AW_OFF_mount__mnt;
+    /* the current mount's parent, mountpoint and root: one read per mount */
+    void *mnt_parent = 0, *mnt_mp = 0, *mnt_root = 0;
+    char w[AW_WIN];
+    if (AW_WREAD(w, mnt, AW_MNT_LO, AW_MNT_HI)) {
+        *vflags |= AW_RF_FAULT;
+        return;
+    }
+    AW_WGET(mnt_parent, w, AW_MNT_LO, AW_MNT_HI, mnt, AW_OFF_mount__mnt_parent);
+    AW_WGET(mnt_mp, w, AW_MNT_LO, AW_MNT_HI, mnt, AW_OFF_mount__mnt_mountpoint);
+    AW_WGET(mnt_root, w, AW_MNT_LO, AW_MNT_HI, mnt, AW_MNT_ROOT);
 
     for (int i = 0; i < AW_RESOLVE_DEPTH; i++) {
-        void *mnt_root = 0, *parent = 0;
+        void *parent = 0;
         if (dentry == root_d && vfsmnt == root_m) {
             *vflags |= AW_RF_WALKED;
             break;
         }
-        if (AW_RD(mnt_root, vfsmnt, AW_OFF_vfsmount__mnt_root)) {
-            *vflags |= AW_RF_FAULT | AW_RF_WALKED;
-            break;
-        }
         if (dentry == mnt_root) {
-            void *mnt_parent = 0;
-            AW_RD(mnt_parent, mnt, AW_OFF_mount__mnt_parent);
             if (!mnt_parent || mnt_parent == mnt) {
                 *vflags |= AW_RF_UNREACHABLE | AW_RF_WALKED;
                 break;
             }
-            AW_RD(dentry, mnt, AW_OFF_mount__mnt_mountpoint);
+            dentry = mnt_mp;
             mnt = mnt_parent;
             vfsmnt = (char *)mnt_parent + AW_OFF_mount__mnt;
+            if (AW_WREAD(w, mnt, AW_MNT_LO, AW_MNT_HI)) {
+                *vflags |= AW_RF_FAULT | AW_RF_WALKED;
+                break;
+            }
+            AW_WGET(mnt_parent, w, AW_MNT_LO, AW_MNT_HI, mnt, AW_OFF_mount__mnt_parent);
+            AW_WGET(mnt_mp, w, AW_MNT_LO, AW_MNT_HI, mnt, AW_OFF_mount__mnt_mountpoint);
+            AW_WGET(mnt_root, w, AW_MNT_LO, AW_MNT_HI, mnt, AW_MNT_ROOT);
             continue;
-        }
-        if (AW_RD(parent, dentry, AW_OFF_dentry__d_parent) || !parent) {
-            *vflags |= AW_RF_FAULT | AW_RF_WALKED;
-            break;
         }
         u32 len = 0;
         const char *name = 0;
-        AW_RD(len, dentry, AW_OFF_dentry__d_name + AW_OFF_qstr__len);
-        AW_RD(name, dentry, AW_OFF_dentry__d_name + AW_OFF_qstr__name);
+        if (AW_WREAD(w, dentry, AW_DENT_LO, AW_DENT_HI) ||
+            AW_WGET(parent, w, AW_DENT_LO, AW_DENT_HI, dentry, AW_OFF_dentry__d_parent) ||
+            !parent) {
+            *vflags |= AW_RF_FAULT | AW_RF_WALKED;
+            break;
+        }
+        AW_WGET(len, w, AW_DENT_LO, AW_DENT_HI, dentry,
+                AW_OFF_dentry__d_name + AW_OFF_qstr__len);
+        AW_WGET(name, w, AW_DENT_LO, AW_DENT_HI, dentry,
+                AW_OFF_dentry__d_name + AW_OFF_qstr__name);
         u32 pos = *vpos;
         if (len > AW_NAME_MAX || len + 1 > pos || pos >= AW_PATH_MAX) {
             *vflags |= AW_RF_TRUNCATED | AW_RF_WALKED;
@@ -213,13 +278,21 @@ static __always_inline void aw_resolve_path(void *task, void *dentry, void *vfsm
 static __always_inline void aw_resolve_file(void *task, void *file, char *scratch,
                                             struct aw_resolved *r)
 {
-    void *dentry = 0, *vfsmnt = 0;
-    aw_file_id(file, r);
-    if (AW_RD(dentry, file, AW_OFF_file__f_path + AW_OFF_path__dentry) || !dentry ||
-        AW_RD(vfsmnt, file, AW_OFF_file__f_path + AW_OFF_path__mnt) || !vfsmnt) {
+    void *inode = 0, *dentry = 0, *vfsmnt = 0;
+    char w[AW_WIN];
+    if (AW_WREAD(w, file, AW_FILE_LO, AW_FILE_HI)) {
         r->r_flags |= AW_RF_FAULT;
         return;
     }
+    AW_WGET(inode, w, AW_FILE_LO, AW_FILE_HI, file, AW_OFF_file__f_inode);
+    AW_WGET(dentry, w, AW_FILE_LO, AW_FILE_HI, file,
+            AW_OFF_file__f_path + AW_OFF_path__dentry);
+    AW_WGET(vfsmnt, w, AW_FILE_LO, AW_FILE_HI, file, AW_OFF_file__f_path + AW_OFF_path__mnt);
+    if (!inode || !dentry || !vfsmnt) {
+        r->r_flags |= AW_RF_FAULT;
+        return;
+    }
+    aw_inode_id(inode, r);
     aw_resolve_path(task, dentry, vfsmnt, scratch, r);
 }
 
@@ -238,23 +311,15 @@ static __always_inline void aw_resolve_fd(void *task, s64 fd, char *scratch,
 /* The task's working directory (task->fs->pwd): for *at calls given AT_FDCWD */
 static __always_inline void aw_resolve_cwd(void *task, char *scratch, struct aw_resolved *r)
 {
-    void *fs = 0, *dentry = 0, *vfsmnt = 0, *inode = 0, *sb = 0;
-    u16 mode = 0;
+    void *fs = 0, *dentry = 0, *vfsmnt = 0, *inode = 0;
     if (AW_RD(fs, task, AW_OFF_task_struct__fs) || !fs ||
         AW_RD(dentry, fs, AW_OFF_fs_struct__pwd + AW_OFF_path__dentry) || !dentry ||
         AW_RD(vfsmnt, fs, AW_OFF_fs_struct__pwd + AW_OFF_path__mnt) || !vfsmnt) {
         r->r_flags |= AW_RF_FAULT;
         return;
     }
-    if (!AW_RD(inode, dentry, AW_OFF_dentry__d_inode) && inode) {
-        AW_RD(mode, inode, AW_OFF_inode__i_mode);
-        r->r_mode = mode;
-        AW_RD(r->r_ino, inode, AW_OFF_inode__i_ino);
-        if (!AW_RD(sb, inode, AW_OFF_inode__i_sb) && sb) {
-            AW_RD(r->r_dev, sb, AW_OFF_super_block__s_dev);
-            AW_RD(r->r_magic, sb, AW_OFF_super_block__s_magic);
-        }
-    }
+    if (!AW_RD(inode, dentry, AW_OFF_dentry__d_inode) && inode)
+        aw_inode_id(inode, r);
     aw_resolve_path(task, dentry, vfsmnt, scratch, r);
 }
 
