@@ -260,3 +260,42 @@ def test_an_unrelated_file_is_not_killed(enforcing, decoys: Path) -> None:
     r = run([PY, "-c", f"print(open({str(decoys / 'fine.txt')!r}).read())"], collector=c)
     assert r.exit_status == 0
     assert not [e for e in events.session(r.session) if e.kernel_kill]
+
+
+def test_probes_load_with_resolution_compiled_out() -> None:
+    """A kernel without BTF: the loader passes -DAW_NO_BTF (btf.cflags_or_fallback) and
+    the probes still load; their records say no_btf (tests/test_resolve_unit.py)."""
+    from probes import btf
+    from probes.loader import ProbeConfig, load
+    from tests.conftest import bpf_unavailable
+
+    if os.geteuid() != 0:
+        bpf_unavailable("loading BPF needs root")
+    flags, why = btf.cflags_or_fallback(path="/nonexistent/vmlinux")
+    assert flags == ["-DAW_NO_BTF"] and why
+    probes = load(ProbeConfig(concerns=("proc", "file"), extra_cflags=flags))
+    probes.close()
+
+
+def test_user_space_detectors_judge_the_resolved_path(enforcing, decoys: Path) -> None:
+    """Kernel enforcement off: canary_touch (user space) sees the decoy reached through a
+    symlink and /proc/self/root, and its alert names the resolved path."""
+    from service.run import run
+
+    c, alerts, _events = enforcing
+    config = c.analyzer.engine.config
+    config.kernel_enforcement = False
+    c.apply_policy()
+    try:
+        code = (f"import os\nos.close(os.open({str(decoys / 'link')!r}, os.O_RDONLY))\n"
+                f"os.close(os.open('/proc/self/root' + {str(decoys / 'decoys/inner.txt')!r},"
+                " os.O_RDONLY))\nimport time; time.sleep(30)\n")
+        r = run([PY, "-c", code], collector=c)
+    finally:
+        config.kernel_enforcement = True
+        c.apply_policy()
+    got = [a for a in alerts.events if a.session == r.session and a.detector == "canary_touch"]
+    assert got, "no canary_touch alert"
+    paths = {a.fields.get("path") for a in got} | {(a.event or {}).get("path") for a in got}
+    assert str(decoys / "decoy.txt") in paths or str(decoys / "decoys/inner.txt") in paths
+    assert got[0].action["by"] == "user space"
