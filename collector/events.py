@@ -101,7 +101,9 @@ class OpenEvent(Event):
     ret: int                       # the new fd, or -errno
     error: str | None = None
     syscall: str                   # open | openat | openat2
-    path: str                      # absolute where derivable (cwd, dirfd), else as passed
+    # the file the kernel opened (`resolved` true), else the caller's string made
+    # absolute where derivable (cwd, dirfd), else as passed
+    path: str
     raw_path: str                  # exactly as the process passed it (read at entry)
     dfd: int | None = None         # None means AT_FDCWD
     flags: int
@@ -109,6 +111,14 @@ class OpenEvent(Event):
     mode: int = 0
     resolve: int = 0               # openat2 RESOLVE_* bits
     fault: bool = False
+    # the opened file as the kernel has it (successful opens; null otherwise)
+    resolved: bool = False         # `path` is the kernel's: d_path's view for the caller
+    dev: int | None = None         # the file's device, as os.stat().st_dev reports it
+    ino: int | None = None         # its inode number
+    file_type: str | None = None   # file | dir | symlink | char | block | fifo | socket
+    file_mode: int | None = None   # its inode's mode (type and permission bits)
+    # truncated, unreachable, disconnected, deleted, no_file, no_btf, fault
+    resolve_flags: list[str] = field(default_factory=list)
     via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
     io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
 

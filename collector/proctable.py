@@ -11,6 +11,7 @@ their descendants and for late events.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -220,7 +221,9 @@ class ProcessTable:
         elif isinstance(ev, SyscallEvent):
             self._syscall(proc, ev)
         elif isinstance(ev, OpenEvent):
-            resolved = resolve_path(proc, ev.tid, ev.dfd, ev.raw_path)
+            # the kernel's path when it resolved the opened file; else the string's
+            resolved = kernel_proc_path(proc, ev) if ev.resolved else resolve_path(
+                proc, ev.tid, ev.dfd, ev.raw_path)
             if resolved is not None:
                 ev.path = resolved
             if ev.ret >= 0 and _new_fd(ev):
@@ -391,6 +394,26 @@ def unix_socket_fd(pid: int, fd: int) -> bool | None:
     except OSError:
         return None
     return False
+
+
+_PROC_PID = re.compile(r"/proc/\d+(?:/task/\d+)?(?=/|\Z)")
+
+
+def kernel_proc_path(proc: Process, ev: OpenEvent) -> str:
+    """The kernel's resolved path, except for a process's own /proc entries named through
+    /proc/self or /proc/thread-self: the kernel names them in the pid numbering of the
+    proc mount (a sandbox's own), the collector with the host pid, as for every other path
+    (detectors compare them with the event's pid). Only when both name the same entry:
+    `/proc/self/root/proc/1/mem` stays the kernel's /proc/1/mem."""
+    path = ev.path
+    if not ev.raw_path.startswith(("/proc/self", "/proc/thread-self")) \
+            or not path.startswith("/proc/"):
+        return path
+    mine = resolve_path(proc, ev.tid, ev.dfd, ev.raw_path)
+    k, u = _PROC_PID.match(path), _PROC_PID.match(mine or "")
+    if mine and k and u and path[k.end():] == mine[u.end():]:
+        return mine
+    return path
 
 
 def resolve_path(proc: Process, tid: int, dfd: int | None, raw: str) -> str | None:

@@ -59,6 +59,7 @@ RESOLVE_FIELDS: tuple[tuple[str, str], ...] = (
     ("fs_struct", "root"),
     ("fs_struct", "pwd"),
     ("dentry", "d_parent"),
+    ("dentry", "d_hash.pprev"),
     ("dentry", "d_name"),
     ("dentry", "d_inode"),
     ("dentry", "d_sb"),

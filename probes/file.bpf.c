@@ -1,17 +1,27 @@
 /* file: opens by watched sessions.
  *
- * Traces: open, openat and openat2, routed by the syscall dispatcher (dispatch.bpf.c), 32-bit
- * doors included. The path, flags and mode are read at entry and kept per thread; the event is sent at exit with the return value
- * (the new fd or -errno), so denied attempts are seen too.
+ * Traces: open, openat and openat2, routed by the syscall dispatcher (dispatch.bpf.c),
+ * 32-bit doors included. The path, flags and mode are read at entry and kept per thread;
+ * the event is sent at exit with the return value (the new fd or -errno), so denied
+ * attempts are seen too.
  *
- * Cannot see: the path is the one the process passed (relative paths are relative to its
- * cwd or dirfd; resolving them is user space's job), read at entry, so a racing thread
- * can change the buffer between our read and the kernel's. Opens through io_uring do not
- * go through these syscalls: uring.bpf.c reports them.
+ * The file the kernel opened: at the exit of a successful open, the new fd's struct file
+ * is read from the task's fd table and its path resolved by a bounded dentry walk across
+ * mounts, with (dev, inode, mode) (include/aw_resolve.h, offsets from the running
+ * kernel's BTF). The record carries both: the caller's string, then the resolved path.
+ * With AW_EN_PATHS the opened file's (dev, inode) is looked up in `deny_inodes` and its
+ * resolved path in `deny_paths`: a hardlink, bind mount, /proc/self/root/..., /dev/fd/N/...
+ * or symlink to a denied file is killed there, before the process returns to user space.
+ *
+ * Cannot see: a failed open's path is only the caller's string (relative paths are
+ * relative to its cwd or dirfd; resolving them is user space's job), read at entry, so a
+ * racing thread can change the buffer between our read and the kernel's. Opens through
+ * io_uring do not go through these syscalls: uring.bpf.c reports them.
  *
  * Cost: unwatched, one hash lookup at entry and a task-storage lookup at exit (a pointer
  * in the task, no hashing); watched, one user string read into the thread's own in-flight
- * record and a ring-buffer copy of the path's length.
+ * record and a ring-buffer copy of the path's length, plus at a successful exit the walk
+ * (docs/performance.md: its cost per component).
  *
  * The in-flight record lives in task-local storage (BPF_TASK_STORAGE), made on a thread's
  * first watched open and freed with the thread: the entry writes the record in place and
@@ -20,6 +30,7 @@
  * A record is in flight while its `type` is AW_EV_OPEN (0 in a new or finished one).
  */
 #include "agentwatch.h"
+#include "aw_resolve.h"
 
 #define AW_OPEN_SYS_OPEN 0
 #define AW_OPEN_SYS_OPENAT 1
@@ -36,12 +47,19 @@ struct aw_open {
     u64 flags;     /* O_* */
     u64 mode;
     u64 resolve;   /* openat2 RESOLVE_* */
-    u32 path_len;  /* bytes of path, NUL included */
+    u32 path_len;  /* bytes of the caller's string in path, NUL included */
     u32 open_flags;  /* AW_OF_* */
-    char path[AW_PATH_MAX];
+    AW_RESOLVED_FIELDS  /* the opened file (r_path_len: bytes after the string) */
+    /* the caller's string (path_len bytes), then the resolved path (r_path_len bytes) */
+    char path[AW_PATH_MAX * 2];
 };
 
+/* the dentry walk's buffer, per thread (a per-CPU one could be reused by a preempting
+ * task: syscall tracepoints may be preempted on recent kernels) */
+struct aw_rscratch { char buf[AW_RESOLVE_SCRATCH]; };
+
 BPF_TASK_STORAGE(open_inflight, struct aw_open);
+BPF_TASK_STORAGE(open_scratch, struct aw_rscratch);
 #ifdef AW_LAYOUT_CHECK
 BPF_ARRAY(layout_open, struct aw_open, 1);  /* tests/test_layout.py: task storage has no ctypes view */
 #endif
@@ -67,14 +85,15 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
     rec->mode = mode;
     rec->resolve = resolve;
     rec->open_flags = of;
-    long n = bpf_probe_read_user_str(rec->path, sizeof(rec->path), path);
+    __builtin_memset(&rec->r_ino, 0, sizeof(struct aw_resolved));
+    long n = bpf_probe_read_user_str(rec->path, AW_PATH_MAX, path);
     if (n < 0) {
         n = 0;
         rec->open_flags |= AW_OF_PATH_FAULT;
     }
     rec->path_len = n;
     if (aw_enforce_mask(p) & AW_EN_PATHS) {
-        u32 why = aw_path_denied(rec->path, sizeof(rec->path));
+        u32 why = aw_path_denied(rec->path, AW_PATH_MAX);
         if (why) {
             aw_kill_current((struct aw_hdr *)rec, why, p);
             aw_submit_enforced(rec, offsetof(struct aw_open, path) + rec->path_len,
@@ -86,13 +105,69 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
     return 0;  /* in flight: rec->type is AW_EV_OPEN until the exit sends it */
 }
 
+/* Bytes of the caller's string in the record, read from memory: 0..AW_PATH_MAX for the
+ * verifier, the same state whichever way the code came (see aw_resolve.h) */
+static __always_inline u32 aw_open_plen(struct aw_open *rec)
+{
+    u32 plen = *(volatile u32 *)&rec->path_len;
+    return plen > AW_PATH_MAX ? AW_PATH_MAX : plen;
+}
+
+/* At a successful open's exit: resolve fd `ret` into the record (after the caller's
+ * string) and, with AW_EN_PATHS, kill for a denied (dev, inode) or resolved path. Returns
+ * the why code of a kill (the record then went to `enforced`), or 0. */
+static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
+{
+    struct aw_resolved *r = (struct aw_resolved *)&rec->r_ino;
+    void *task = bpf_get_current_task_btf();
+    struct aw_rscratch *sc = open_scratch.task_storage_get(task, 0,
+                                                           BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!sc) {
+        aw_count_lost(AW_LOST_INFLIGHT);
+        return 0;
+    }
+    aw_resolve_fd(task, ret, sc->buf, r);
+    u32 plen = aw_open_plen(rec);
+    if (plen > AW_PATH_MAX)
+        return 0;
+    aw_resolved_copy(r, sc->buf, rec->path + plen);
+    u64 id = bpf_get_current_pid_tgid();
+    struct aw_proc *p = aw_current(id);
+    if (!p || !(aw_enforce_mask(p) & AW_EN_PATHS))
+        return 0;
+    u32 flags = *(volatile u32 *)&r->r_flags;
+    if (!(flags & AW_RF_OK))
+        return 0;
+    struct aw_inode_key key = {.ino = r->r_ino, .dev = r->r_dev};
+    u32 *v = deny_inodes.lookup(&key);
+    u32 why = v ? (*v & 0xff) : 0;
+    if (!why && *(volatile u32 *)&r->r_path_len &&
+        !(flags & (AW_RF_TRUNCATED | AW_RF_UNREACHABLE))) {
+        plen = aw_open_plen(rec);
+        if (plen > AW_PATH_MAX)
+            return 0;
+        why = aw_path_denied(rec->path + plen, AW_PATH_MAX);
+    }
+    if (!why)
+        return 0;
+    aw_kill_current((struct aw_hdr *)rec, why, p);
+    aw_submit_enforced(rec, offsetof(struct aw_open, path) + aw_open_plen(rec) +
+                       *(volatile u32 *)&r->r_path_len, sizeof(*rec));
+    return why;
+}
+
 static __always_inline int aw_open_exit(long ret)
 {
     struct aw_open *rec = open_inflight.task_storage_get(bpf_get_current_task_btf(), 0, 0);
     if (!rec || rec->type != AW_EV_OPEN)
         return 0;
     rec->ret = ret;
-    aw_submit(rec, offsetof(struct aw_open, path) + rec->path_len, sizeof(*rec));
+    if (ret >= 0 && aw_open_resolve(rec, ret)) {
+        rec->type = 0;
+        return 0;
+    }
+    u32 size = offsetof(struct aw_open, path) + rec->path_len + rec->r_path_len;
+    aw_submit(rec, size, sizeof(*rec));
     rec->type = 0;
     return 0;
 }

@@ -69,7 +69,8 @@ class ProbeConfig:
         except btf.BTFError as e:
             raise ProbeLoadError(f"{e}: agentwatch reads the task's syscall ABI through it "
                                  "(32-bit syscalls)") from e
-        return flags + concern_cflags(self.concerns) + list(self.extra_cflags)
+        return (flags + resolve_cflags() + concern_cflags(self.concerns)
+                + list(self.extra_cflags))
 
 
 def concern_cflags(concerns: tuple[str, ...]) -> list[str]:
@@ -89,6 +90,15 @@ def available_concerns(concerns: tuple[str, ...]) -> tuple[str, ...]:
             "io_uring", "io_uring_submit_req", "req"):
         return tuple(c for c in concerns if c != "uring")
     return concerns
+
+
+def resolve_cflags() -> list[str]:
+    """The struct offsets include/aw_resolve.h reads, from the running kernel's BTF
+    (probes/btf.py); without BTF, -DAW_NO_BTF: the probes load with the resolution of
+    opened files compiled out and their records flagged unresolved (AW_RF_NO_BTF)."""
+    from probes import btf
+
+    return btf.cflags_or_fallback()[0]
 
 
 def source(concerns: tuple[str, ...] = CONCERNS) -> str:

@@ -87,7 +87,8 @@ ENABLE = (
           hex=True, reasons=("AW_WHY_MOUNT",)),
     Const("AW_EN_PTRACE", 0x8, "ptrace attach/poke, process_vm_*: of a process outside",
           hex=True, reasons=("AW_WHY_PTRACE",)),
-    Const("AW_EN_PATHS", 0x10, "opens and unix connects of `deny_paths` (literal, absolute)",
+    Const("AW_EN_PATHS", 0x10, "opens and unix connects of `deny_paths` (literal, absolute; "
+          "at an open's exit also its resolved path) and opens of a `deny_inodes` file",
           hex=True, reasons=("AW_WHY_CANARY", "AW_WHY_RUNTIME_SOCKET", "AW_WHY_MONITOR")),
     Const("AW_EN_REVSHELL", 0x20, "an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`)",
           hex=True, reasons=("AW_WHY_REVSHELL",)),
@@ -146,6 +147,8 @@ LIMITS = (
     Const("AW_DENY_DIR", 0x100, "deny_paths value flag: the entry covers everything below it",
           hex=True),
     Const("AW_HASH_MAX", 256, "deny_paths: longer paths are left to user space"),
+    Const("AW_DENY_INODES_MAX", 4096, "deny_inodes: (dev, inode) of the denied files, and "
+          "of the files below denied directories (response/enforce.py, deny_inodes)"),
     Const("AW_PROTECTED_MAX", 256, "`protected`: agentwatch's pids and thread ids"),
     Const("AW_FNV_OFFSET", 0xCBF29CE484222325, hex=True, suffix="ULL"),
     Const("AW_FNV_PRIME", 0x100000001B3, hex=True, suffix="ULL"),

@@ -90,8 +90,12 @@ class SessionActions:
         if trigger.get("kernel_kill") and requested == "kill":
             what = trigger.get("syscall") or trigger.get("kind")
             rest = session.kill.text() if session.kill else "nothing left to kill"
+            # an open killed for the file the kernel resolved (its inode is known): at
+            # the call's exit, before it returned to user space
+            when = "exit" if trigger.get("kind") == "open" and trigger.get("ino") is not None \
+                else "entry"
             alert.action = {**action, "taken": "kill", "by": "kernel",
-                            "result": f"kernel: SIGKILL at the entry of {what} (pid "
+                            "result": f"kernel: SIGKILL at the {when} of {what} (pid "
                                       f"{trigger.get('pid')}); then user space: {rest}",
                             "pids": [trigger.get("pid"),
                                      *(session.kill.pids if session.kill else [])]}

@@ -12,7 +12,8 @@ match gets SIGKILL from `bpf_send_signal` before the process returns to user spa
 | mount_escape | its `syscalls` (mount family, pivot_root, chroot) |
 | process_injection | ptrace attach/seize/poke/set-regs, process_vm_*: of a process |
 |                   | outside the session, by a caller in the host pid namespace |
-| canary_touch | opens of a decoy path or anything below it (literal absolute paths) |
+| canary_touch | opens of a decoy path or anything below it (literal absolute paths); |
+|              | at the open's exit, the opened file by (dev, inode) or resolved path |
 | runtime_socket | connects to a runtime socket path (literal absolute paths) |
 | reverse_shell | an AF_INET/AF_INET6 socket dup'ed (dup, dup2, dup3, fcntl F_DUPFD) |
 |               | onto fd 0, 1 or 2: killed at the dup's exit, before it returns |
@@ -28,6 +29,18 @@ numbers come from probes/rules.py, the one source the C header is generated from
 kernel rule is its spec's `kernel` (and its names in probes/rules.py) plus at most one C
 branch that tests them; a detector without a kernel half touches nothing here.
 
+Files are also known by (dev, inode): `deny_inodes` holds each listed path's inode (the
+target of a symlink) and, for a listed directory (`dir/**`), the inodes of what is below
+it, up to DENY_WALK_MAX entries per directory (a directory's own inode is not enough: a
+bind mount of it, or a hardlink to a file in it, reaches the files without passing
+through it). At the exit of every successful open the kernel looks up the opened file's
+(dev, inode) there and its resolved path in `deny_paths` (directories as prefixes), so a
+hardlink, bind mount, /proc/self/root/..., /dev/fd/N/... or symlink to a denied file is
+killed before the process returns to user space. Both are computed again at each reload;
+a file created below a denied directory after that is caught by its resolved path, not
+by its inode (a bind mount of the directory is then the remaining way around). /proc
+paths are left to the path check (their inode numbers are not stable).
+
 Everything else (relative paths, globs, `..`, abstract sockets, calls from inside a
 sandbox's pid namespace for ptrace) stays with the user-space detectors, which kill the
 tree a few milliseconds later. Processes of a sandbox's own setup are never killed by the
@@ -42,6 +55,8 @@ import ctypes
 import os
 import pwd
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +64,7 @@ import detectors.catalog  # noqa: F401 - registers the specs whose kernel halves
 from detectors.base import REGISTRY, KernelCall
 from detectors.config import Config
 from probes import rules
+from probes.file import kernel_dev
 
 if TYPE_CHECKING:
     from probes.loader import Probes
@@ -68,6 +84,8 @@ FAIL_CLOSED_GRACE_NS = 2_000_000_000
 WHY_CODE = {c.detector: c.value for c in rules.REASONS}  # detector id -> AW_WHY_*
 DENY_DIR = V["AW_DENY_DIR"]
 HASH_MAX = V["AW_HASH_MAX"]  # longer paths are left to user space
+DENY_INODES_MAX = V["AW_DENY_INODES_MAX"]
+DENY_WALK_MAX = 512  # inodes listed below one denied directory
 PROTECTED_MAX = V["AW_PROTECTED_MAX"]
 
 # aw_sys_spec.enforce checks (AW_SE_*)
@@ -96,6 +114,9 @@ class Policy:
     protected: list[int] = field(default_factory=list)       # agentwatch's pids and tids
     fork_max: int = 0                                        # live processes per session
     fail_closed_ns: int = 0                                  # AW_CFG_FAIL_CLOSED (0: off)
+    # (kernel dev, inode) -> AW_WHY_*: the deny_paths' files (and what is below the dirs)
+    deny_inodes: dict[tuple[int, int], int] = field(default_factory=dict)
+    inodes_skipped: int = 0                                  # past DENY_WALK_MAX / the map
 
     def describe(self) -> str:
         closed = "; fail_closed" if self.fail_closed_ns else ""
@@ -103,7 +124,8 @@ class Policy:
             return "kernel enforcement off" + closed
         text = "kernel enforcement: " + ", ".join(self.detectors)
         if self.deny_paths:
-            text += f" ({len(self.deny_paths)} literal paths)"
+            text += f" ({len(self.deny_paths)} literal paths, {len(self.deny_inodes)} inodes"
+            text += f", {self.inodes_skipped} not listed)" if self.inodes_skipped else ")"
         return text + closed
 
 
@@ -181,8 +203,74 @@ def policy_for(config: Config) -> Policy:
         pol.detectors.append(did)
     if pol.deny_paths:
         pol.mask |= EN_PATHS
+        pol.deny_inodes, pol.inodes_skipped = deny_inodes(pol.deny_paths)
     pol.exempt_comms = sorted(exempt)
     return pol
+
+
+def deny_inodes(deny_paths: dict[str, int], limit: int = DENY_INODES_MAX,
+                per_dir: int | None = None) -> tuple[dict[tuple[int, int], int], int]:
+    """(kernel dev, inode) -> why for each existing path of `deny_paths` (symlinks
+    followed: the file they name is the one to protect) and, for an AW_DENY_DIR entry, for
+    every file and directory below it on the same device (not following symlinks), at
+    most `per_dir` per listed directory, `limit` in all. /proc is skipped: its inode numbers
+    are made per lookup. Returns the map and how many were left out by the bounds."""
+    per_dir = DENY_WALK_MAX if per_dir is None else per_dir
+    out: dict[tuple[int, int], int] = {}
+    skipped = 0
+
+    def add(st: os.stat_result, why: int) -> bool:
+        nonlocal skipped
+        key = (kernel_dev(st.st_dev), st.st_ino)
+        if key in out:
+            return True
+        if len(out) >= limit:
+            skipped += 1
+            return False
+        out[key] = why
+        return True
+
+    for path, value in deny_paths.items():
+        if path == "/proc" or path.startswith("/proc/"):
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # absent now: the path check still applies
+        why = value & 0xFF
+        add(st, why)
+        if not (value & DENY_DIR and stat.S_ISDIR(st.st_mode)):
+            continue
+        budget = per_dir
+        for entry in _below(path, st.st_dev):
+            if budget <= 0:
+                skipped += 1
+                continue
+            budget -= 1
+            add(entry, why)
+    return out, skipped
+
+
+def _below(top: str, dev: int) -> Iterator[os.stat_result]:
+    """stat of everything below `top` on device `dev`, breadth first, symlinks not
+    followed (lstat), unreadable directories skipped."""
+    queue = [top]
+    while queue:
+        d = queue.pop(0)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_dev != dev or stat.S_ISLNK(st.st_mode):
+                continue
+            yield st
+            if stat.S_ISDIR(st.st_mode):
+                queue.append(e.path)
 
 
 def _present(v: Any) -> bool:
@@ -247,6 +335,12 @@ def apply(bpf: Probes, pol: Policy) -> None:
     deny.clear()
     for path, value in pol.deny_paths.items():
         deny[ctypes.c_uint64(fnv1a64(path.encode()))] = ctypes.c_uint32(value)
+    inodes = bpf[b"deny_inodes"]
+    inodes.clear()
+    for (dev, ino), why in pol.deny_inodes.items():
+        key = inodes.Key()
+        key.dev, key.ino = dev, ino
+        inodes[key] = ctypes.c_uint32(why)
     comms = bpf[b"exempt_comms"]
     comms.clear()
     for name in pol.exempt_comms:

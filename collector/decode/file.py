@@ -1,11 +1,21 @@
-"""Decoder for file.bpf.c's records: open, openat and openat2, with the open flags named."""
+"""Decoder for file.bpf.c's records: open, openat and openat2, with the open flags named,
+and for successful opens the file the kernel opened (collector/decode/resolved.py)."""
 
 from __future__ import annotations
 
 import os
 
+from collector.decode.resolved import file_type, resolved
 from collector.events import Event, OpenEvent, errno_name, text
-from probes.file import AT_FDCWD, AW_EV_OPEN, OF_HOW_FAULT, OF_PATH_FAULT, OPEN, SYSCALLS
+from probes.file import (
+    AT_FDCWD,
+    AW_EV_OPEN,
+    AW_PATH_MAX,
+    OF_HOW_FAULT,
+    OF_PATH_FAULT,
+    OPEN,
+    SYSCALLS,
+)
 from probes.layout import Header
 
 _OPEN = OPEN.struct
@@ -53,14 +63,26 @@ def _flag_names(flags: int) -> list[str]:
 def decode_open(hdr: Header, data: bytes) -> Event:
     t = _OPEN.unpack_from(data)
     ret, dfd, sys, flags, mode, resolve, path_len, of = t[12:20]
+    r_ino, r_magic, r_dev, r_mode, r_flags, r_len = t[20:26]
+    path_len = min(path_len, AW_PATH_MAX)
     path = text(data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0])
-    return OpenEvent(
+    res = resolved(data[_TAIL + path_len:_TAIL + path_len + min(r_len, AW_PATH_MAX)],
+                   r_flags, r_magic, r_dev, r_ino, r_mode)
+    ev = OpenEvent(
         **hdr, ret=ret, error=errno_name(ret),
         syscall=SYSCALLS[sys] if sys < len(SYSCALLS) else str(sys), path=path,
         raw_path=path,
         dfd=None if dfd == AT_FDCWD else dfd, flags=flags, flag_names=flag_names(flags),
         mode=mode, resolve=resolve, fault=bool(of & (OF_PATH_FAULT | OF_HOW_FAULT)),
     )
+    if res is not None:
+        ev.resolve_flags = res.flags
+        if res.mode:
+            ev.dev, ev.ino, ev.file_mode = res.dev, res.ino, res.mode
+            ev.file_type = file_type(res.mode)
+        if res.path is not None and res.complete:
+            ev.path, ev.resolved = res.path, True
+    return ev
 
 
 DECODERS = {AW_EV_OPEN: (OPEN, decode_open)}

@@ -12,7 +12,8 @@
  * Structs are flat (BCC derives ctypes from map leaf types, and the Python decoders are
  * checked against these layouts by tests/test_layout.py). Kernel structs are read only at
  * offsets taken from the running kernel's BTF (AW_OFF_* defines, passed in by the loader),
- * never through the headers BCC compiles against, which may belong to another kernel.
+ * never through the headers BCC compiles against, which may belong to another kernel
+ * (include/aw_dispatch.h, include/aw_resolve.h; probes/btf.py).
  */
 #ifndef AGENTWATCH_H
 #define AGENTWATCH_H
@@ -149,6 +150,10 @@ BPF_ARRAY(config, u64, AW_CFG_SLOTS);
 BPF_PERCPU_ARRAY(wake_at, u64, 1);  /* per CPU: boot ns of its last wake-up of the reader */
 BPF_RINGBUF_OUTPUT(enforced, 64);                  /* 256 KiB: kernel kills only */
 BPF_HASH(deny_paths, u64, u32, 4096);               /* FNV-1a 64 of a path -> AW_WHY_* */
+/* (dev, inode) of a denied file -> AW_WHY_*: checked at an open's exit on the file the
+ * kernel opened, whatever name reached it (file.bpf.c, response/enforce.py) */
+struct aw_inode_key { u64 ino; u32 dev; u32 pad; };
+BPF_HASH(deny_inodes, struct aw_inode_key, u32, AW_DENY_INODES_MAX);
 BPF_HASH(exempt_comms, struct aw_comm, u32, 16);    /* comm -> 1 */
 BPF_HASH(protected, u32, u32, AW_PROTECTED_MAX);    /* agentwatch's pids and tids -> 1 */
 

@@ -53,7 +53,9 @@
 #define AW_EN_MOUNT 0x4
 /* ptrace attach/poke, process_vm_*: of a process outside */
 #define AW_EN_PTRACE 0x8
-/* opens and unix connects of `deny_paths` (literal, absolute) */
+/* opens and unix connects of `deny_paths` (literal, absolute; at an open's exit also its
+ * resolved path) and opens of a `deny_inodes` file
+ */
 #define AW_EN_PATHS 0x10
 /* an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`) */
 #define AW_EN_REVSHELL 0x20
@@ -101,6 +103,10 @@
 #define AW_DENY_DIR 0x100
 /* deny_paths: longer paths are left to user space */
 #define AW_HASH_MAX 256
+/* deny_inodes: (dev, inode) of the denied files, and of the files below denied
+ * directories (response/enforce.py, deny_inodes)
+ */
+#define AW_DENY_INODES_MAX 4096
 /* `protected`: agentwatch's pids and thread ids */
 #define AW_PROTECTED_MAX 256
 #define AW_FNV_OFFSET 0xcbf29ce484222325ULL
