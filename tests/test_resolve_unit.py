@@ -61,6 +61,9 @@ def test_pseudo_files_are_named_as_d_path_names_them() -> None:
     assert r is not None and r.path == "pipe:[4242]" and r.complete
     r = resolved(b"/[eventfd]\0", file.RF_OK | file.RF_DISCONNECTED, 0x09041934, 13, 1, 0)
     assert r is not None and r.path == "anon_inode:[eventfd]"
+    # a namespace file keeps the caller's /proc/<pid>/ns/<type> as the event's path
+    r = resolved(b"/\0", file.RF_OK | file.RF_DISCONNECTED, 0x6E736673, 4, 4026531840, REG)
+    assert r is not None and not r.complete and r.ino == 4026531840
     r = resolved(b"/\xff\xfe\0", file.RF_OK, 0xEF53, 1, 1, REG)
     assert r is not None and r.path == "/\\xff\\xfe"
     assert resolved(b"", 0, 0, 0, 0, 0) is None

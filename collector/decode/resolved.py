@@ -62,5 +62,8 @@ def resolved(raw: bytes, r_flags: int, magic: int, dev: int, ino: int,
         elif magic in (ANON_INODE_FS_MAGIC, PID_FS_MAGIC):
             name = f"anon_inode:{base}"
         elif magic == NSFS_MAGIC:
-            name = base  # e.g. "net:[4026531840]"
+            # a namespace (d_path: "net:[4026531840]"), reached only through a magic link
+            # such as /proc/<pid>/ns/net: the link is what says whose namespace it is, so
+            # the caller's path stays the event's path
+            return Resolved(base or None, user_dev(dev), ino, mode, names, False)
     return Resolved(name, user_dev(dev), ino, mode, names, not r_flags & RF_TRUNCATED)
