@@ -58,6 +58,7 @@ from bench.open_close import (
 )
 from bench.sensors_report import (
     DESIGNS,
+    FLOOR,
     GETPID,
     NEW,
     OLD,
@@ -80,6 +81,8 @@ DEFAULT_PIN_DIR = "/sys/fs/bpf/agentwatch"
 PREFIX = "AWBENCH "
 EXIT_USAGE = 2
 REPLY_TIMEOUT_S = 600.0
+FLOOR_PROGRAM = ("RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }\n"
+                 "RAW_TRACEPOINT_PROBE(sys_exit) { return 0; }\n")
 RUN_TRUE = ("import sys; sys.argv[0] = 'agentwatch'; from service.cli import main; main()")
 SHARED_NOTE = ("Measured while others used the same CPUs: not publishable, a check of the "
                "harness only.")
@@ -378,11 +381,12 @@ class Run:
             agent.kill()
             raise
         t.pins_removed = self.check_pins(f"the {design}", "its collector closed")
-        t.run_true_s = self.run_true(tree, design)
+        t.run_true_s, t.run_true_warm_s = self.run_true(tree, design)
         t.pins_removed += self.check_pins(f"the {design}", "`agentwatch run -- true`")
         self.timings.append(t)
         self.log(f"  round {rnd}: {design} start {t.spawn_s:.2f} s (load {t.load_s:.2f}), "
-                 f"close {t.close_s:.2f} s, `agentwatch run -- true` {t.run_true_s:.2f} s")
+                 f"close {t.close_s:.2f} s, `agentwatch run -- true` {t.run_true_s:.2f} s, "
+                 f"again {t.run_true_warm_s:.2f} s")
 
     def sensor_run(self, agent: Agent, design: str, rnd: int, rep: int, mode: str) -> None:
         workload, cmd = SENSOR_MODES[mode]
@@ -412,18 +416,46 @@ class Run:
                              "for them; --remove-pins to unpin them after each stop")
         return remove_pins(pin_dir)
 
-    def run_true(self, tree: Path, design: str) -> float:
-        env = {**os.environ, "PYTHONPATH": str(tree),
+    def run_true(self, tree: Path, design: str) -> tuple[float, float]:
+        """`agentwatch run -- true`, twice: cold, then warm. A design that pins its probes
+        pins them in a root of the bench's own (removed after), so that the second run
+        re-uses what the first pinned, as a user's second run does; the old design pins
+        nothing and compiles both times."""
+        pin_root = Path(f"/sys/fs/bpf/aw-bench-{os.getpid()}-{design}")
+        env = {**os.environ, "PYTHONPATH": str(tree), "AGENTWATCH_PIN_ROOT": str(pin_root),
                "AGENTWATCH_RUN_DIR": str(self.tmp / f"run-{design}")}
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-P", "-c", RUN_TRUE, "run", "--", "true"],
-                              env=env, cwd=str(self.tmp), capture_output=True, text=True,
-                              timeout=REPLY_TIMEOUT_S)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise BenchError(f"`agentwatch run -- true` of the {design} design exited "
-                             f"{proc.returncode}: {proc.stderr.strip()[-2000:]}")
-        return wall
+        walls = []
+        try:
+            for _ in range(2):
+                t0 = time.perf_counter()
+                proc = subprocess.run([sys.executable, "-P", "-c", RUN_TRUE, "run", "--",
+                                       "true"], env=env, cwd=str(self.tmp),
+                                      capture_output=True, text=True, timeout=REPLY_TIMEOUT_S)
+                walls.append(time.perf_counter() - t0)
+                if proc.returncode != 0:
+                    raise BenchError(f"`agentwatch run -- true` of the {design} design exited "
+                                     f"{proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        finally:
+            if pin_root.exists():
+                remove_pins(pin_root)
+        return walls[0], walls[1]
+
+    def floor(self, rnd: int) -> None:
+        """What any tracer of every syscall pays at the least: an empty BPF program on each
+        of raw_syscalls sys_enter and sys_exit (the new design's attachment), no map."""
+        from bcc import BPF
+
+        bpf = BPF(text=FLOOR_PROGRAM)
+        try:
+            for workload in (OPEN, GETPID):
+                before = self.conditions()
+                self.out.unlink(missing_ok=True)
+                subprocess.run(self.loop_argv(workload), check=True)
+                s = self._sample(FLOOR, rnd, 0, FLOOR, workload, before)
+                self.log(f"  round {rnd}: {'floor ' + workload:<28} {s.ns_per_iter:8.1f} "
+                         "ns/iter")
+        finally:
+            bpf.cleanup()
 
     def rounds(self) -> None:
         if pins_left(Path(self.args.pin_dir)):  # another agentwatch's: it would tax every run
@@ -433,6 +465,7 @@ class Run:
             order = DESIGNS if rnd % 2 == 0 else DESIGNS[::-1]
             for design in order:
                 self.sensor(design, rnd)
+            self.floor(rnd)
             self.untraced(rnd)
 
 
