@@ -445,6 +445,9 @@ class Run:
         of raw_syscalls sys_enter and sys_exit (the new design's attachment), no map."""
         from bcc import BPF
 
+        from probes import kernel
+
+        kernel.prepare()  # BCC's kernel headers, as the product's loader finds them
         bpf = BPF(text=FLOOR_PROGRAM)
         try:
             for workload in (OPEN, GETPID):
