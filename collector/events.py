@@ -215,6 +215,9 @@ class SessionEvent(Event):
     exit_status: int | None = None  # on end: the status `agentwatch run` exits with
     events: int | None = None       # on end: events of this session written
     lost: int | None = None         # on end: events lost (all sessions) while it ran
+    # on end: the calls outside the probe's table it made (each reported at its first use,
+    # a `first_use` syscall event), with how many times, as the kernel counted them
+    other_syscalls: dict[str, int] | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -11,6 +11,7 @@ the pids the kernel killed included (`kernel_victims`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import secrets
@@ -26,6 +27,7 @@ from collector.events import Event, SessionEvent
 from collector.ingest import Ingest
 from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats, same_process
 from probes import loader, rules
+from probes.compat import ABI_IA32, ABI_X32, name_of
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 SESSION_KINDS = {code: kind for kind, code in SESSION_KIND_CODES.items()}
@@ -296,13 +298,36 @@ class SessionManager:
         return thawed
 
     # ------------------------------------------------------------------ ending
+    def _other_syscalls(self, session_id: int) -> dict[str, int]:
+        """The session's uses of calls outside the table (the kernel's `sys_seen`, which
+        counts them after reporting the first), taken out of the map."""
+        if self.probes is None:
+            return {}
+        try:
+            seen = self.probes[b"sys_seen"]
+            mine = [(k, int(v.value)) for k, v in seen.items() if k.session == session_id]
+        except (KeyError, OSError):
+            return {}  # no `sys` probe loaded
+        out: dict[str, int] = {}
+        for k, n in mine:
+            name = name_of(k.nr)
+            if k.abi == ABI_IA32 and not name.startswith("ia32:"):
+                name = "ia32:" + name
+            elif k.abi == ABI_X32:
+                name = "x32:" + name
+            out[name] = out.get(name, 0) + n
+            with contextlib.suppress(KeyError):
+                del seen[k]
+        return dict(sorted(out.items()))
+
     def end_session(self, session: Session, exit_status: int | None) -> SessionEvent:
         self.ingest.check_losses()
         session.ended = True
         ev = SessionEvent(ts=time.time_ns(), session=session.name, pid=session.root_pid,
                           phase="end", session_kind=session.kind, root_pid=session.root_pid,
                           argv=session.argv, exit_status=exit_status, events=session.events,
-                          lost=self.ingest.stats.lost - session.lost_at_start)
+                          lost=self.ingest.stats.lost - session.lost_at_start,
+                          other_syscalls=self._other_syscalls(session.id) or None)
         self.emit(ev)
         self.flush()
         self._ended.append(session.name)

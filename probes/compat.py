@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from probes.sysnames import I386, X86_64
 
+ABI_NATIVE, ABI_IA32, ABI_X32 = 0, 1, 2  # aw_call.abi (include/aw_dispatch.h)
 COMPAT_BIT = 0x8000           # nr | COMPAT_BIT: an i386 number with no native twin
 NO_NATIVE = 0xFFFF            # compat_nr's value for "no native twin"
 SOCKETCALL_NR = 102           # i386 socketcall

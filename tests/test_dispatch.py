@@ -196,6 +196,9 @@ def test_a_call_outside_the_table_is_reported_once_per_session(
         syncs = [e for e in events.session(sid) if getattr(e, "syscall", "") == "sync"]
         assert len(syncs) == 1 and syncs[0].first_use, syncs
         assert not [e for e in events.session(sid) if getattr(e, "syscall", "") == "getpid"]
+        # the session's end says how often: the kernel counted all three
+        (end,) = [e for e in events.session(sid) if e.kind == "session" and e.phase == "end"]
+        assert end.other_syscalls is not None and end.other_syscalls["sync"] == 3
 
 
 @pytest.mark.bpf
