@@ -181,8 +181,8 @@ def cpu_times() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
 
 
-def foreign_tracing_programs() -> int | None:
-    """How many tracing BPF programs are loaded (None if bpftool is missing)."""
+def tracing_program_ids() -> set[int] | None:
+    """Ids of the tracing BPF programs loaded now (None without a working bpftool)."""
     bpftool = shutil.which("bpftool")
     if bpftool is None:
         return None
@@ -193,7 +193,13 @@ def foreign_tracing_programs() -> int | None:
         progs = json.loads(proc.stdout or "[]")
     except json.JSONDecodeError:
         return None
-    return sum(1 for p in progs if p.get("type") in TRACING_PROG_TYPES)
+    return {int(p["id"]) for p in progs if p.get("type") in TRACING_PROG_TYPES and "id" in p}
+
+
+def foreign_tracing_programs() -> int | None:
+    """How many tracing BPF programs are loaded (None if bpftool is missing)."""
+    ids = tracing_program_ids()
+    return None if ids is None else len(ids)
 
 
 # ---------------------------------------------------------------------- one run per mode

@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import select
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,10 +50,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.open_close import (
-    TRACING_PROG_TYPES,
     BenchError,
     compile_openloop,
     read_loop_ns,
+    tracing_program_ids,
 )
 from bench.sensors_report import (
     DESIGNS,
@@ -261,21 +260,6 @@ class Agent:
             self.proc.kill()
             self.proc.wait()
         self._stderr.close()
-
-
-def tracing_program_ids() -> set[int] | None:
-    """Ids of the tracing BPF programs loaded now (None without a working bpftool)."""
-    bpftool = shutil.which("bpftool")
-    if bpftool is None:
-        return None
-    proc = subprocess.run([bpftool, "-j", "prog", "show"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None
-    try:
-        progs = json.loads(proc.stdout or "[]")
-    except json.JSONDecodeError:
-        return None
-    return {int(p["id"]) for p in progs if p.get("type") in TRACING_PROG_TYPES and "id" in p}
 
 
 def own_program_ids(pid: int, proc_dir: Path = Path("/proc")) -> set[int]:
