@@ -137,6 +137,7 @@ class Ingest:
 
     def close(self) -> None:
         """Stop reading the rings (the probes themselves are closed by their owner)."""
+        self._hand_over_losses()
         if self._enforced_mgr:
             self._lib.bpf_free_ringbuf(self._enforced_mgr)
             self._enforced_mgr = None
@@ -244,6 +245,32 @@ class Ingest:
             if n:
                 counts[LOST_NAMES.get(slot, f"slot{slot}")] += n
         return counts
+
+    def _hand_over_losses(self) -> None:
+        """Pinned probes outlive this reader, their `lost` counters too: leave in them only
+        what this reader has not reported, so that the next reader's deltas start from
+        there (without this, every `run` re-using the pins reported the losses of the
+        readers before it again). A reader that dies without closing leaves its reported
+        losses in place, and the next one reports them again: counted twice, never lost.
+        An increment that lands between the read and the write here is lost to the count
+        (a window of microseconds, at close)."""
+        probes = self.probes
+        if probes is None or getattr(probes, "pins", None) is None:
+            return
+        reported = {k: v for k, v in self.stats.lost_total.items() if k != "undecodable"}
+        try:
+            table = probes[b"lost"]
+            for slot in range(len(table)):
+                key = ctypes.c_int(slot)
+                total = sum(int(v) for v in table[key])
+                if not total:
+                    continue
+                name = LOST_NAMES.get(slot, f"slot{slot}")
+                leaf = table.Leaf()
+                leaf[0] = max(0, total - reported.get(name, 0))
+                table[key] = leaf
+        except (KeyError, OSError, TypeError, ValueError):
+            return  # the next reader then reports these again: more, never fewer
 
     def check_losses(self) -> LossEvent | None:
         """Read the kernel's loss counters; a `loss` event when they grew."""

@@ -218,6 +218,17 @@ def test_run_reuses_warm_pins_and_goes_private_when_they_are_taken(
         assert out.returncode == 0, out.stderr
         assert "pinned" not in out.stderr and "0 lost" in out.stderr
     assert json.loads(desc.read_text())["created_ns"] == created  # re-used, not re-made
+    # losses in the pinned counters are reported once, by the next reader, not again by
+    # every reader after it: 5 opens lost on each CPU, written into the pinned map
+    (lost_map,) = root.glob("*/maps/lost")
+    subprocess.run(["bpftool", "map", "update", "pinned", str(lost_map), "key", "4", "0",
+                    "0", "0", "value", "5", "0", "0", "0", "0", "0", "0", "0"], check=True)
+    from bcc.utils import get_possible_cpus
+
+    ncpu = len(get_possible_cpus())  # a per-CPU map has a slot for each possible CPU
+    first, second = (_aw(env, "run", "--", "true") for _ in range(2))
+    assert f"{5 * ncpu} LOST" in first.stderr, first.stderr
+    assert "0 lost" in second.stderr, second.stderr
     print(f"\nagentwatch run -- true: cold {cold_s:.2f} s (compile and pin), warm "
           + ", ".join(f"{w:.2f}" for w in warm) + " s")
     # another reader holds the pins: a private load, said in one line
