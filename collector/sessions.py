@@ -27,7 +27,7 @@ from collector.events import Event, SessionEvent
 from collector.ingest import Ingest
 from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats, same_process
 from probes import loader, rules
-from probes.compat import ABI_IA32, ABI_X32, name_of
+from probes.compat import name_of
 
 SESSION_KIND_CODES = {"run": 1, "launcher": 2, "attach": 3}
 SESSION_KINDS = {code: kind for kind, code in SESSION_KIND_CODES.items()}
@@ -310,11 +310,7 @@ class SessionManager:
             return {}  # no `sys` probe loaded
         out: dict[str, int] = {}
         for k, n in mine:
-            name = name_of(k.nr)
-            if k.abi == ABI_IA32 and not name.startswith("ia32:"):
-                name = "ia32:" + name
-            elif k.abi == ABI_X32:
-                name = "x32:" + name
+            name = name_of(k.nr, k.abi)
             out[name] = out.get(name, 0) + n
             with contextlib.suppress(KeyError):
                 del seen[k]

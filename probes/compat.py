@@ -15,9 +15,11 @@ syscall, `args` points to six 32-bit words): SOCKETCALL below is that map.
 
 from __future__ import annotations
 
+from probes.rules import VALUE
 from probes.sysnames import I386, X86_64
 
-ABI_NATIVE, ABI_IA32, ABI_X32 = 0, 1, 2  # aw_call.abi (include/aw_dispatch.h)
+ABI_NATIVE, ABI_IA32, ABI_X32 = (VALUE["AW_ABI_NATIVE"], VALUE["AW_ABI_IA32"],
+                                 VALUE["AW_ABI_X32"])  # aw_call.abi
 COMPAT_BIT = 0x8000           # nr | COMPAT_BIT: an i386 number with no native twin
 NO_NATIVE = 0xFFFF            # compat_nr's value for "no native twin"
 SOCKETCALL_NR = 102           # i386 socketcall
@@ -72,8 +74,12 @@ SOCKETCALL = {
 SOCKETCALL_NATIVE = {call: _NATIVE_BY_NAME[name] for call, name in SOCKETCALL.items()}
 
 
-def name_of(nr: int) -> str:
-    """A reported syscall number's name: native, or an i386 one with COMPAT_BIT."""
+def name_of(nr: int, abi: int = ABI_NATIVE) -> str:
+    """A reported syscall number's name: native, or an i386 one with COMPAT_BIT; with a
+    32-bit `abi`, the door is named too (`ia32:open`, `x32:getpid`)."""
     if nr & COMPAT_BIT:
         return "ia32:" + I386.get(nr & ~COMPAT_BIT, f"syscall_{nr & ~COMPAT_BIT}")
-    return X86_64.get(nr, f"syscall_{nr}")
+    name = X86_64.get(nr, f"syscall_{nr}")
+    if abi == ABI_IA32:
+        return "ia32:" + name
+    return "x32:" + name if abi == ABI_X32 else name

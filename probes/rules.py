@@ -143,6 +143,13 @@ ROUTES = (
     Const("AW_RT_SLOTS", 9),
 )
 
+# aw_call.abi: the door a syscall came through (include/aw_dispatch.h sets it)
+ABIS = (
+    Const("AW_ABI_NATIVE", 0, "64-bit `syscall`"),
+    Const("AW_ABI_IA32", 1, "ia32: int $0x80, sysenter, 32-bit `syscall` (TS_COMPAT)"),
+    Const("AW_ABI_X32", 2, "x32: 64-bit `syscall` with __X32_SYSCALL_BIT"),
+)
+
 LIMITS = (
     Const("AW_DENY_DIR", 0x100, "deny_paths value flag: the entry covers everything below it",
           hex=True),
@@ -170,6 +177,7 @@ GROUPS = (("Configuration slots (array map `config`), written by user space.", C
           ("Enforcement checks (aw_sys_spec.enforce), each under an AW_EN_* bit.", CHECKS),
           ("Map limits and the path hash (deny_paths: FNV-1a 64).", LIMITS),
           ("Syscall routes of the raw sys_enter/sys_exit dispatcher.", ROUTES),
+          ("Syscall ABIs (aw_call.abi).", ABIS),
           ("fail_closed: while no reader reads the rings, new sessions' processes are "
            "held.", HOLD))
 

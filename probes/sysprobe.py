@@ -12,7 +12,6 @@ import ctypes
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import kernel
 from probes.compat import COMPAT_TO_NATIVE, NO_NATIVE, SOCKETCALL_NATIVE
 from probes.rules import VALUE as V
 from probes.syscalls import NOARG, QUIET_NRS, SYSCALLS, Syscall
@@ -51,11 +50,6 @@ class AttachResult:
     # kept for callers of the per-tracepoint design: the dispatcher misses none
     missing: tuple[str, ...] = ()
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def tracepoint_exists(tp: str) -> bool:
-    base = kernel.TRACEFS / "events" / "syscalls"
-    return (base / f"sys_enter_{tp}").is_dir() and (base / f"sys_exit_{tp}").is_dir()
 
 
 def write_specs(bpf: Any, table: tuple[Syscall, ...] = SYSCALLS,

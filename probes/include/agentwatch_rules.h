@@ -133,6 +133,14 @@
 #define AW_RT_CLOSE 8
 #define AW_RT_SLOTS 9
 
+/* Syscall ABIs (aw_call.abi). */
+/* 64-bit `syscall` */
+#define AW_ABI_NATIVE 0
+/* ia32: int $0x80, sysenter, 32-bit `syscall` (TS_COMPAT) */
+#define AW_ABI_IA32 1
+/* x32: 64-bit `syscall` with __X32_SYSCALL_BIT */
+#define AW_ABI_X32 2
+
 /* fail_closed: while no reader reads the rings, new sessions' processes are held. */
 /* its session began while no reader read the rings: stopped (SIGSTOP) at its syscalls
  * until one does

@@ -24,9 +24,6 @@
 #define AW_X32_BIT 0x40000000
 #define AW_SOCKETCALL 102      /* i386 */
 
-#define AW_ABI_NATIVE 0
-#define AW_ABI_IA32 1
-#define AW_ABI_X32 2
 
 /* x86_64 struct pt_regs, as u64 words */
 #define AW_R_BP 4
