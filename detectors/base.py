@@ -90,6 +90,9 @@ class DetectorSpec:
     summed: tuple[str, ...] = ()
     # its kernel half (in-kernel enforcement), if the probes can decide it by themselves
     kernel: KernelHalf | None = None
+    # what it deliberately does not flag, each "what: why" (docs/detectors.md shows them;
+    # tests/test_docs.py wants every detector to say)
+    not_flagged: tuple[str, ...] = ()
 
 
 @dataclass

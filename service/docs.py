@@ -105,6 +105,11 @@ def markdown() -> str:
         if doc:
             out.append(" ".join(doc.split()))
             out.append("")
+        if spec.not_flagged:
+            out.append("Deliberately not flagged:")
+            out.append("")
+            out.extend(f"- {item}" for item in spec.not_flagged)
+            out.append("")
         example = example_alert(did)
         if example:
             out.append("Example alert (replayed from tests/fixtures/detectors/"
