@@ -206,16 +206,10 @@ class ReverseShell(Detector):
       interpreter with `-c`/`-e`/`-r` code that names a socket (`socket_markers`) and a
       shell or process spawn (`shell_markers`), netcat `-e`/`-c` (`ncat --exec`,
       `--sh-exec`), socat with an `exec:` or `system:` address.
-    Deliberately not flagged: `curl ... | sh` (the socket only feeds the shell's input; a
-    reverse shell also carries the shell's output back) nor `sh | curl -T -` (output only);
-    a unix socket dup'ed onto stdio with `ignore_unix_sockets` (Node and Python give
-    children socketpair stdio: the peer is in the session); unix stdio whose peer is in
-    the session or that the session was started with (an agent's Node process giving
-    the sandbox socketpair stdio); ssh and git over ssh (a client with its own socket,
-    no shell on it); `nc -l` servers without a shell; exec attempts that failed with
-    ENOENT (a shell's PATH search). Not seen: a relay whose pipes are not its stdio (a
-    program that spawns a shell on pipes it holds at other fds and copies them to a
-    socket), and unix-socket relays' peers (only stdio sockets carry the peer pid)."""
+    Deliberately not flagged (`not_flagged`): `curl ... | sh`, socketpair stdio, ssh,
+    `nc -l` servers. Not seen: a relay whose pipes are not its stdio (a program that
+    spawns a shell on pipes it holds at other fds and copies them to a socket), and
+    unix-socket relays' peers (only stdio sockets carry the peer pid)."""
 
     spec = DetectorSpec(
         id="reverse_shell",
@@ -244,6 +238,18 @@ class ReverseShell(Detector):
         # an inet socket placed on fd 0-2 by dup, socket or accept, or found there at
         # exec (unix sockets are never killed in the kernel)
         kernel=KernelHalf(reason="AW_WHY_REVSHELL", enable="AW_EN_REVSHELL"),
+        not_flagged=(
+            "`curl URL | sh`: the socket only feeds the shell's input; a reverse shell "
+            "also carries its output back (and `sh | curl -T -` carries output only)",
+            "a unix socket dup'ed onto stdio (with `ignore_unix_sockets`): Node and "
+            "Python give children socketpair stdio whose peer is in the session",
+            "unix-socket stdio whose peer is a session process, or that the session was "
+            "started with: an agent's Node process gives the sandbox socketpair stdio",
+            "ssh and git over ssh, and `nc -l` servers: a socket, but no shell on it",
+            "exec attempts that failed with ENOENT: a shell's PATH search",
+            "(not seen) a relay holding the shell's pipes at fds other than its own "
+            "stdio: only fds 0-2 are read at exec",
+        ),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:

@@ -153,11 +153,7 @@ class FilelessExec(Detector):
     The dynamic loader (ld-linux*.so*, ld.so, by resolved exe) run as a program is judged
     by the program it is told to run and the files its `--preload` and `--audit` options
     load (its other options and their values skipped): a memfd, `/proc/*/fd/*`,
-    `/dev/fd/*`, `exec_dirs`, a deleted file, or a file the session just wrote. Not
-    flagged: the loader run on an ordinary file (`ld.so /usr/bin/true`, `ld.so --list`,
-    as build tools and ldd do), and arguments after the program (its own arguments). Not
-    seen: the loader mapping a memfd it was not named (a program that loads its own code
-    with dlopen of /proc/self/fd/N is not an exec)."""
+    `/dev/fd/*`, `exec_dirs`, a deleted file, or a file the session just wrote."""
 
     spec = DetectorSpec(
         id="fileless_exec",
@@ -176,6 +172,13 @@ class FilelessExec(Detector):
             "written_window": 600.0,
             "max_written": 4096,
         },
+        not_flagged=(
+            "the dynamic loader run on an ordinary file (`ld.so /usr/bin/true`, "
+            "`ld.so --list`, as ldd and build tools do), and the loader's own "
+            "`--library-path`/`--argv0` values and the program's arguments",
+            "(not seen) a process mapping a memfd it loads itself (dlopen of "
+            "/proc/self/fd/N is no exec); mmap with PROT_EXEC is not traced",
+        ),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
