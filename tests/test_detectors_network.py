@@ -35,6 +35,7 @@ EXPECTED: dict[str, list[tuple[str, str, str]]] = {  # severity, requested actio
         ("critical", "kill", "stdio:30054:sh"),  # ... on a unix socket, peer outside
         ("critical", "kill", "relay:30055"),    # mkfifo + nc, exec then connect
         ("critical", "kill", "relay:30058"),    # nc | bash | socat, connects first
+        ("critical", "kill", "relay:30071"),    # fifos opened by path by the relay
     ],
 }
 
@@ -100,7 +101,7 @@ def test_reverse_shell_exception_by_exe_suppresses() -> None:
     keys = [a.key for a in alerts_of("reverse_shell", "positive", cfg)]
     assert keys == ["exec:bash", "dup:0", "exec:nc", "exec:python3", "exec:sh", "exec:perl",
                     "placed:0", "placed:1", "stdio:30053:sh", "stdio:30054:sh", "relay:30055",
-                    "relay:30058"]
+                    "relay:30058", "relay:30071"]
 
 
 def test_dns_exception_by_argv_suppresses() -> None:

