@@ -203,3 +203,18 @@ def test_ld_so_runs_a_memfd(detecting, script) -> None:
     fl = of(alerts, "fileless_exec")
     assert any("the dynamic loader run on an fd path" in a.fields["how"] for a in fl), \
         [a.summary for a in alerts]
+
+
+def test_accept_without_an_address_onto_fd_1(detecting, script) -> None:
+    """accept(fd, NULL, NULL): no peer address in the event; the family is the listener's
+    (the process table's)."""
+    _status, alerts = watch(detecting, script("""
+        import ctypes, os, socket
+        libc = ctypes.CDLL(None, use_errno=True)
+        srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+        c = socket.create_connection(srv.getsockname())
+        os.close(1)
+        assert libc.accept(srv.fileno(), None, None) == 1
+    """))
+    h = hows(alerts)
+    assert any("AF_INET socket placed on fd 1 by accept()" in x for x in h), h
