@@ -75,6 +75,9 @@ class ExecEvent(Event):
     exe: str | None = None        # /proc/<pid>/exe right after the exec (best effort)
     cwd: str | None = None        # the process's working directory (best effort)
     ns: dict[str, int] | None = None  # namespace inode numbers: pid, mnt, net, user
+    # fds 0, 1, 2 of the new image, read from its fd table by the kernel at the exec
+    # (collector/decode/proc.py stdio_entry): type socket/pipe/fifo/tty/chr/file/dir/none
+    stdio: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -288,6 +288,9 @@ class ProcessTable:
             proc.cwd = entry[0] if entry and entry[0].startswith("/") else None
         elif name in ("socket", "accept", "accept4"):
             family = args.get("family", ev.family)
+            listener = proc.fds.get(args.get("fd", -1)) if name != "socket" else None
+            if not family and listener and listener[0].startswith("socket:AF_"):
+                family = args["family"] = listener[0][len("socket:"):]  # the listener's
             self.set_fd(proc, ret, f"socket:{family or ''}", False)
         elif name == "socketpair":
             for fd in args.get("fds") or ():

@@ -62,14 +62,14 @@ class ProbeConfig:
         ]
         if kernel.tracepoint_has_field("sched", "sched_process_exit", "group_dead"):
             flags.append("-DAW_HAVE_GROUP_DEAD")
-        from probes import btf
+        from probes import btf, stdio
 
         try:
             flags += btf.cflags(BTF_FIELDS)
         except btf.BTFError as e:
             raise ProbeLoadError(f"{e}: agentwatch reads the task's syscall ABI through it "
                                  "(32-bit syscalls)") from e
-        return (flags + resolve_cflags() + concern_cflags(self.concerns)
+        return (flags + resolve_cflags() + stdio.cflags() + concern_cflags(self.concerns)
                 + list(self.extra_cflags))
 
 

@@ -17,6 +17,7 @@
  * up to AW_ARGV_MAX+1 user reads and a ~12 KiB copy.
  */
 #include "agentwatch.h"
+#include "aw_stdio.h"
 
 struct aw_fork {
     AW_HDR_FIELDS
@@ -42,6 +43,8 @@ struct aw_exec {
     u32 argv_len;      /* bytes of NUL-separated argv after the filename */
     u32 argc;          /* entries copied */
     u32 exec_flags;    /* AW_XF_* */
+    /* fds 0, 1, 2 of the new image (include/aw_stdio.h), read at a successful exec */
+    AW_STDIO_FIELDS(0) AW_STDIO_FIELDS(1) AW_STDIO_FIELDS(2)
     char data[AW_EXEC_DATA];
 };
 
@@ -370,8 +373,23 @@ static __always_inline int aw_exec_exit(long ret)
                              ((p->flags & AW_PF_NESTED) ? AW_HF_NESTED : 0);
         }
     }
+    struct aw_stdio_fd *io = (struct aw_stdio_fd *)&rec->s0_ino;
+    __builtin_memset(io, 0, 3 * sizeof(*io));
+    int killed = 0;
+    if (ret == 0 && aw_stdio_read((void *)bpf_get_current_task_btf(), io)) {
+        /* an inet socket on fd 0-2 of a new image, however it got there (inherited,
+         * dup'ed or placed before the exec): the reverse-shell rule */
+        struct aw_proc *p = watched.lookup(&tgid);
+        if (p && !(p->flags & AW_PF_EXEMPT) && (aw_enforce_mask(p) & AW_EN_REVSHELL)) {
+            aw_kill_current((struct aw_hdr *)rec, AW_WHY_REVSHELL, p);
+            killed = 1;
+        }
+    }
     u32 sz = offsetof(struct aw_exec, data) + rec->filename_len + rec->argv_len;
-    aw_submit(rec, sz, sizeof(*rec));
+    if (killed)
+        aw_submit_enforced(rec, sz, sizeof(*rec));
+    else
+        aw_submit(rec, sz, sizeof(*rec));
     exec_inflight.delete(&tgid);
     return 0;
 }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from probes.layout import Layout
+from probes.stdio import fd_fields
 
 AW_EV_EXEC, AW_EV_FORK, AW_EV_EXIT, AW_EV_SESSION = 1, 2, 3, 7
 SESSION_KINDS = {1: "run", 2: "launcher", 3: "attach"}
@@ -21,6 +22,7 @@ FORK = Layout.record("aw_fork", [
 EXEC = Layout.record("aw_exec", [
     ("ret", "s64"), ("dfd", "s32"), ("at_flags", "u32"), ("filename_len", "u32"),
     ("argv_len", "u32"), ("argc", "u32"), ("exec_flags", "u32"),
+    *fd_fields(0), *fd_fields(1), *fd_fields(2),
 ], tail=("data", AW_PATH_MAX + 2 * AW_ARGV_BYTES))
 EXIT = Layout.record("aw_exit", [
     ("exit_code", "s32"), ("exit_signal", "s32"), ("exit_flags", "u32"), ("_pad", "u32"),

@@ -90,7 +90,8 @@ ENABLE = (
     Const("AW_EN_PATHS", 0x10, "opens and unix connects of `deny_paths` (literal, absolute; "
           "at an open's exit also its resolved path) and opens of a `deny_inodes` file",
           hex=True, reasons=("AW_WHY_CANARY", "AW_WHY_RUNTIME_SOCKET", "AW_WHY_MONITOR")),
-    Const("AW_EN_REVSHELL", 0x20, "an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`)",
+    Const("AW_EN_REVSHELL", 0x20, "an inet socket placed on fd 0, 1 or 2: dup'ed there, "
+          "made there by socket()/accept() (`inet_fds`), or found there at exec",
           hex=True, reasons=("AW_WHY_REVSHELL",)),
     Const("AW_EN_MONITOR", 0x40, "a signal (kill, tkill, tgkill; kill(-1)) or pidfd_open "
           "aimed at a `protected` pid (agentwatch), by a host-pid-ns caller", hex=True,

@@ -122,7 +122,8 @@ static __always_inline u32 aw_sys_violation(const struct aw_sys *rec,
 }
 
 /* At a successful exit: keep `inet_fds` up to date; 1 when an inet socket was just
- * dup'ed onto fd 0, 1 or 2 (a reverse shell's stdio). */
+ * placed on fd 0, 1 or 2 (a reverse shell's stdio): dup'ed there, or made there by
+ * socket() or accept() on a closed fd 0-2. */
 static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long ret)
 {
     u32 tgid = rec->pid;
@@ -139,14 +140,15 @@ static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long re
             set = inet_fds.lookup(&tgid);
         }
         aw_fd_mark(set, ret, 1);
-        return 0;
+        return ret <= 2;
     }
     if (!set)
         return 0;
     u64 old, newfd;
     if (nr == 43 || nr == 288) {  /* accept, accept4: inet if the listener is */
-        aw_fd_mark(set, ret, aw_fd_is_inet(set, rec->arg0));
-        return 0;
+        int inet = aw_fd_is_inet(set, rec->arg0);
+        aw_fd_mark(set, ret, inet);
+        return inet && ret <= 2;
     } else if (nr == 32 || nr == 72) {  /* dup, fcntl(F_DUPFD*) (the only ones traced) */
         old = rec->arg0;
         newfd = ret;

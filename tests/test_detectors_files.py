@@ -111,6 +111,9 @@ EXPECTED: dict[str, tuple[dict[str, Any], list[tuple[str, str, str]]]] = {
         ("high", "kill", "/memfd:x (deleted)"),
         ("high", "kill", "/dev/shm/payload"),
         ("high", "kill", f"{HOME}/.local/bin/helper"),
+        ("high", "kill", "/proc/self/fd/3"),      # ld.so /proc/self/fd/3
+        ("high", "kill", "/dev/fd/4"),            # ld.so --library-path X --argv0 Y /dev/fd/4
+        ("high", "kill", "/dev/shm/evil.so"),     # ld.so --preload /dev/shm/evil.so
     ]),
     "compat_syscall": ({}, [
         ("high", "kill", "compat:openat"),
@@ -164,7 +167,10 @@ def test_fields_say_what_happened() -> None:
     fileless = run_fixture("fileless_exec", "positive")
     assert [a.fields["how"] for a in fileless] == [
         "memfd exec", "exec from /dev/shm",
-        "exec of a file the session wrote outside the workspace"]
+        "exec of a file the session wrote outside the workspace",
+        "the dynamic loader run on an fd path (/proc/self/fd/3)",
+        "the dynamic loader run on an fd path (/dev/fd/4)",
+        "the dynamic loader run on /dev/shm/evil.so"]
 
 
 def test_benign_agent_raises_nothing_medium_or_above() -> None:
@@ -347,10 +353,11 @@ def test_an_old_write_is_not_a_dropped_binary() -> None:
     later = [_like(e, ts=e.ts + 700 * 10**9) if e.kind == "exec" and e.pid == 4005 else e
              for e in events]
     keys = [a.key for a in replay(later, config_for("fileless_exec"))]
-    assert keys == ["/memfd:x (deleted)", "/dev/shm/payload"]
+    assert keys == ["/memfd:x (deleted)", "/dev/shm/payload", "/proc/self/fd/3", "/dev/fd/4",
+                    "/dev/shm/evil.so"]
     keys = [a.key for a in replay(later, config_for("fileless_exec",
                                                     {"written_window": 800.0}))]
-    assert keys[-1] == f"{HOME}/.local/bin/helper"
+    assert keys[2] == f"{HOME}/.local/bin/helper"
 
 
 def test_no_fixture_breaks_these_detectors() -> None:

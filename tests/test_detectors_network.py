@@ -29,6 +29,13 @@ EXPECTED: dict[str, list[tuple[str, str, str]]] = {  # severity, requested actio
         ("critical", "kill", "exec:python3"),
         ("critical", "kill", "exec:sh"),        # mkfifo | sh -i | nc
         ("critical", "kill", "exec:perl"),
+        ("critical", "kill", "placed:0"),       # socket() on a closed fd 0
+        ("critical", "kill", "placed:1"),       # accept4() on a closed fd 1
+        ("critical", "kill", "stdio:30053:sh"),  # sh exec'd on an inherited inet socket
+        ("critical", "kill", "stdio:30054:sh"),  # ... on a unix socket, peer outside
+        ("critical", "kill", "relay:30055"),    # mkfifo + nc, exec then connect
+        ("critical", "kill", "relay:30058"),    # nc | bash | socat, connects first
+        ("critical", "kill", "relay:30071"),    # fifos opened by path by the relay
     ],
 }
 
@@ -92,7 +99,9 @@ def test_dns_entropy_ignores_hyphenated_words() -> None:
 def test_reverse_shell_exception_by_exe_suppresses() -> None:
     cfg = {"reverse_shell": {"exceptions": [{"exe": "/usr/bin/socat"}]}}
     keys = [a.key for a in alerts_of("reverse_shell", "positive", cfg)]
-    assert keys == ["exec:bash", "dup:0", "exec:nc", "exec:python3", "exec:sh", "exec:perl"]
+    assert keys == ["exec:bash", "dup:0", "exec:nc", "exec:python3", "exec:sh", "exec:perl",
+                    "placed:0", "placed:1", "stdio:30053:sh", "stdio:30054:sh", "relay:30055",
+                    "relay:30058", "relay:30071"]
 
 
 def test_dns_exception_by_argv_suppresses() -> None:

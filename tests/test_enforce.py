@@ -412,3 +412,48 @@ def test_fds_that_are_not_inet_sockets_are_not_killed(enforcing: tuple[Any, Any,
     """, marker)
     assert r.exit_status == 0 and marker.exists(), r
     assert not [e for e in events.session(r.session) if e.kernel_kill]
+
+
+def test_socket_and_accept_onto_stdio_are_killed_in_the_kernel(
+        enforcing: tuple[Any, Any, Any], tmp: Path, listener: int) -> None:
+    c, _alerts, events = enforcing
+    marker = tmp / "marker-placed"
+    r = _run(c, f"""
+        os.close(0)
+        s = socket.socket()
+        s.connect(("127.0.0.1", {listener}))
+    """, marker)
+    assert r.exit_status == 128 + 9 and not marker.exists()
+    (ev,) = [e for e in events.session(r.session) if e.kernel_kill]
+    assert ev.kernel_kill == "reverse_shell" and ev.syscall == "socket" and ev.ret == 0
+    r = _run(c, """
+        srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
+        cl = socket.create_connection(srv.getsockname())
+        os.close(1)
+        conn, _ = srv.accept()
+    """, marker)
+    assert r.exit_status == 128 + 9 and not marker.exists()
+    (ev,) = [e for e in events.session(r.session) if e.kernel_kill]
+    assert ev.kernel_kill == "reverse_shell" and ev.syscall in ("accept", "accept4")
+
+
+def test_exec_with_an_inherited_inet_socket_is_killed_in_the_kernel(
+        enforcing: tuple[Any, Any, Any], listener: int) -> None:
+    """A socket on stdio that no call of the session put there (it came with the session's
+    root, from this process): found in the fd table at exec."""
+    from service.run import run
+
+    c, _alerts, events = enforcing
+    s = socket.create_connection(("127.0.0.1", listener))
+    saved = os.dup(0)
+    try:
+        os.dup2(s.fileno(), 0)
+        r = run(["true"], collector=c)
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        s.close()
+    assert r.exit_status == 128 + 9
+    kills = [e for e in events.session(r.session) if e.kernel_kill]
+    assert [(e.kind, e.kernel_kill) for e in kills] == [("exec", "reverse_shell")]
+    assert kills[0].stdio[0]["type"] == "socket" and kills[0].stdio[0]["family"] == "AF_INET"

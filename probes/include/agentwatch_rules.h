@@ -57,7 +57,9 @@
  * resolved path) and opens of a `deny_inodes` file
  */
 #define AW_EN_PATHS 0x10
-/* an inet socket dup'ed onto fd 0, 1 or 2 (`inet_fds`) */
+/* an inet socket placed on fd 0, 1 or 2: dup'ed there, made there by socket()/accept()
+ * (`inet_fds`), or found there at exec
+ */
 #define AW_EN_REVSHELL 0x20
 /* a signal (kill, tkill, tgkill; kill(-1)) or pidfd_open aimed at a `protected` pid
  * (agentwatch), by a host-pid-ns caller
