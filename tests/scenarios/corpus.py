@@ -29,12 +29,14 @@ class Scenario:
     ways: tuple[str, ...]
     srt_settings: dict[str, Any]
     about: str
+    outside: tuple[str, ...] = ()   # peers the runner starts outside the session: unix
 
     def argv(self) -> list[str]:
         return [PY, str(self.path)] if self.path.suffix == ".py" else ["/bin/bash",
                                                                          str(self.path)]
 
 
+OUTSIDE_KINDS = ("unix",)
 _HEADER = re.compile(r"^#\s*([a-z@-]+):\s*(.*?)\s*$")
 
 
@@ -61,9 +63,12 @@ def parse_scenario(path: Path, kind: str) -> Scenario:
         settings = json.loads(meta.get("srt-settings", "{}"))
     except ValueError as e:
         raise ScenarioError(f"{path}: srt-settings is not JSON: {e}") from None
+    outside = tuple(meta.get("outside", "").split())
+    if set(outside) - set(OUTSIDE_KINDS):
+        raise ScenarioError(f"{path}: outside must be among {', '.join(OUTSIDE_KINDS)}")
     return Scenario(name=path.stem, path=path, kind=kind,
                     expect=None if expect == "none" else expect, actions=actions, ways=ways,
-                    srt_settings=settings, about=meta.get("about", ""))
+                    srt_settings=settings, about=meta.get("about", ""), outside=outside)
 
 
 def load_scenarios(root: Path = HERE) -> list[Scenario]:
