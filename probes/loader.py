@@ -76,11 +76,16 @@ class ProbeConfig:
 def concern_cflags(concerns: tuple[str, ...]) -> list[str]:
     """Defines a concern takes from the running kernel: the uring probe's struct offsets
     from BTF (probes/uring.py; a group without them is compiled out and flagged)."""
+    out: list[str] = []
+    if "net" in concerns:
+        from probes import net
+
+        out += net.peer_cflags()
     if "uring" not in concerns:
-        return []
+        return out
     from probes import uring
 
-    return uring.cflags()[0]
+    return out + uring.cflags()[0]
 
 
 def available_concerns(concerns: tuple[str, ...]) -> tuple[str, ...]:

@@ -5,6 +5,10 @@
  * with the return value (0, -EINPROGRESS for non-blocking sockets, -ECONNREFUSED, ...).
  * User space decodes AF_INET, AF_INET6 and AF_UNIX (paths and abstract names).
  *
+ * At the exit of a successful connect of a unix socket, `peer_pid` is the host pid the
+ * kernel recorded as the peer (the listener's process, include/aw_peer.h): user space
+ * tells a peer inside the session from one outside it.
+ *
  * Cannot see: traffic without connect() (sendto/sendmsg with an address: the generic
  * probe's; io_uring's CONNECT: uring.bpf.c's),
  * and, being read at entry, an address a racing thread rewrites before the kernel's copy.
@@ -12,6 +16,8 @@
  * Cost: unwatched, one hash lookup at entry and one at exit.
  */
 #include "agentwatch.h"
+#include "aw_resolve.h"
+#include "aw_peer.h"
 #define AW_HAVE_NET 1
 
 struct aw_connect {
@@ -19,6 +25,8 @@ struct aw_connect {
     s64 ret;
     s32 fd;
     u32 addrlen;   /* as passed by the process */
+    s32 peer_pid;  /* unix socket connected: the peer's host pid; 0 none; < 0 AW_PEER_* */
+    u32 peer_flags; /* AW_PEERF_* */
     u8 addr[AW_SOCKADDR_MAX];
 };
 
@@ -44,6 +52,8 @@ int aw_rt_connect_enter(struct bpf_raw_tracepoint_args *ctx)
     rec->ret = 0;
     rec->fd = c.a[0];
     rec->addrlen = c.a[2];
+    rec->peer_pid = 0;
+    rec->peer_flags = 0;
     u64 len = rec->addrlen;
     if (len > AW_SOCKADDR_MAX)
         len = AW_SOCKADDR_MAX;
@@ -75,6 +85,18 @@ int aw_rt_connect_exit(struct bpf_raw_tracepoint_args *ctx)
     if (!rec)
         return 0;
     rec->ret = (long)ctx->args[1];
+    if (rec->ret == 0 && rec->addr[0] == 1 && rec->addr[1] == 0) {  /* AF_UNIX, connected */
+        s32 peer = aw_sock_peer_pid(bpf_get_current_task_btf(), rec->fd);
+        rec->peer_pid = peer;
+        if (peer > 0) {
+            /* the peer's membership now, while both ends exist: a watched process of
+             * the caller's own session is inside it */
+            u32 key = peer;
+            struct aw_proc *pp = watched.lookup(&key);
+            if (pp && pp->session == rec->session)
+                rec->peer_flags |= AW_PEERF_SESSION;
+        }
+    }
     aw_submit(rec, sizeof(*rec), sizeof(*rec));
     connect_inflight.delete(&tid);
     return 0;
