@@ -133,6 +133,8 @@ static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
     aw_resolved_copy(r, sc->buf, rec->path + plen);
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
+    if (p)
+        aw_sockw_opened(p->session);  /* a read, then a write on a socket (aw_sockw.h) */
     if (!p || !(aw_enforce_mask(p) & AW_EN_PATHS))
         return 0;
     u32 flags = *(volatile u32 *)&r->r_flags;

@@ -19,7 +19,8 @@ AW_PEER_FAULT = -2
 AW_PEER_NO_BTF = -3
 AW_PEERF_SESSION = 0x1   # peer_flags: the peer is a process of the caller's session
 
-# The kernel fields include/aw_peer.h reads (a connected unix socket's peer pid), from the
+# The kernel fields include/aw_peer.h reads (a connected unix socket's peer pid, a socket's
+# inet peer), from the
 # running kernel's BTF; without them -DAW_NO_PEER_BTF and peer_pid says AW_PEER_NO_BTF.
 PEER_FIELDS: tuple[tuple[str, str], ...] = (
     ("file", "private_data"),
@@ -27,6 +28,10 @@ PEER_FIELDS: tuple[tuple[str, str], ...] = (
     ("sock", "sk_peer_pid"),
     ("pid", "numbers"),
     ("upid", "nr"),
+    ("sock", "__sk_common.skc_family"),
+    ("sock", "__sk_common.skc_dport"),
+    ("sock", "__sk_common.skc_daddr"),
+    ("sock", "__sk_common.skc_v6_daddr"),
 )
 
 

@@ -21,7 +21,7 @@ def _sequence(name: str) -> dict[str, list[tuple[str, str]]]:
 
 def test_every_positive_case_escalates() -> None:
     seq = _sequence("positive")
-    assert len(seq) == 6
+    assert len(seq) == 7
     for session, alerts in seq.items():
         assert alerts == [("high", "/home/agent/.ssh/id_rsa"),
                           ("critical", "then_connect:/home/agent/.ssh/id_rsa")], session
@@ -29,7 +29,7 @@ def test_every_positive_case_escalates() -> None:
 
 def test_no_negative_case_escalates() -> None:
     seq = _sequence("negative")
-    assert len(seq) == 7
+    assert len(seq) == 8
     for session, alerts in seq.items():
         assert alerts == [("high", "/home/agent/.ssh/id_rsa")], session
 
@@ -115,3 +115,15 @@ def test_outbound_dns_is_told_apart() -> None:
     assert w is not None and w.dns
     # a bad CIDR in the allowlist is skipped, the others still count
     assert outbound({}, _conn(address="127.0.0.1"), ["nonsense", *ALLOW], UNIX_ALLOW) is None
+
+
+def test_a_write_with_the_kernel_read_peer_is_judged_by_it() -> None:
+    st: dict[str, object] = {}
+    w = outbound(st, _send(family="AF_INET", address="203.0.113.8", port=443), ALLOW,
+                 UNIX_ALLOW)
+    assert w is not None and (w.syscall, w.address) == ("write", "203.0.113.8")
+    assert outbound(st, _send(family="AF_INET", address="127.0.0.1", port=443), ALLOW,
+                    UNIX_ALLOW) is None
+    v = outbound(st, _send(syscall="writev", family="AF_INET6", address="2001:db8::1",
+                           port=53, dns_query="q.example"), ALLOW, UNIX_ALLOW)
+    assert v is not None and v.dns

@@ -9,9 +9,11 @@ An event is an outbound send when it puts bytes (or asks to) on a way out of the
   is one of `unix_allow` (the sandbox's own proxy and name-service sockets);
 - a sendto/sendmsg/sendmmsg with an IPv4/IPv6 destination outside the allowlist;
 - a send without destination, by send()/sendmsg(), write()/writev() on a socket (the
-  kernel reports those of processes that connected somewhere user space cares about:
-  probes/sys.bpf.c) or io_uring's SEND family, on a socket whose connect the session showed
-  and which was itself outbound: the connect is remembered per (pid, fd).
+  kernel reports those of processes that connected somewhere user space cares about,
+  include/aw_sockw.h, with the socket's inet peer as their address) or io_uring's SEND
+  family: judged by that address, or, without one (a unix socket, io_uring), when the
+  session showed the socket's connect and it was itself outbound: the connect is
+  remembered per (pid, fd).
 
 DNS (destination port 53) is told apart (`dns`): the sequences leave name lookups to
 dns_exfil, which reads their query names.
@@ -102,12 +104,14 @@ def outbound(state: dict[str, Any], ev: Event, allow: list[str],
         return out
     if not isinstance(ev, SyscallEvent):
         return None
-    if ev.address and ev.syscall in ADDRESSED_SENDS:
+    if ev.address and ev.syscall in UNADDRESSED_SENDS:
+        # its destination, or (a send on a connected socket) the socket's peer as the
+        # kernel read it
         if ev.family in INET and _inet_outside(ev.address, allow):
             return Outbound(ev.syscall, ev.family or "", ev.address, ev.port, None, via,
                             ev.port == 53)
         return None
-    if ev.syscall in UNADDRESSED_SENDS and not ev.family:
+    if ev.syscall in UNADDRESSED_SENDS and not ev.address:
         fd = ev.args.get("fd")
         if not isinstance(fd, int):
             return None

@@ -8,6 +8,12 @@
  *                                cannot be read (AW_PEER_NO_FILE, AW_PEER_FAULT,
  *                                AW_PEER_NO_BTF).
  *
+ *   aw_fd_sock(task, fd)         the struct sock * of fd N when it is a socket (its inode's
+ *                                S_IFSOCK), else NULL
+ *   aw_sock_peer_addr(sk, out)   the connected peer of an AF_INET/AF_INET6 socket as a
+ *                                struct sockaddr_in/_in6 in out[0, 28): its length, or 0
+ *                                (another family, or not connected)
+ *
  * Path: task->files->fdt->fd[fd] (aw_resolve.h's aw_task_file) -> file->private_data
  * (struct socket) -> socket->sk -> sock->sk_peer_pid (struct pid) -> pid->numbers[0].nr
  * (level 0: the init namespace, the pid user space knows). Offsets from the running
@@ -40,8 +46,47 @@ static __always_inline s32 aw_sock_peer_pid(void *task, s64 fd)
         return AW_PEER_FAULT;
     return nr;
 }
+
+static __always_inline void *aw_fd_sock(void *task, s64 fd)
+{
+    void *file = aw_task_file(task, fd);
+    void *inode = 0, *sock = 0, *sk = 0;
+    u16 mode = 0;
+    if (!file || AW_RD(inode, file, AW_OFF_file__f_inode) || !inode ||
+        AW_RD(mode, inode, AW_OFF_inode__i_mode) || (mode & 0170000) != 0140000 /* S_IFSOCK */)
+        return 0;
+    if (AW_RD(sock, file, AW_OFF_file__private_data) || !sock ||
+        AW_RD(sk, sock, AW_OFF_socket__sk))
+        return 0;
+    return sk;
+}
+
+static __always_inline u32 aw_sock_peer_addr(void *sk, u8 *out)
+{
+    u16 family = 0, dport = 0;
+    if (!sk || AW_RD(family, sk, AW_OFF_sock____sk_common__skc_family) ||
+        AW_RD(dport, sk, AW_OFF_sock____sk_common__skc_dport) || !dport)
+        return 0;
+    *(u16 *)out = family;
+    *(u16 *)(out + 2) = dport;  /* network order, as in a sockaddr */
+    if (family == 2 /* AF_INET */) {
+        if (bpf_probe_read_kernel(out + 4, 4,
+                                  (char *)sk + AW_OFF_sock____sk_common__skc_daddr))
+            return 0;
+        return 16;
+    }
+    if (family == 10 /* AF_INET6 */) {
+        if (bpf_probe_read_kernel(out + 8, 16,
+                                  (char *)sk + AW_OFF_sock____sk_common__skc_v6_daddr))
+            return 0;
+        return 28;
+    }
+    return 0;
+}
 #else
 static __always_inline s32 aw_sock_peer_pid(void *task, s64 fd) { return AW_PEER_NO_BTF; }
+static __always_inline void *aw_fd_sock(void *task, s64 fd) { return 0; }
+static __always_inline u32 aw_sock_peer_addr(void *sk, u8 *out) { return 0; }
 #endif
 
 #endif /* AW_PEER_H */
