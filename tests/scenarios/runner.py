@@ -264,8 +264,13 @@ class Runs:
                 row.fired.append(det)
             if alert.get("severity") in LOUD and det not in row.loud:
                 row.loud.append(det)
-            if det == row.scenario.expect and row.taken == "-":
-                action = alert.get("action") or {}
+            action = alert.get("action") or {}
+            want = row.scenario.actions.get(row.way)
+            # the expected detector's first alert, or a later one of it that took the
+            # expected action (a sequence: credential_read alerts on the read, kills on
+            # the send that follows)
+            if det == row.scenario.expect and (row.taken == "-" or (
+                    row.taken != want and action.get("taken") == want)):
                 row.taken = str(action.get("taken", "-"))
                 row.by = str(action.get("by", ""))
                 ts = (alert.get("event") or {}).get("ts") or alert.get("ts")
