@@ -1,6 +1,6 @@
 # expect: dns_exfil
 # action: alert
-# about: DNS over TCP with write(): 2-byte-length-prefixed queries with 60-char base32 labels to port 53 on loopback
+# about: DNS over TCP by write(): length-prefixed queries with 60-char base32 labels, port 53
 import base64
 import contextlib
 import os

@@ -1,5 +1,5 @@
 # expect: none
-# about: ordinary DNS over TCP (short names, as a resolver falls back to TCP) to a resolver on loopback
+# about: ordinary DNS over TCP (short names, a resolver falling back to TCP) on loopback
 import contextlib
 import os
 import socket

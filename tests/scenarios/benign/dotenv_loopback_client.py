@@ -1,5 +1,5 @@
 # expect: none
-# about: a tool reads the workspace's own .env and talks to a loopback API server with the token in it
+# about: a tool reads the workspace .env and calls a loopback API server with its token
 import http.server
 import os
 import threading
@@ -22,7 +22,8 @@ class H(http.server.BaseHTTPRequestHandler):
 
 srv = http.server.HTTPServer(("127.0.0.1", 0), H)
 threading.Thread(target=srv.serve_forever, daemon=True).start()
-env = dict(line.strip().split("=", 1) for line in open(os.path.join(ws, ".env")) if "=" in line)
+with open(os.path.join(ws, ".env")) as f:
+    env = dict(line.strip().split("=", 1) for line in f if "=" in line)
 req = urllib.request.Request(f"http://127.0.0.1:{srv.server_port}/v1/items",
                              headers={"Authorization": "Bearer " + env["API_TOKEN"]})
 for _ in range(3):
