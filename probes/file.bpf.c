@@ -21,7 +21,8 @@
  * Cost: unwatched, one hash lookup at entry and a task-storage lookup at exit (a pointer
  * in the task, no hashing); watched, one user string read into the thread's own in-flight
  * record and a ring-buffer copy of the path's length, plus at a successful exit the walk
- * (docs/performance.md: its cost per component).
+ * (docs/performance.md: its cost per component) and one hash lookup (`session_opens`,
+ * include/aw_sockw.h: a read, then a write on a socket).
  *
  * The in-flight record lives in task-local storage (BPF_TASK_STORAGE), made on a thread's
  * first watched open and freed with the thread: the entry writes the record in place and

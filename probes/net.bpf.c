@@ -15,7 +15,9 @@
  * probe's; io_uring's CONNECT: uring.bpf.c's),
  * and, being read at entry, an address a racing thread rewrites before the kernel's copy.
  *
- * Cost: unwatched, one hash lookup at entry and one at exit.
+ * Cost: unwatched, one hash lookup at entry and one at exit. Watched, at the exit of a
+ * connected unix socket: the fd's socket (6 kernel reads) and a `watched` lookup; of a
+ * connect that matters: the flag and two LRU updates.
  */
 #include "agentwatch.h"
 #include "aw_resolve.h"

@@ -19,8 +19,9 @@
  * Cannot see: strings past their bounds; anything a racing thread changes between our read at entry
  * and the kernel's own copy. Sends: a send with a destination address is always
  * reported; one without (a connected socket) only when its first bytes look like a DNS
- * query, since its destination was seen at connect(). write()/writev() on sockets are not
- * traced. Payload bytes are copied only to find a DNS query name (at most
+ * query, since its destination was seen at connect(), or under aw_sockw.h's rule for a
+ * process flagged AW_PF_SOCKW, whose write()/writev() on sockets also come here (others'
+ * are quiet). Such sends carry the socket's inet peer (include/aw_peer.h). Payload bytes are copied only to find a DNS query name (at most
  * AW_SYS_PAYLOAD_MAX bytes, only for destination port 53 or no destination).
  *
  * Cost: unwatched, nothing here (the dispatcher's one hash lookup). Watched: an array
