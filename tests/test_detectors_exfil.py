@@ -128,3 +128,59 @@ def test_a_write_with_the_kernel_read_peer_is_judged_by_it() -> None:
     v = outbound(st, _send(syscall="writev", family="AF_INET6", address="2001:db8::1",
                            port=53, dns_query="q.example"), ALLOW, UNIX_ALLOW)
     assert v is not None and v.dns
+
+
+def test_connect_records_carry_the_unix_peer() -> None:
+    """collector/decode/net.py: peer_pid > 0 names the peer; 0 (none) and the negative
+    AW_PEER_* codes leave both fields null; a non-UTF-8 path of 108 bytes decodes."""
+    from collector.decode import RecordDecoder
+    from probes import net
+    from tests.test_decode import record
+
+    dec = RecordDecoder()
+    path = b"\x01\x00" + b"/tmp/\xff\xfe" + b"s" * 99
+    raw = path.ljust(net.AW_SOCKADDR_MAX, b"\0")
+    ev = dec.decode(record(net.CONNECT, raw, type=5, fd=3, addrlen=110, peer_pid=4242,
+                           peer_flags=net.AW_PEERF_SESSION))
+    assert isinstance(ev, ConnectEvent)
+    assert (ev.family, ev.peer_pid, ev.peer_in_session) == ("AF_UNIX", 4242, True)
+    assert ev.address is not None and ev.address.startswith("/tmp/")
+    for code in (0, net.AW_PEER_NO_FILE, net.AW_PEER_FAULT, net.AW_PEER_NO_BTF):
+        ev = dec.decode(record(net.CONNECT, raw, type=5, fd=3, addrlen=110, peer_pid=code))
+        assert isinstance(ev, ConnectEvent)
+        assert (ev.peer_pid, ev.peer_in_session) == (None, None)
+    ev = dec.decode(record(net.CONNECT, raw, type=5, fd=3, addrlen=110, peer_pid=7))
+    assert isinstance(ev, ConnectEvent) and ev.peer_in_session is False
+
+
+def test_socket_write_records_decode_with_their_peer() -> None:
+    """A write on a socket (nr 1, AW_BLOB_SOCKWRITE): the sockaddr the kernel read from
+    the socket (addrlen 0: not the caller's) is its address with args.connected; a DNS
+    payload (TCP length prefix) gives dns_query; a write without peer has neither."""
+    import socket as so
+    import struct
+
+    from collector.decode import RecordDecoder
+    from probes import syscalls
+    from probes.syscalls import AW_SOCKADDR_MAX
+    from tests.test_decode import record
+
+    dec = RecordDecoder()
+    sa = struct.pack("=H", so.AF_INET) + struct.pack("!H", 53) + so.inet_aton("203.0.113.4")
+    sa = sa.ljust(16, b"\0")
+    labels = b"".join(bytes([len(p)]) + p.encode() for p in ("q", "example"))
+    msg = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1"
+    payload = struct.pack("!H", len(msg)) + msg
+    blob = sa.ljust(AW_SOCKADDR_MAX, b"\0") + payload
+    ev = dec.decode(record(syscalls.SYSCALL, blob, type=syscalls.AW_EV_SYSCALL, ret=40, nr=1,
+                           arg0=5, arg2=len(payload), blob_len=len(blob), sa_len=16,
+                           addrlen=0, payload_len=len(payload), payload_size=len(payload),
+                           sys_flags=syscalls.SF_PAYLOAD))
+    assert isinstance(ev, SyscallEvent) and ev.syscall == "write"
+    assert (ev.family, ev.address, ev.port, ev.dns_query) == ("AF_INET", "203.0.113.4", 53,
+                                                              "q.example")
+    assert ev.args["connected"] is True and ev.args["fd"] == 5
+    ev = dec.decode(record(syscalls.SYSCALL, b"", type=syscalls.AW_EV_SYSCALL, ret=4, nr=20,
+                           arg0=6, arg2=1))
+    assert isinstance(ev, SyscallEvent) and ev.syscall == "writev"
+    assert (ev.address, ev.dns_query, "connected" in ev.args) == (None, None, False)

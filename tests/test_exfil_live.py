@@ -307,3 +307,27 @@ def test_inet_outside_the_allowlist_write_after_read(run_session, two_netns) -> 
     assert [x.fields["query"] for x in alerts if x.detector == "dns_exfil"] == [LONG]
     assert {x.key for x in alerts if x.detector == "egress_violation"} == {
         "10.213.7.2:8443", "10.213.7.2:53"}
+
+
+@pytest.mark.parametrize("flag", ["-DAW_NO_PEER_BTF", "-DAW_NO_BTF"])
+def test_probes_load_without_the_peer_offsets(flag: str) -> None:
+    """A kernel whose BTF lacks the socket fields (probes/net.py PEER_FIELDS): the peer
+    and the socket-write path compile out (peer_pid says AW_PEER_NO_BTF, writes of
+    flagged processes find no socket and stay unreported); the probes still load."""
+    from probes.loader import ProbeConfig, load
+    from tests.conftest import bpf_unavailable
+
+    if os.geteuid() != 0:
+        bpf_unavailable("loading BPF needs root")
+    probes = load(ProbeConfig(concerns=("proc", "file", "net", "sys"), extra_cflags=[flag]))
+    probes.close()
+
+
+def test_peer_cflags_fall_back_without_btf(monkeypatch: pytest.MonkeyPatch) -> None:
+    from probes import btf, net
+
+    def missing(*_a: object, **_k: object) -> list[str]:
+        raise btf.BTFError("no such member")
+
+    monkeypatch.setattr(btf, "cflags", missing)
+    assert net.peer_cflags() == ["-DAW_NO_PEER_BTF"]
