@@ -19,6 +19,10 @@ An event is an outbound send when it puts bytes (or asks to) on a way out of the
 DNS (destination port 53) is told apart (`dns`): the sequences leave name lookups to
 dns_exfil, which reads their query names.
 
+The kernel reports socket writes only of processes that connected outside loopback, to
+port 53 or to a unix peer outside the session: an allowlist narrower than loopback still
+judges connects and addressed sends, but not writes on a loopback connection.
+
 Not outbound, deliberately: unix datagrams sent to a path (the kernel records no peer
 credentials for them, so the peer's membership is unknown), a unix peer the kernel could
 not name (socketpair's, a connect that failed), and a send on a socket whose connect the
