@@ -138,6 +138,10 @@ class ConnectEvent(Event):
     addrlen: int = 0
     via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
     io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
+    # a connected unix socket: the peer's host pid as the kernel recorded it (the listener's
+    # process), and whether it was then a process of this session
+    peer_pid: int | None = None
+    peer_in_session: bool | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -9,7 +9,8 @@
  * route is its own program, so that the verifier judges each alone): opens (file.bpf.c),
  * execs, forks and exits (proc.bpf.c), connect (net.bpf.c), the generic table and calls
  * outside it (sys_progs.bpf.c). Routine calls (AW_RT_QUIET: read, mmap, futex...) stop
- * here. A 32-bit call of a task the compat rule applies to (AW_EN_COMPAT) goes to the
+ * here, but write/writev of a process flagged AW_PF_SOCKW (include/aw_sockw.h) go to the
+ * generic route. A 32-bit call of a task the compat rule applies to (AW_EN_COMPAT) goes to the
  * generic route whatever its number, which kills it and reports it.
  *
  * Cannot see: nothing is skipped by number, but what a route cannot read (strings past
@@ -45,8 +46,12 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     if (!p)
         return 0;
     aw_fail_closed(p);  /* held while no reader reads the rings (fail_closed) */
-    if (aw_quiet_native(ctx->args[1]))
+    if (aw_quiet_native(ctx->args[1])) {
+        /* a quiet write of a process whose socket writes are seen (aw_sockw.h) */
+        if ((p->flags & AW_PF_SOCKW) && aw_sockw_nr(ctx->args[1]))
+            enter_routes.call(ctx, AW_RT_SYS);
         return 0;
+    }
     struct aw_call c = {};
     if (aw_call_decode((void *)ctx->args[0], ctx->args[1], &c) != 0)
         return 0;
@@ -67,8 +72,11 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     long id = 0;  /* the number, from the saved orig_ax */
     if (bpf_probe_read_kernel(&id, sizeof(id), (void *)ctx->args[0] + AW_R_ORIG_AX * 8))
         return 0;
-    if (aw_quiet_native(id))
+    if (aw_quiet_native(id)) {
+        if ((p->flags & AW_PF_SOCKW) && aw_sockw_nr(id))
+            exit_routes.call(ctx, AW_RT_SYS);
         return 0;
+    }
     struct aw_call c = {};
     if (aw_call_decode((void *)ctx->args[0], id, &c) != 0)
         return 0;

@@ -21,7 +21,8 @@
  * Cost: unwatched, one hash lookup at entry and a task-storage lookup at exit (a pointer
  * in the task, no hashing); watched, one user string read into the thread's own in-flight
  * record and a ring-buffer copy of the path's length, plus at a successful exit the walk
- * (docs/performance.md: its cost per component).
+ * (docs/performance.md: its cost per component) and one hash lookup (`session_opens`,
+ * include/aw_sockw.h: a read, then a write on a socket).
  *
  * The in-flight record lives in task-local storage (BPF_TASK_STORAGE), made on a thread's
  * first watched open and freed with the thread: the entry writes the record in place and
@@ -133,6 +134,8 @@ static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
     aw_resolved_copy(r, sc->buf, rec->path + plen);
     u64 id = bpf_get_current_pid_tgid();
     struct aw_proc *p = aw_current(id);
+    if (p)
+        aw_sockw_opened(p->session);  /* a read, then a write on a socket (aw_sockw.h) */
     if (!p || !(aw_enforce_mask(p) & AW_EN_PATHS))
         return 0;
     u32 flags = *(volatile u32 *)&r->r_flags;

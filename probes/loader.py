@@ -76,11 +76,16 @@ class ProbeConfig:
 def concern_cflags(concerns: tuple[str, ...]) -> list[str]:
     """Defines a concern takes from the running kernel: the uring probe's struct offsets
     from BTF (probes/uring.py; a group without them is compiled out and flagged)."""
+    out: list[str] = []
+    if "net" in concerns or "sys" in concerns:  # include/aw_peer.h
+        from probes import net
+
+        out += net.peer_cflags()
     if "uring" not in concerns:
-        return []
+        return out
     from probes import uring
 
-    return uring.cflags()[0]
+    return out + uring.cflags()[0]
 
 
 def available_concerns(concerns: tuple[str, ...]) -> tuple[str, ...]:
@@ -105,7 +110,7 @@ def source(concerns: tuple[str, ...] = CONCERNS) -> str:
     """The translation unit BCC compiles (what `--ebpf` prints)."""
     # headers with map calls are text of the unit, not #included (BCC rewrites only it)
     parts = [f"/* ---- include/{h} */\n{(INCLUDE_DIR / h).read_text()}"
-             for h in ("agentwatch.h", "aw_dispatch.h")]
+             for h in ("agentwatch.h", "aw_dispatch.h", "aw_sockw.h")]
     for concern in concerns:
         for name in CONCERN_FILES.get(concern, (concern,)):
             path = PROBE_DIR / f"{name}.bpf.c"

@@ -210,7 +210,7 @@ TRACEPOINT_PROBE(sched, sched_process_fork)
      * added under its own id; sched_process_exit removes such entries. */
     /* the phase is inherited */
     c.flags = p->flags & (AW_PF_SETUP | AW_PF_NESTED | AW_PF_SANDBOXED | AW_PF_EXEMPT |
-                      AW_PF_HELD);
+                      AW_PF_HELD | AW_PF_SOCKW);  /* the child has the sockets too */
     if (watched.update(&child, &c) != 0) {
         aw_count_lost(AW_LOST_UNTRACKED);
     } else {

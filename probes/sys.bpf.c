@@ -19,8 +19,9 @@
  * Cannot see: strings past their bounds; anything a racing thread changes between our read at entry
  * and the kernel's own copy. Sends: a send with a destination address is always
  * reported; one without (a connected socket) only when its first bytes look like a DNS
- * query, since its destination was seen at connect(). write()/writev() on sockets are not
- * traced. Payload bytes are copied only to find a DNS query name (at most
+ * query, since its destination was seen at connect(), or under aw_sockw.h's rule for a
+ * process flagged AW_PF_SOCKW, whose write()/writev() on sockets also come here (others'
+ * are quiet). Such sends carry the socket's inet peer (include/aw_peer.h). Payload bytes are copied only to find a DNS query name (at most
  * AW_SYS_PAYLOAD_MAX bytes, only for destination port 53 or no destination).
  *
  * Cost: unwatched, nothing here (the dispatcher's one hash lookup). Watched: an array
@@ -28,6 +29,8 @@
  * ring-buffer copy of the bytes used.
  */
 #include "agentwatch.h"
+#include "aw_resolve.h"
+#include "aw_peer.h"
 #define AW_HAVE_SYS 1
 
 #define AW_SYS_NARGS 6
@@ -47,6 +50,8 @@
 #define AW_BLOB_CAPSET 5         /* 8-byte header at arg 0, 24 bytes of data at arg 1 */
 #define AW_BLOB_FDS_EXIT 6       /* at exit, on success: int[2] at arg a (socketpair) */
 #define AW_BLOB_RAW 7            /* blob_size bytes at arg a */
+#define AW_BLOB_SOCKWRITE 8      /* write() on a socket: payload at args 1/2 (aw_sockw.h) */
+#define AW_BLOB_SOCKWRITEV 9     /* writev() on a socket: iov[0] of the iovec at arg 1 */
 
 #define AW_NOARG 0xff
 
@@ -218,6 +223,52 @@ static __always_inline int aw_sys_payload(struct aw_sys *rec, u64 boff, u64 buf,
     return 1;
 }
 
+/* A send without destination on a connected socket (send, sendmsg, write, writev) of a
+ * process flagged AW_PF_SOCKW that is not a DNS query: reported under aw_sockw_due's rule
+ * (include/aw_sockw.h). Returns the socket when it is to be reported, else NULL. `sk`:
+ * the socket when the caller has it (else it is found from `fd`, flagged processes only). */
+static __always_inline void *aw_sys_sockw(struct aw_sys *rec, s64 fd, void *sk)
+{
+    struct aw_proc *p = aw_current((u64)rec->pid << 32);
+    if (!p || !(p->flags & AW_PF_SOCKW))
+        return 0;
+    if (!sk)
+        sk = aw_fd_sock(bpf_get_current_task_btf(), fd);
+    if (!sk || !aw_sockw_due(p->session, rec->pid, fd))
+        return 0;
+    return sk;
+}
+
+/* The connected inet peer of socket `sk` as the record's sockaddr (a send without
+ * destination: where it goes), unless the payload's bytes already hold the blob. */
+static __always_inline void aw_sys_peer(struct aw_sys *rec, u64 boff, void *sk)
+{
+    if (!sk || boff > AW_SYS_STRS)
+        return;
+    u32 n = aw_sock_peer_addr(sk, (u8 *)&rec->data[boff]);
+    if (!n)
+        return;
+    rec->sa_len = n;
+    if (rec->blob_len < n)
+        rec->blob_len = n;
+}
+
+/* send/sendmsg after aw_sys_payload: `dns` its answer. With a destination: reported (as
+ * before). Without: a DNS query is reported, with the socket's peer; another send only as
+ * aw_sys_sockw says. Returns 0 when the call is not to be reported. */
+static __always_inline int aw_sys_connected(struct aw_sys *rec, u64 boff, int dns)
+{
+    if (rec->addrlen)
+        return 1;
+    void *sk = 0;
+    if (dns)
+        sk = aw_fd_sock(bpf_get_current_task_btf(), (s32)rec->arg0);
+    else if (!(sk = aw_sys_sockw(rec, (s32)rec->arg0, 0)))
+        return 0;
+    aw_sys_peer(rec, boff, sk);
+    return 1;
+}
+
 /* struct user_msghdr's first fields (include/linux/socket.h). */
 struct aw_msghdr {
     u64 name;
@@ -247,7 +298,7 @@ static __always_inline int aw_sys_blob_enter(struct aw_sys *rec, const struct aw
         u64 addr = rec->arg4, len = (u32)rec->arg5;
         rec->addrlen = addr ? len : 0;
         aw_sys_sockaddr(rec, boff, addr, rec->addrlen);
-        return aw_sys_payload(rec, boff, rec->arg1, rec->arg2);
+        return aw_sys_connected(rec, boff, aw_sys_payload(rec, boff, rec->arg1, rec->arg2));
     } else if (kind == AW_BLOB_MSGHDR) {
         struct aw_msghdr m = {};
         if (bpf_probe_read_user(&m, sizeof(m), (void *)rec->arg1) != 0) {
@@ -258,8 +309,27 @@ static __always_inline int aw_sys_blob_enter(struct aw_sys *rec, const struct aw
         aw_sys_sockaddr(rec, boff, m.name, rec->addrlen);
         u64 iov[2] = {};  /* struct iovec { void *base; size_t len; } */
         if (m.iovlen == 0 || !m.iov || bpf_probe_read_user(iov, sizeof(iov), (void *)m.iov) != 0)
-            return aw_sys_payload(rec, boff, 0, 0);
-        return aw_sys_payload(rec, boff, iov[0], iov[1]);
+            iov[0] = iov[1] = 0;
+        return aw_sys_connected(rec, boff, aw_sys_payload(rec, boff, iov[0], iov[1]));
+    } else if (kind == AW_BLOB_SOCKWRITE || kind == AW_BLOB_SOCKWRITEV) {
+        /* only a flagged process's writes come here (dispatch.bpf.c); files, pipes and
+         * terminals are most of them: the fd's type first */
+        void *sk = aw_fd_sock(bpf_get_current_task_btf(), (s32)rec->arg0);
+        if (!sk)
+            return 0;
+        u64 buf = rec->arg1, len = rec->arg2;
+        if (kind == AW_BLOB_SOCKWRITEV) {
+            u64 iov[2] = {};
+            if (!len || !buf || bpf_probe_read_user(iov, sizeof(iov), (void *)buf) != 0)
+                iov[0] = iov[1] = 0;
+            buf = iov[0];
+            len = iov[1];
+        }
+        rec->addrlen = 0;
+        if (!aw_sys_payload(rec, boff, buf, len) && !aw_sys_sockw(rec, (s32)rec->arg0, sk))
+            return 0;
+        aw_sys_peer(rec, boff, sk);
+        return 1;
     } else if (kind == AW_BLOB_CAPSET) {
         u8 *blob = (u8 *)&rec->data[boff];
         if (bpf_probe_read_user(blob, 8, (void *)rec->arg0) != 0 ||

@@ -53,7 +53,9 @@ NOARG = 0xFF
 # Blob kinds (AW_BLOB_* in sys.bpf.c)
 BLOB_NONE, BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO = 0, 1, 2, 3
 BLOB_MSGHDR, BLOB_CAPSET, BLOB_FDS_EXIT, BLOB_RAW = 4, 5, 6, 7
-SOCKADDR_BLOBS = (BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO, BLOB_MSGHDR)
+BLOB_SOCKWRITE, BLOB_SOCKWRITEV = 8, 9   # write/writev on a socket (include/aw_sockw.h)
+SOCKADDR_BLOBS = (BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO, BLOB_MSGHDR,
+                  BLOB_SOCKWRITE, BLOB_SOCKWRITEV)
 # aw_sys.sys_flags
 SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD, SF_NO_ENTRY, SF_FIRST_USE = 0x1, 0x2, 0x4, 0x8, 0x10
 SF_SECCOMP_KILLED = 0x20
@@ -282,6 +284,17 @@ SYSCALLS: tuple[Syscall, ...] = (
              "kernel)"),
 )
 BY_NAME = {s.name: s for s in SYSCALLS}
+# Quiet calls the generic probe takes only for processes flagged AW_PF_SOCKW (a connect
+# that matters: include/aw_sockw.h), and only on sockets: their specs are written into
+# `sys_spec`, their numbers stay quiet in `sys_route`.
+SOCKET_WRITES: tuple[Syscall, ...] = (
+    _at("write", 1, "sockets", _FD, ("buf", "ptr"), ("count", "size"), blob=BLOB_SOCKWRITE,
+        note="on a socket, by a process that connected outside loopback, to port 53 or to "
+             "a unix peer outside its session: DNS queries, others at most once a second "
+             "per fd unless the session opened a file since; the socket's inet peer"),
+    _at("writev", 20, "sockets", _FD, ("iov", "ptr"), ("iovcnt", "int"),
+        blob=BLOB_SOCKWRITEV, note="as write, from iov[0]"),
+)
 # The opens have a probe and record of their own (file.bpf.c); a generic record carries one
 # only when a seccomp filter killed the caller at it (seccomp_killed), decoded with these.
 OPEN_CALLS: tuple[Syscall, ...] = (

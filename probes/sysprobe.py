@@ -14,7 +14,7 @@ from typing import Any
 
 from probes.compat import COMPAT_TO_NATIVE, NO_NATIVE, SOCKETCALL_NATIVE
 from probes.rules import VALUE as V
-from probes.syscalls import NOARG, QUIET_NRS, SYSCALLS, Syscall
+from probes.syscalls import NOARG, QUIET_NRS, SOCKET_WRITES, SYSCALLS, Syscall
 
 NR_MAX = 512  # AW_NR_MAX: sys_route's and sys_spec's size
 
@@ -132,6 +132,7 @@ def install(bpf: Any, concerns: tuple[str, ...], table: tuple[Syscall, ...] = SY
 
     if "sys" in concerns:
         write_specs(bpf, table)
+        write_specs(bpf, SOCKET_WRITES)  # routed only for AW_PF_SOCKW (aw_sockw.h)
     write_compat(bpf)
     enter, exit_ = bpf[b"enter_routes"], bpf[b"exit_routes"]
     for concern, route, fn_enter, fn_exit in ROUTE_PROGRAMS:

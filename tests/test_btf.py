@@ -226,3 +226,14 @@ def test_truncated_and_hostile_blobs_raise_btf_errors() -> None:
     struct.pack_into("<I", bad, 24 + 4, 31 << 24)
     with pytest.raises(btf.BTFError, match="unknown BTF kind"):
         btf.BTF(bytes(bad))
+
+
+def test_peer_fields_match_bpftool(dump: dict) -> None:  # type: ignore[type-arg]
+    """include/aw_peer.h's offsets (a connected unix socket's peer pid, probes/net.py)."""
+    from probes import net
+
+    kernel = btf.load()
+    for struct_name, path in net.PEER_FIELDS:
+        assert kernel.offset(struct_name, path) == _bpftool_offset(dump, struct_name, path), (
+            f"{struct_name}.{path}")
+    assert "-DAW_NO_PEER_BTF" not in net.peer_cflags()

@@ -92,7 +92,7 @@ def test_socket_syscalls(run_session, tmp_path: Path) -> None:
     assert e.ret == out["a"] >= 0
     assert (e.family, e.address, e.port) == ("AF_INET", "127.0.0.1", out["c2port"])
 
-    e = one(r, "sendto", port=53, address="127.0.0.1")
+    e = one(r, "sendto", port=53, address="127.0.0.1", connected="<absent>")
     assert e.dns_query == LONG_NAME and e.ret == out["qlen"] and e.args["len"] == out["qlen"]
     assert e.family == "AF_INET" and e.args["fd"] == out["udp"]
     e = one(r, "sendmsg", port=out["rport"])
@@ -100,9 +100,13 @@ def test_socket_syscalls(run_session, tmp_path: Path) -> None:
     assert one(r, "sendmsg", port=53).dns_query == "msg.example"
     e = one(r, "sendmmsg")
     assert (e.port, e.dns_query, e.ret) == (53, "mmsg.example", 1)
-    # On the connected socket, only the DNS-looking send is reported (no address).
-    connected = [e for e in calls(r, "sendto") if e.address is None]
-    assert [(e.dns_query, e.family) for e in connected] == [("connected.example", None)]
+    # On the connected socket (its connect to port 53 flags the process: aw_sockw.h): the
+    # DNS-looking send, then the other as the first non-DNS send on that fd, each with
+    # the socket's peer as the kernel read it (args.connected).
+    connected = calls(r, "sendto", connected=True)
+    assert [(e.dns_query, e.family, e.address, e.port) for e in connected] == [
+        ("connected.example", "AF_INET", "127.0.0.1", 53),
+        (None, "AF_INET", "127.0.0.1", 53)]
     assert not [e for e in r.of("syscall") if e.syscall.startswith("send")
                 and e.dns_query is None and e.port is None]
     raw = b"".join(e.to_json() for e in r.of("syscall"))

@@ -11,6 +11,8 @@
  *   long:N           OPENAT of a path of N bytes ("/" repeated, then "etc/shadow")
  *   read:N           IORING_OP_READ of N bytes from the fd of the last open
  *   connect:PORT     a TCP socket (socket(2)), IORING_OP_CONNECT to 127.0.0.1:PORT
+ *   unix:PATH        a unix stream socket connected to PATH by connect(2) (the kernel names
+ *                    its peer), the connected socket of send/sendmsg from then on
  *   send:TEXT        IORING_OP_SEND of TEXT on the connected socket
  *   sendmsg:TEXT     IORING_OP_SENDMSG of TEXT on it
  *   udp:PORT:TEXT    a UDP socket, IORING_OP_SEND with a destination (addr2) 127.0.0.1:PORT
@@ -20,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/io_uring.h>
 #include <linux/openat2.h>
@@ -33,6 +36,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -204,6 +208,11 @@ int main(int argc, char **argv)
             sqe->addr = (unsigned long)&sin;
             sqe->off = sizeof(sin);
             res = submit(&r, 0);
+        } else if (strcmp(arg, "unix") == 0) {
+            struct sockaddr_un sun = {.sun_family = AF_UNIX};
+            strncpy(sun.sun_path, val, sizeof(sun.sun_path) - 1);
+            sock = socket(AF_UNIX, SOCK_STREAM, 0);
+            res = connect(sock, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
         } else if (strcmp(arg, "send") == 0) {
             struct io_uring_sqe *sqe = get_sqe(&r);
             sqe->opcode = IORING_OP_SEND;

@@ -8,7 +8,7 @@ import struct
 
 from collector.events import ConnectEvent, Event, errno_name, text
 from probes.layout import Header
-from probes.net import AW_EV_CONNECT, AW_SOCKADDR_MAX, CONNECT
+from probes.net import AW_EV_CONNECT, AW_PEERF_SESSION, AW_SOCKADDR_MAX, CONNECT
 
 _CONNECT = CONNECT.struct
 _TAIL = CONNECT.fixed_size
@@ -44,10 +44,13 @@ def decode_sockaddr(raw: bytes, addrlen: int) -> tuple[str, str | None, int | No
 
 def decode_connect(hdr: Header, data: bytes) -> Event:
     t = _CONNECT.unpack_from(data)
-    ret, fd, addrlen = t[12:15]
+    ret, fd, addrlen, peer_pid, peer_flags = t[12:17]
     family, address, port = decode_sockaddr(data[_TAIL:_TAIL + AW_SOCKADDR_MAX], addrlen)
+    named = peer_pid > 0  # a connected unix socket whose peer the kernel named
     return ConnectEvent(**hdr, ret=ret, error=errno_name(ret), fd=fd, family=family,
-                        address=address, port=port, addrlen=addrlen)
+                        address=address, port=port, addrlen=addrlen,
+                        peer_pid=peer_pid if named else None,
+                        peer_in_session=bool(peer_flags & AW_PEERF_SESSION) if named else None)
 
 
 DECODERS = {AW_EV_CONNECT: (CONNECT, decode_connect)}

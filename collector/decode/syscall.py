@@ -23,7 +23,11 @@ from probes.syscalls import (
     AW_SOCKADDR_MAX,
     BLOB_CAPSET,
     BLOB_FDS_EXIT,
+    BLOB_MSGHDR,
     BLOB_RAW,
+    BLOB_SENDTO,
+    BLOB_SOCKWRITE,
+    BLOB_SOCKWRITEV,
     OPEN_CALLS,
     SF_BLOB_FAULT,
     SF_FIRST_USE,
@@ -32,12 +36,14 @@ from probes.syscalls import (
     SF_SECCOMP_KILLED,
     SF_STR_FAULT,
     SOCKADDR_BLOBS,
+    SOCKET_WRITES,
     STRS_MAX,
     SYSCALL,
     SYSCALLS,
     Syscall,
 )
 
+_SEND_BLOBS = (BLOB_SENDTO, BLOB_MSGHDR, BLOB_SOCKWRITE, BLOB_SOCKWRITEV)
 _SYS = SYSCALL.struct
 _TAIL = SYSCALL.fixed_size
 
@@ -61,7 +67,7 @@ def _plan(s: Syscall) -> _Plan:
                  s.path_args, s.blob, s.raw)
 
 
-_PLANS = {s.nr: _plan(s) for s in (*SYSCALLS, *OPEN_CALLS)}
+_PLANS = {s.nr: _plan(s) for s in (*SYSCALLS, *OPEN_CALLS, *SOCKET_WRITES)}
 
 
 def _family_name(name: str) -> str:
@@ -74,7 +80,7 @@ def _family_name(name: str) -> str:
 def decode_syscall(hdr: Header, data: bytes) -> Event:
     t = _SYS.unpack_from(data)
     ret, raw_args, nr, sf = t[12], t[13:19], t[19], t[20]
-    lens, blob_len, sa_len, _addrlen, payload_len, payload_size = t[21:24], *t[24:29]
+    lens, blob_len, sa_len, addrlen, payload_len, payload_size = t[21:24], *t[24:29]
     tail = data[_TAIL:]
     strings: list[str | None] = []
     off = 0
@@ -114,6 +120,8 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
             if sa_len:
                 fam, address, port = decode_sockaddr(blob[:sa_len], sa_len)
                 family = _family_name(fam)
+                if not addrlen and blob_kind in _SEND_BLOBS:
+                    args["connected"] = True  # the connected socket's peer, read by the kernel
             if sf & SF_PAYLOAD:
                 payload = blob[AW_SOCKADDR_MAX:AW_SOCKADDR_MAX + payload_len]
                 query = dns_query(payload, payload_size)

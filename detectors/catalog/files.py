@@ -17,7 +17,15 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SessionEvent, SyscallEvent
+from collector.events import (
+    ConnectEvent,
+    Event,
+    ExecEvent,
+    OpenEvent,
+    SessionEvent,
+    SyscallEvent,
+    UringEvent,
+)
 from detectors.base import (
     Context,
     Detector,
@@ -30,12 +38,11 @@ from detectors.base import (
 )
 from detectors.catalog.common import (
     after_setup,
-    in_any,
     is_read_open,
-    parse_ip,
     result_of,
     write_intent,
 )
+from detectors.catalog.exfil import UNIX_ALLOW, outbound
 
 # Syscalls that change the file system at their path argument(s) (`path`, `path2`).
 # fd-only ones (fchmod, fchown, ftruncate, fsetxattr) carry no path and are not here.
@@ -131,20 +138,26 @@ CREDENTIAL_PATHS = [
 
 @register
 class CredentialRead(Detector):
-    """A read, or attempted read, of a credential file. Then, when the same session connects
-    to an internet address (not in `connect_allow`: loopback by default), or sends a
-    datagram to one (DNS queries excepted: `dns_exfil` watches those), within
+    """A read, or attempted read, of a credential file. Then, when the same session makes an
+    outbound send (detectors/catalog/exfil.py): connects to an internet address (not in
+    `connect_allow`: loopback by default) or sends a datagram to one, connects to a unix
+    socket whose peer the kernel names as outside the session (not in `unix_allow`: the
+    sandbox's proxy and name-service sockets), or sends by send/write/writev/io_uring on a
+    socket it connected to such a destination (DNS queries excepted: `dns_exfil` watches
+    those), within
     `connect_window` seconds of a *successful* read (or hard link, rename or absolute
     symlink of the file: new names the globs would miss), a second, critical finding asks
     for a kill: read-then-send is how a secret leaves. Reads of `sequence_exclude` files (project
     `.env`, `~/.npmrc`: tools read them on every run right before going to the network)
     alert but do not arm the sequence. A probe of a missing file (ENOENT/ENOTDIR) is
     reported at `missing_severity` (tools look for their config on every start); a denied
-    one (EACCES, EPERM) at the full severity."""
+    one (EACCES, EPERM) at the full severity. Not in the sequence, deliberately: unix
+    datagrams sent to a path (no peer credentials: the peer's membership is unknown), and
+    sends on a socket whose connect the session never showed (inherited or passed in)."""
 
     spec = DetectorSpec(
         id="credential_read",
-        kinds=frozenset({"open", "syscall", "connect"}),
+        kinds=frozenset({"open", "syscall", "connect", "io_uring"}),  # io_uring: exfil.py
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -160,6 +173,8 @@ class CredentialRead(Detector):
             "connect_window": 60.0,
             "connect_allow": ["127.0.0.0/8", "::1/128"],
             "sequence_exclude": ["**/.env", "**/.env.*", "~/.npmrc"],
+            # unix sockets whose outside peer is the sandbox's own channel (exfil.py)
+            "unix_allow": list(UNIX_ALLOW),
         },
         # npm reads its own ~/.npmrc on every command (node running npm's CLI script);
         # another program reading it is still reported
@@ -171,38 +186,40 @@ class CredentialRead(Detector):
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if not after_setup(ev):
             return
-        p = ctx.params
         if isinstance(ev, OpenEvent):
             yield from self._read(ctx, ev)
         elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS:
             yield from self._copy(ctx, ev)
-        elif isinstance(ev, ConnectEvent) or (
-                isinstance(ev, SyscallEvent) and ev.syscall in ("sendto", "sendmsg", "sendmmsg")
-                and ev.address):
-            if ev.family not in ("AF_INET", "AF_INET6") or not ev.address:
-                return
-            if isinstance(ev, SyscallEvent) and ev.port == 53:
-                return  # a name lookup precedes every connect; dns_exfil watches DNS
-            if _address_allowed(ev.address, p["connect_allow"]):
-                return
-            reads: deque[tuple[int, str, int]] = ctx.state.setdefault("reads", deque())
-            window = int(p["connect_window"] * 1e9)
-            while reads and ev.ts - reads[0][0] > window:
-                reads.popleft()
-            recent = [r for r in reads if 0 <= ev.ts - r[0] <= window]
-            if not recent:
-                return
-            ts, path, pid = recent[-1]
-            yield Finding(
-                key=f"then_connect:{path}",
-                fields={"path": path, "address": ev.address, "port": ev.port,
-                        "family": ev.family, "syscall": syscall_name(ev),
-                        "result": result_of(ev), "comm": ev.comm,
-                        "seconds_after_read": round((ev.ts - ts) / 1e9, 3), "read_pid": pid,
-                        "credentials_read": len({r[1] for r in recent})},
-                severity="critical", action="kill",
-                output="{comm} connected to {address} port {port} ({result}) "
-                       "{seconds_after_read}s after a read of credential file {path}")
+        elif isinstance(ev, (ConnectEvent, SyscallEvent, UringEvent)):
+            yield from self._send(ctx, ev)
+
+    @staticmethod
+    def _send(ctx: Context, ev: ConnectEvent | SyscallEvent | UringEvent) -> Iterator[Finding]:
+        """The sequence's second half: an outbound send (detectors/catalog/exfil.py: inet
+        outside `connect_allow`, a unix peer outside the session, by connect, send,
+        write or io_uring) within the window of a successful read."""
+        p = ctx.params
+        out = outbound(ctx.state, ev, p["connect_allow"], p["unix_allow"])
+        if out is None or (isinstance(ev, SyscallEvent) and (out.dns or ev.dns_query)):
+            return  # a name lookup precedes every connect; dns_exfil watches DNS
+        reads: deque[tuple[int, str, int]] = ctx.state.setdefault("reads", deque())
+        window = int(p["connect_window"] * 1e9)
+        while reads and ev.ts - reads[0][0] > window:
+            reads.popleft()
+        recent = [r for r in reads if 0 <= ev.ts - r[0] <= window]
+        if not recent:
+            return
+        ts, path, pid = recent[-1]
+        where = "unix socket {address} of pid {peer_pid} outside the session" \
+            if out.family == "AF_UNIX" else "{address} port {port}"
+        yield Finding(
+            key=f"then_connect:{path}",
+            fields={"path": path, **out.fields(), "result": result_of(ev), "comm": ev.comm,
+                    "seconds_after_read": round((ev.ts - ts) / 1e9, 3), "read_pid": pid,
+                    "credentials_read": len({r[1] for r in recent})},
+            severity="critical", action="kill",
+            output="{comm} sent to " + where + " by {syscall} ({result}) "
+                   "{seconds_after_read}s after a read of credential file {path}")
 
     def _copy(self, ctx: Context, ev: SyscallEvent) -> Iterator[Finding]:
         """A hard link, rename or symlink to a credential file gives it a name the globs
@@ -247,13 +264,6 @@ class CredentialRead(Detector):
         elif ev.ret >= 0 and not path_matches(ev.path, p["sequence_exclude"]):
             self._remember(ctx, ev, ev.path)
         yield Finding(key=ev.path, fields=fields, severity=severity)
-
-
-def _address_allowed(address: str, allow: list[str]) -> bool:
-    # a CIDR of `connect_allow` that does not parse is skipped, the others still count
-    # (egress_violation's lists do otherwise: see common.in_any)
-    ip = parse_ip(address)
-    return ip is not None and in_any(ip, allow, skip_bad=True)
 
 
 # ---------------------------------------------------------------------------- canary_touch

@@ -33,7 +33,8 @@ class EgressViolation(Detector):
     Alibaba 100.100.100.200) are flagged even when allowed, with severity critical:
     credentials live there. Refused and unreachable attempts count. Past `kill_count`
     violations in a session the action becomes kill (0: never). Unix sockets are
-    `runtime_socket`'s; sends on a connected socket were checked at its connect."""
+    `runtime_socket`'s; sends on a connected socket (`args.connected`: the address is the
+    socket's peer) were checked at its connect."""
 
     spec = DetectorSpec(
         id="egress_violation",
@@ -59,7 +60,8 @@ class EgressViolation(Detector):
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if isinstance(ev, ConnectEvent):
             syscall = "connect"
-        elif isinstance(ev, SyscallEvent) and ev.syscall in SENDS:
+        elif isinstance(ev, SyscallEvent) and ev.syscall in SENDS \
+                and not ev.args.get("connected"):  # its socket's peer: judged at connect
             syscall = ev.syscall
         else:
             return
@@ -100,7 +102,8 @@ def labels(query: str) -> list[str]:
 
 @register
 class DnsExfil(Detector):
-    """DNS queries (the `dns_query` of sends to port 53 or DNS-looking sends) used as a
+    """DNS queries (the `dns_query` of sends to port 53 or DNS-looking sends, over UDP or
+    TCP, by sendto/sendmsg/sendmmsg or write/writev on a socket) used as a
     data channel: a label longer than `max_label_length` (DNS allows 63; real host names'
     labels stay well below 50), a hyphen-free run of `entropy_min_length`+ characters in a
     label whose Shannon entropy exceeds `max_entropy` bits per character (encoded data:

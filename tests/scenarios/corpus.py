@@ -29,12 +29,15 @@ class Scenario:
     ways: tuple[str, ...]
     srt_settings: dict[str, Any]
     about: str
+    outside: tuple[str, ...] = ()   # peers the runner starts outside the session: unix
+    excluded: dict[str, str] | None = None  # way left out of `ways` -> why (`# not-in:`)
 
     def argv(self) -> list[str]:
         return [PY, str(self.path)] if self.path.suffix == ".py" else ["/bin/bash",
                                                                          str(self.path)]
 
 
+OUTSIDE_KINDS = ("unix",)
 _HEADER = re.compile(r"^#\s*([a-z@-]+):\s*(.*?)\s*$")
 
 
@@ -61,9 +64,22 @@ def parse_scenario(path: Path, kind: str) -> Scenario:
         settings = json.loads(meta.get("srt-settings", "{}"))
     except ValueError as e:
         raise ScenarioError(f"{path}: srt-settings is not JSON: {e}") from None
+    # `# not-in: srt: why`: a way left out of `ways` must say why
+    excluded: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines()[:20]:
+        m = re.match(r"^#\s*not-in:\s*([a-z]+):\s*(.+?)\s*$", line)
+        if m:
+            excluded[m.group(1)] = m.group(2)
+    if set(ways) | set(excluded) != set(WAYS) or set(ways) & set(excluded):
+        raise ScenarioError(f"{path}: each way left out of `ways` needs a `# not-in: WAY: "
+                            "reason` line, and only those")
+    outside = tuple(meta.get("outside", "").split())
+    if set(outside) - set(OUTSIDE_KINDS):
+        raise ScenarioError(f"{path}: outside must be among {', '.join(OUTSIDE_KINDS)}")
     return Scenario(name=path.stem, path=path, kind=kind,
                     expect=None if expect == "none" else expect, actions=actions, ways=ways,
-                    srt_settings=settings, about=meta.get("about", ""))
+                    srt_settings=settings, about=meta.get("about", ""), outside=outside,
+                    excluded=excluded)
 
 
 def load_scenarios(root: Path = HERE) -> list[Scenario]:

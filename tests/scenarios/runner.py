@@ -31,7 +31,14 @@ A scenario is a script whose header says what it expects:
     # action@bare: deny                (optional) another action for one way
     # ways: bwrap srt bare             (optional) where it applies, default all three
     # srt-settings: {...}              (optional) JSON merged into the srt settings
+    # outside: unix                    (optional) a peer outside the watched session
     # about: one line for the table
+
+`# outside: unix` makes the runner start, before the run and in its own process tree (never
+the sandbox's, never the run's cgroup), a unix stream listener inside the run's workspace
+(bwrap and srt bind it at the same path), passed to the script as $AW_OUTSIDE_UNIX: it
+accepts connections, sends "echo reverse-shell-ran\nexit\n" on each, reads until EOF, and
+is killed with the run (tests/scenarios/lib/outside_peer.py).
 
 Verdicts: an attack run is a hit when the expected detector alerted, the action taken is the
 expected one and, for kill, no process of the run survived. A benign run is a false positive
@@ -199,12 +206,14 @@ class Runs:
             assert reader is not None
             start_index = reader.count()
         argv = self._command(sc, way, ws, reader.path if way == "bare" else None)
+        env = self.fx.env(ws)
+        peers = [_outside_peer(kind, ws, env) for kind in sc.outside]
         if cg is not None:  # join the run's cgroup, then become the command
             argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
                     str(cg / "cgroup.procs"), *argv]
         out = open(ws.parent / f"{ws.name}.out", "wb")  # noqa: SIM115
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=ws, env=self.fx.env(ws), stdout=out,
+        proc = subprocess.Popen(argv, cwd=ws, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
         note = ""
@@ -218,6 +227,9 @@ class Runs:
         seconds = time.monotonic() - t0
         out.close()
         time.sleep(GRACE)
+        for peer in peers:
+            peer.kill()
+            peer.wait()
         survivors = _kill_cgroup(cg) if cg is not None else 0
         if way == "bare":
             reader.join(5)
@@ -252,13 +264,38 @@ class Runs:
                 row.fired.append(det)
             if alert.get("severity") in LOUD and det not in row.loud:
                 row.loud.append(det)
-            if det == row.scenario.expect and row.taken == "-":
-                action = alert.get("action") or {}
+            action = alert.get("action") or {}
+            want = row.scenario.actions.get(row.way)
+            # the expected detector's first alert, or a later one of it that took the
+            # expected action (a sequence: credential_read alerts on the read, kills on
+            # the send that follows)
+            if det == row.scenario.expect and (row.taken == "-" or (
+                    row.taken != want and action.get("taken") == want)):
                 row.taken = str(action.get("taken", "-"))
                 row.by = str(action.get("by", ""))
                 ts = (alert.get("event") or {}).get("ts") or alert.get("ts")
                 if isinstance(ts, int):
                     row.latency_ms = (recv - ts) / 1e6
+
+
+def _outside_peer(kind: str, ws: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the `# outside:` peer of a run (a child of the runner, outside the session) and
+    put its address in `env`."""
+    assert kind == "unix"
+    path = ws / ".aw-outside.sock"
+    if len(os.fsencode(path)) > 107:  # sun_path's 108 bytes, NUL included
+        raise ScenarioError(f"{path}: too long for a unix socket address")
+    peer = subprocess.Popen([sys.executable, str(REPO / "tests/scenarios/lib/outside_peer.py"),
+                             str(path), str(RUN_TIMEOUT)], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    assert peer.stdout is not None
+    if peer.stdout.readline().strip() != b"ready":
+        peer.kill()
+        peer.wait()
+        raise ScenarioError("the outside unix peer did not start")
+    peer.stdout.close()
+    env["AW_OUTSIDE_UNIX"] = str(path)
+    return peer
 
 
 def _shell_quote(s: str) -> str:
