@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from collector.events import AlertEvent, Event, SessionEvent
+from collector.homes import host_homes
 from collector.proctable import ProcessTable
 from detectors.base import ProcView, SessionView
 from detectors.config import Config
@@ -51,8 +52,10 @@ class Analyzer:
         self.sessions: dict[str, SessionView] = {}
         if live and "monitor_tamper" in config.detectors:
             protect_self(config.detectors["monitor_tamper"].params, own_paths or [])
+        # `~/`: the host's homes, read here (at start and at each reload) when live; a
+        # replay knows only each session's recorded HOME (and /root, /home/*)
         self.engine = Engine(config, proc=self._proc, ancestry=self._ancestry,
-                             session=self._session)
+                             session=self._session, homes=host_homes() if live else ())
 
     def _proc(self, pid: int) -> ProcView | None:
         p = self.table.get(pid)
@@ -70,7 +73,8 @@ class Analyzer:
     def feed(self, ev: Event) -> list[AlertEvent]:
         if isinstance(ev, SessionEvent) and ev.phase == "start" and ev.session:
             self.sessions[ev.session] = SessionView(ev.session, ev.session_kind,
-                                                    ev.root_pid, ev.cwd)
+                                                    ev.root_pid, ev.cwd,
+                                                    tuple(ev.homes or ()))
             if self.own_table:
                 self.table.add_root(ev.root_pid, ev.ppid, ev.session, ev.argv, ev.ts,
                                     uid=ev.uid, cwd=ev.cwd)

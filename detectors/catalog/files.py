@@ -17,7 +17,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SessionEvent, SyscallEvent
+from collector.events import (
+    ConnectEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ForkEvent,
+    OpenEvent,
+    SessionEvent,
+    SyscallEvent,
+)
 from detectors.base import (
     Context,
     Detector,
@@ -35,6 +44,15 @@ from detectors.catalog.common import (
     parse_ip,
     result_of,
     write_intent,
+)
+from detectors.catalog.ownership import (
+    CREATED_MOVES,
+    GIT_EXES,
+    GIT_TRANSPORT,
+    own_secret,
+    severity_of,
+    track_created,
+    track_git,
 )
 
 # Syscalls that change the file system at their path argument(s) (`path`, `path2`).
@@ -140,11 +158,22 @@ class CredentialRead(Detector):
     `.env`, `~/.npmrc`: tools read them on every run right before going to the network)
     alert but do not arm the sequence. A probe of a missing file (ENOENT/ENOTDIR) is
     reported at `missing_severity` (tools look for their config on every start); a denied
-    one (EACCES, EPERM) at the full severity."""
+    one (EACCES, EPERM) at the full severity.
+
+    `~/` is each home: /root, /home/NAME, the host's passwd homes and the session's own
+    HOME (taken at its start). Not flagged above `own_severity` (info), and never arming
+    the sequence: the session's own secrets, i.e. a file it wrote whole itself (O_TRUNC,
+    O_CREAT|O_EXCL, creat, and the names a rename or link of it gives: `ssh-keygen -f`,
+    a generated `.env`), and a file of the workspace that only the anywhere globs
+    (`**/.env`, `**/.env.*`) match: a project's own `.env` is its configuration, not a
+    secret it broke into. Outside the workspace a `.env` stays high, and so does a
+    workspace file that a home or system glob matches (a workspace that is a home).
+    A HOME changed inside the session (`export HOME=/x`) is not known: files under it
+    match only the `**/` globs."""
 
     spec = DetectorSpec(
         id="credential_read",
-        kinds=frozenset({"open", "syscall", "connect"}),
+        kinds=frozenset({"session", "open", "syscall", "connect"}),  # session: workspace()
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -160,6 +189,7 @@ class CredentialRead(Detector):
             "connect_window": 60.0,
             "connect_allow": ["127.0.0.0/8", "::1/128"],
             "sequence_exclude": ["**/.env", "**/.env.*", "~/.npmrc"],
+            "own_severity": "info",
         },
         # npm reads its own ~/.npmrc on every command (node running npm's CLI script);
         # another program reading it is still reported
@@ -169,13 +199,17 @@ class CredentialRead(Detector):
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        ws = workspace(ctx, ev)
         if not after_setup(ev):
             return
         p = ctx.params
         if isinstance(ev, OpenEvent):
-            yield from self._read(ctx, ev)
-        elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS:
-            yield from self._copy(ctx, ev)
+            track_created(ctx, ev)  # first: an O_RDWR|O_CREAT|O_TRUNC open reads its own
+            yield from self._read(ctx, ev, ws)
+        elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS | CREATED_MOVES:
+            if ev.syscall in COPY_SYSCALLS:
+                yield from self._copy(ctx, ev, ws)
+            track_created(ctx, ev)  # after: a rename of its own file is judged as its own
         elif isinstance(ev, ConnectEvent) or (
                 isinstance(ev, SyscallEvent) and ev.syscall in ("sendto", "sendmsg", "sendmmsg")
                 and ev.address):
@@ -204,7 +238,7 @@ class CredentialRead(Detector):
                 output="{comm} connected to {address} port {port} ({result}) "
                        "{seconds_after_read}s after a read of credential file {path}")
 
-    def _copy(self, ctx: Context, ev: SyscallEvent) -> Iterator[Finding]:
+    def _copy(self, ctx: Context, ev: SyscallEvent, ws: str | None) -> Iterator[Finding]:
         """A hard link, rename or symlink to a credential file gives it a name the globs
         do not cover: reported like a read (and arms the sequence when it worked)."""
         p = ctx.params
@@ -212,16 +246,20 @@ class CredentialRead(Detector):
             ev.args.get("target")
         if not isinstance(source, str) or not source.startswith("/"):
             return
-        pattern = path_matches(source, p["paths"])
-        if pattern is None or path_matches(source, p["exclude_paths"]):
+        pattern = path_matches(source, p["paths"], ctx.homes)
+        if pattern is None or path_matches(source, p["exclude_paths"], ctx.homes):
             return
         fields = base_fields(ev, source)
         fields.update(pattern=pattern, attempt_only=ev.ret < 0,
                       new_name=ev.path2 if ev.syscall.startswith(("link", "rename"))
                       else ev.path)
-        if ev.ret >= 0 and not path_matches(source, p["sequence_exclude"]):
+        own = own_secret(ctx, source, ws)
+        if own:
+            fields["own"] = own
+        elif ev.ret >= 0 and not path_matches(source, p["sequence_exclude"], ctx.homes):
             self._remember(ctx, ev, source)
-        yield Finding(key=source, fields=fields)
+        yield Finding(key=source, fields=fields,
+                      severity=severity_of(p["own_severity"]) if own else None)
 
     @staticmethod
     def _remember(ctx: Context, ev: Event, path: str) -> None:
@@ -230,21 +268,24 @@ class CredentialRead(Detector):
         while len(reads) > 256:
             reads.popleft()
 
-    def _read(self, ctx: Context, ev: OpenEvent) -> Iterator[Finding]:
+    def _read(self, ctx: Context, ev: OpenEvent, ws: str | None) -> Iterator[Finding]:
         p = ctx.params
         if not is_read_open(ev):
             return
-        pattern = path_matches(ev.path, p["paths"])
-        if pattern is None or path_matches(ev.path, p["exclude_paths"]):
+        pattern = path_matches(ev.path, p["paths"], ctx.homes)
+        if pattern is None or path_matches(ev.path, p["exclude_paths"], ctx.homes):
             return
         fields = base_fields(ev, ev.path)
         fields["pattern"] = pattern
         fields["attempt_only"] = ev.ret < 0
         severity = None
-        if ev.ret < 0 and ev.error in ("ENOENT", "ENOTDIR"):
-            sev = p["missing_severity"]
-            severity = sev if sev in ("info", "low", "medium", "high", "critical") else None
-        elif ev.ret >= 0 and not path_matches(ev.path, p["sequence_exclude"]):
+        own = own_secret(ctx, ev.path, ws)
+        if own:  # the workspace's own, or the session's: not a secret it had no access to
+            fields["own"] = own
+            severity = severity_of(p["own_severity"])
+        elif ev.ret < 0 and ev.error in ("ENOENT", "ENOTDIR"):
+            severity = severity_of(p["missing_severity"])
+        elif ev.ret >= 0 and not path_matches(ev.path, p["sequence_exclude"], ctx.homes):
             self._remember(ctx, ev, ev.path)
         yield Finding(key=ev.path, fields=fields, severity=severity)
 
@@ -302,11 +343,22 @@ class ProtectedRead(Detector):
     that contains the workspace: an agent reads its own repo's `.git` all the time; nor
     in a repository this session has written into, e.g. one it cloned to /tmp). Paths
     under `exclude_paths` (package managers' git checkouts) are never reported, nor are
-    missing files (`ignore_errors`): tools probe for them."""
+    missing files (`ignore_errors`): tools probe for them.
+
+    Another repository read by git's transport, `git clone`, `fetch`, `pull`, `push`,
+    `ls-remote`, `remote update` and the helpers they run (`git-upload-pack`,
+    `pack-objects` below it...: `transport_commands`, and their git children), is
+    reported at `transport_severity` (info): that is how a local repository is meant to
+    be copied. git is known by its executable as the kernel and /proc name it
+    (`git_exes`: system paths only; a copy of git elsewhere, or a program named git, is
+    not git), never by its command name. Every other reader of another repository's
+    `.git` stays high: cat, python, and git's own history commands (`git -C /other log`,
+    `show`, `cat-file`: they read the history itself, which is what this guards)."""
 
     spec = DetectorSpec(
         id="protected_read",
-        kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
+        # session: workspace(); exec, fork, exit: git's transport processes
+        kinds=frozenset({"session", "open", "syscall", "exec", "fork", "exit"}),
         title="Protected Data Read",
         description="read of configured protected paths: answer keys, hidden tests, eval "
                     "data, other repositories' .git history",
@@ -320,11 +372,17 @@ class ProtectedRead(Detector):
             "outside_workspace_paths": ["**/.git/**"],
             "exclude_paths": ["~/.cache/**", "~/.cargo/git/**", "~/go/pkg/mod/**"],
             "ignore_errors": ["ENOENT", "ENOTDIR"],
+            "git_exes": list(GIT_EXES),
+            "transport_commands": list(GIT_TRANSPORT),
+            "transport_severity": "info",
         },
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
+        if isinstance(ev, ExecEvent | ForkEvent | ExitEvent):
+            track_git(ctx, ev)
+            return
         if not after_setup(ev):
             return
         own: set[str] = ctx.state.setdefault("own_repos", set())
@@ -336,20 +394,26 @@ class ProtectedRead(Detector):
         p = ctx.params
         if ev.ret < 0 and ev.error in p["ignore_errors"]:
             return
-        if path_matches(ev.path, p["exclude_paths"]):
+        if path_matches(ev.path, p["exclude_paths"], ctx.homes):
             return
-        pattern = path_matches(ev.path, p["paths"])
+        severity = None
+        pattern = path_matches(ev.path, p["paths"], ctx.homes)
         if pattern is None and ev.path.startswith("/"):
-            pattern = path_matches(ev.path, p["outside_workspace_paths"])
+            pattern = path_matches(ev.path, p["outside_workspace_paths"], ctx.homes)
             if pattern is not None and (under(ev.path, [ws] if ws else [])
                                         or _own_repo(ev.path, ws)
                                         or ev.path.split("/.git/", 1)[0] in own):
                 pattern = None
+            transport = ctx.state.get("git_transport", {}).get(ev.pid)
+            if pattern is not None and transport:
+                severity = severity_of(p["transport_severity"])
         if pattern is None:
             return
         fields = base_fields(ev, ev.path)
         fields["pattern"] = pattern
-        yield Finding(key=ev.path, fields=fields)
+        if severity is not None:
+            fields["git_transport"] = transport
+        yield Finding(key=ev.path, fields=fields, severity=severity)
 
 
 def _own_repo(path: str, ws: str | None) -> bool:
