@@ -240,6 +240,7 @@ def test_git_transport_is_info_and_other_readers_are_high() -> None:
         ("protected_read", "high", "alert", "/srv/repos/other/.git/config"),
         ("protected_read", "high", "alert", "/srv/repos/other/.git/packed-refs"),
         ("protected_read", "high", "alert", "/srv/repos/other/.git/objects/pack/pack-1.idx"),
+        ("protected_read", "high", "alert", "/srv/repos/other/.git/objects/pack/pack-2.idx"),
     ]
     # transport_commands = [] makes clone as loud as any other read
     loud = alerts_of("protected_read", "git_negative",

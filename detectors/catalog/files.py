@@ -76,6 +76,10 @@ def written_paths(ev: Event) -> list[str]:
     if isinstance(ev, SyscallEvent) and ev.syscall in WRITE_SYSCALLS:
         if ev.error == "EEXIST" and ev.syscall in ("mkdir", "mkdirat"):
             return []  # changed nothing: what `mkdir -p` does to every existing parent
+        if ev.syscall in ("link", "linkat"):
+            # a hard link adds a name at path2 and leaves its source as it was (a local
+            # `git clone` hard-links another repository's objects: no write to it)
+            return [ev.path2] if ev.path2 else []
         return [p for p in (ev.path, ev.path2) if p]
     return []
 
@@ -411,9 +415,10 @@ class ProtectedRead(Detector):
             return
         fields = base_fields(ev, ev.path)
         fields["pattern"] = pattern
-        if severity is not None:
+        if severity is not None:  # its own key: a later reader must not fold into it
             fields["git_transport"] = transport
-        yield Finding(key=ev.path, fields=fields, severity=severity)
+        yield Finding(key=f"git:{ev.path}" if severity is not None else ev.path,
+                      fields=fields, severity=severity)
 
 
 def _own_repo(path: str, ws: str | None) -> bool:

@@ -103,14 +103,20 @@ def git_command(argv: list[str]) -> str | None:
 def track_git(ctx: Context, ev: ExecEvent | ForkEvent | ExitEvent) -> None:
     """Which processes are git's transport (pid -> its command): a git exec whose command
     is one of `transport_commands`, and git programs those run (upload-pack runs
-    pack-objects) until one execs anything that is not git."""
+    pack-objects) until one execs anything that is not git.
+
+    A parent's fork event may reach the engine after its child's exec (the parent returns
+    from clone after the child ran): the exec takes its parent from its own `ppid`, and a
+    late fork event never overrides what a child's exec decided."""
     procs: dict[int, str] = ctx.state.setdefault("git_transport", {})
+    execd: dict[int, None] = ctx.state.setdefault("git_execd", {})
     p = ctx.params
     if isinstance(ev, ExecEvent):
         if ev.ret != 0:
             return
+        execd[ev.pid] = None
         exe = ev.exe or ev.filename
-        inherited = procs.pop(ev.pid, None)
+        inherited = procs.pop(ev.pid, None) or procs.get(ev.ppid)
         if not path_matches(exe, p["git_exes"]):
             return
         cmd = git_command(ev.argv) or ""
@@ -119,12 +125,14 @@ def track_git(ctx: Context, ev: ExecEvent | ForkEvent | ExitEvent) -> None:
         elif inherited:
             procs[ev.pid] = inherited
     elif isinstance(ev, ForkEvent):
-        if ev.ret > 0 and not ev.thread:
+        if ev.ret > 0 and not ev.thread and ev.child_pid not in execd:
             if ev.pid in procs:
                 procs[ev.child_pid] = procs[ev.pid]
             else:
                 procs.pop(ev.child_pid, None)
     elif ev.pid == ev.tid:
         procs.pop(ev.pid, None)
-    while len(procs) > GIT_TRACKED_MAX:
-        del procs[next(iter(procs))]
+        execd.pop(ev.pid, None)
+    for d in (procs, execd):
+        while len(d) > GIT_TRACKED_MAX:
+            del d[next(iter(d))]  # type: ignore[attr-defined]
