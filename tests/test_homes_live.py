@@ -136,7 +136,7 @@ def test_run_config_file_is_denied_in_the_kernel(scratch: Path) -> None:
          "--alerts", str(alerts), "--events", "/dev/null", "--", "/bin/sh", "-c",
          f"cat {scratch}/sibling.txt; cat {cfg}; sleep 10; echo survived"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
-    if "cannot load" in out.stderr or "BPF" in out.stderr and out.returncode == 1:
+    if out.returncode == 1 and ("cannot load" in out.stderr or "BPF" in out.stderr):
         bpf_unavailable(out.stderr.strip())
     assert out.returncode == 137, out.stderr
     assert "hello" in out.stdout and "survived" not in out.stdout

@@ -135,4 +135,4 @@ def track_git(ctx: Context, ev: ExecEvent | ForkEvent | ExitEvent) -> None:
         execd.pop(ev.pid, None)
     for d in (procs, execd):
         while len(d) > GIT_TRACKED_MAX:
-            del d[next(iter(d))]  # type: ignore[attr-defined]
+            del d[next(iter(d))]
