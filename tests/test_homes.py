@@ -161,6 +161,7 @@ def test_credentials_under_another_home_are_high() -> None:
         ("credential_read", "high", "alert", "/srv/other-project/.env"),
         ("credential_read", "high", "alert", "/opt/agent-home/.git-credentials"),
         ("credential_read", "high", "alert", "/tmp/stage/.env"),
+        ("credential_read", "high", "alert", "/opt/agent-home/.ssh/id_fresh"),
     ]
 
 
@@ -210,6 +211,13 @@ def test_a_workspace_that_is_a_home_protects_its_credentials() -> None:
     got = {a.key: a.severity for a in _run_lines([start, *rd])}
     assert got == {"/home/agent/.ssh/id_rsa": "high", "/home/agent/.env": "info",
                    "/home/agent/.aws/credentials": "high"}
+    # a key the session makes there itself is its own (ssh-keygen in the workspace)
+    key = "/home/agent/.ssh/id_new"
+    made = [_ev("open", ts=10, ret=3, syscall="openat", path=key, raw_path=key,
+                flags=0o1 | 0o100 | 0o200),
+            _ev("open", ts=11, ret=3, syscall="openat", path=key, raw_path=key, flags=0)]
+    got = {a.key: a.severity for a in _run_lines([start, *made])}
+    assert got == {key: "info"}
 
 
 def test_appending_or_plain_create_is_not_owning() -> None:

@@ -166,12 +166,15 @@ class CredentialRead(Detector):
 
     `~/` is each home: /root, /home/NAME, the host's passwd homes and the session's own
     HOME (taken at its start). Not flagged above `own_severity` (info), and never arming
-    the sequence: the session's own secrets, i.e. a file it wrote whole itself (O_TRUNC,
-    O_CREAT|O_EXCL, creat, and the names a rename or link of it gives: `ssh-keygen -f`,
-    a generated `.env`), and a file of the workspace that only the anywhere globs
-    (`**/.env`, `**/.env.*`) match: a project's own `.env` is its configuration, not a
-    secret it broke into. Outside the workspace a `.env` stays high, and so does a
-    workspace file that a home or system glob matches (a workspace that is a home).
+    the sequence: the session's own secrets. In the workspace, a file the session wrote
+    whole (O_TRUNC, O_CREAT|O_EXCL, creat, and the names a rename or link of it gives:
+    `ssh-keygen -f ./key`) and a file that only the anywhere globs (`**/.env`,
+    `**/.env.*`) match: a project's own `.env` is its configuration, not a secret it broke
+    into. Outside it, only a `.env`-like file the session wrote whole (a generated one).
+    Still high: a `.env` outside the workspace that the session did not write, a
+    workspace file that a home or system glob matches (a workspace that is a home), and
+    credentials the session writes under a home (`~/.aws/credentials`), which are what
+    other tools will use.
     A HOME changed inside the session (`export HOME=/x`) is not known: files under it
     match only the `**/` globs."""
 

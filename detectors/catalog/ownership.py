@@ -52,16 +52,22 @@ def track_created(ctx: Context, ev: OpenEvent | SyscallEvent) -> None:
 
 
 def own_secret(ctx: Context, path: str, ws: str | None) -> str | None:
-    """Why a credential-looking file is the session's own, or None: the session wrote it
-    (`track_created`), or the workspace holds it and only the anywhere globs (`**/...`:
-    `.env`, `.env.*`) match it. A file of the workspace that a home or system glob
-    matches (a workspace that is itself a home: `~/.ssh/id_rsa`) is not."""
-    if path in ctx.state.get("created", ()):
+    """Why a credential-looking file is the session's own, or None.
+
+    In the workspace: a file the session wrote whole (`track_created`: keys made with
+    `ssh-keygen -f`), or one the workspace holds that only the anywhere globs (`**/...`:
+    `.env`, `.env.*`) match; a file there that a home or system glob matches (a workspace
+    that is itself a home: `~/.ssh/id_rsa`) and the session did not write is not.
+    Outside the workspace: only a file the session wrote whole that only the anywhere
+    globs match (a generated `.env`). Credentials it writes under a home (`~/.ssh/id_*`,
+    `~/.aws/credentials`) stay credentials: what is there is what other tools will use."""
+    created = path in ctx.state.get("created", ())
+    inside = bool(ws) and under(path, [ws] if ws else [])
+    if inside and created:
         return "created by the session"
-    if ws and under(path, [ws]):
-        anchored = tuple(g for g in ctx.params["paths"] if not g.startswith("**/"))
-        if path_matches(path, anchored, ctx.homes) is None:
-            return "in the workspace"
+    anchored = tuple(g for g in ctx.params["paths"] if not g.startswith("**/"))
+    if (inside or created) and path_matches(path, anchored, ctx.homes) is None:
+        return "created by the session" if created else "in the workspace"
     return None
 
 
