@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from collector.events import AlertEvent, Event, SessionEvent
-from collector.homes import host_homes
+from collector.events import AlertEvent, Event, ExecEvent, SessionEvent
+from collector.homes import host_homes, setenv_home
 from collector.proctable import ProcessTable
 from detectors.base import ProcView, SessionView
 from detectors.config import Config
@@ -80,6 +80,8 @@ class Analyzer:
                                     uid=ev.uid, cwd=ev.cwd)
         elif self.own_table and not isinstance(ev, AlertEvent):
             self.table.observe(ev)
+        if isinstance(ev, ExecEvent) and ev.ret == 0 and ev.session:
+            self._root_exec(ev)
         alerts = self.engine.process(ev)
         if not self.live:
             for a in alerts:
@@ -89,6 +91,17 @@ class Analyzer:
         if isinstance(ev, SessionEvent) and ev.phase == "end" and ev.session:
             self.sessions.pop(ev.session, None)
         return alerts
+
+    def _root_exec(self, ev: ExecEvent) -> None:
+        """A launcher session whose root was gone before its start could read /proc (a
+        sandbox that ran for milliseconds) has no argv there: the root's own exec event
+        still carries the `--setenv HOME DIR` it gives the sandbox."""
+        view = self.sessions.get(ev.session or "")
+        if view is None or view.root_pid != ev.pid:
+            return
+        home = setenv_home(ev.argv)
+        if home and home.startswith("/") and home not in view.homes:
+            view.homes = (*view.homes, home.rstrip("/") or "/")
 
     def finish(self) -> list[AlertEvent]:
         return self.engine.flush()

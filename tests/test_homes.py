@@ -302,3 +302,17 @@ def test_run_config_is_protected_like_the_daemons(tmp_path: Path) -> None:
     from probes.file import kernel_dev
 
     assert (kernel_dev(st.st_dev), st.st_ino) in pol.deny_inodes
+
+
+def test_a_launchers_setenv_home_from_its_exec_event() -> None:
+    """The session start of a sandbox gone before /proc was read has no argv: the root's
+    exec event gives its `--setenv HOME`; another process's exec does not."""
+    start = _ev("session", ts=1, pid=70, phase="start", session_kind="launcher",
+                root_pid=70, cwd="/work/p")
+    ex = [_ev("exec", ts=2, pid=pid, ret=0, filename="/usr/bin/bwrap",
+              argv=["bwrap", "--setenv", "HOME", home, "--", "cat", "x"], exe="/usr/bin/bwrap")
+          for pid, home in ((70, "/srv/sbx-home"), (71, "/srv/not-root"))]
+    rd = [_ev("open", ts=3 + i, pid=72, ret=3, syscall="openat", path=p, raw_path=p, flags=0)
+          for i, p in enumerate(["/srv/sbx-home/.netrc", "/srv/not-root/.netrc"])]
+    assert [(a.key, a.severity) for a in _run_lines([start, *ex, *rd])] == [
+        ("/srv/sbx-home/.netrc", "high")]

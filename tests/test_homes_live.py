@@ -145,3 +145,46 @@ def test_run_config_file_is_denied_in_the_kernel(scratch: Path) -> None:
     assert tamper and tamper[0]["fields"]["target"] == str(cfg)
     assert tamper[0]["action"]["requested"] == "kill"
     assert not [a for a in lines if str(scratch / "sibling.txt") in a["summary"]]
+
+
+@pytest.fixture(scope="module")
+def adopting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests.conftest import running
+
+    tmp = tmp_path_factory.mktemp("homes-daemon")
+    config = tmp / "config.toml"
+    config.write_text('mode = "monitor"\n')
+    yield from running(tmp, config)
+
+
+def test_daemon_takes_a_launchers_home_from_its_environ_and_setenv(
+        adopting: Any, scratch: Path) -> None:
+    """A sandbox the daemon adopts: its HOME from the launcher's environment, or the one
+    `bwrap --setenv HOME` gives the sandboxed command (known from the launcher's exec
+    event even when the sandbox is gone before its session start reads /proc); each
+    makes `~` match there."""
+    from bench.harness import sandbox, wait
+
+    homes = []
+    for name in ("env-home", "setenv-home"):
+        h = scratch / name
+        (h / ".aws").mkdir(parents=True)
+        (h / ".aws" / "credentials").write_text("[default]\n")
+        homes.append(h)
+    # the root's environ is read when its session starts: a sandbox alive by then
+    by_env = sandbox(adopting.tmp, "/bin/sh", "-c",
+                     f"sleep 1; cat {homes[0]}/.aws/credentials")
+    subprocess.run(by_env, env={**os.environ, "HOME": str(homes[0])}, check=True,
+                   capture_output=True, timeout=TIMEOUT)
+    by_setenv = sandbox(adopting.tmp, "/bin/cat", f"{homes[1]}/.aws/credentials")
+    cut = by_setenv.index("--")
+    by_setenv[cut:cut] = ["--setenv", "HOME", str(homes[1])]
+    subprocess.run(by_setenv, env={**os.environ, "HOME": "/root"}, check=True,
+                   capture_output=True, timeout=TIMEOUT)
+    want = {f"{h}/.aws/credentials" for h in homes}
+
+    def found() -> set[str]:
+        return {a["fields"]["path"] for a in adopting.alerts()
+                if a["detector"] == "credential_read" and a["severity"] == "high"} & want
+
+    assert wait(lambda: found() == want, 20, f"credential_read for {sorted(want)}")
