@@ -316,3 +316,31 @@ def test_a_launchers_setenv_home_from_its_exec_event() -> None:
           for i, p in enumerate(["/srv/sbx-home/.netrc", "/srv/not-root/.netrc"])]
     assert [(a.key, a.severity) for a in _run_lines([start, *ex, *rd])] == [
         ("/srv/sbx-home/.netrc", "high")]
+
+
+def test_shell_profiles_and_allowances_under_the_sessions_home() -> None:
+    """persistence_write and write_outside_workspace use the same homes: the session's
+    ~/.bashrc is a persistence location, its ~/.cache an allowed place to write."""
+    from service.replay import read_events
+
+    def alerts(homes: list[str] | None) -> list[tuple[str, str, str]]:
+        lines = [_ev("session", ts=1, phase="start", root_pid=70, cwd="/work/p", homes=homes)]
+        for i, p in enumerate(["/opt/agent-home/.bashrc", "/opt/agent-home/.cache/pip/x"]):
+            lines.append(_ev("open", ts=2 + i, ret=3, syscall="openat", path=p, raw_path=p,
+                             flags=0o1 | 0o100 | 0o1000))
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+            f.write("\n".join(lines) + "\n")
+        try:
+            out = replay(list(read_events(Path(f.name))), defaults())
+        finally:
+            os.unlink(f.name)
+        return sorted((a.detector, a.severity, a.key) for a in out if not a.folded)
+
+    assert alerts(["/opt/agent-home"]) == [
+        ("persistence_write", "critical", "/opt/agent-home/.bashrc"),
+        ("write_outside_workspace", "medium", "/opt/agent-home/.bashrc")]
+    assert alerts(None) == [
+        ("write_outside_workspace", "medium", "/opt/agent-home/.bashrc"),
+        ("write_outside_workspace", "medium", "/opt/agent-home/.cache/pip/x")]

@@ -333,7 +333,7 @@ class CanaryTouch(Detector):
             return
         patterns = tree_patterns(patterns)
         for path in touched_paths(ev):
-            pattern = path_matches(path, patterns)
+            pattern = path_matches(path, patterns, ctx.homes)
             if pattern:
                 fields = base_fields(ev, path)
                 fields["pattern"] = pattern
@@ -508,7 +508,7 @@ def _outside(ctx: Context, ev: Event, path: str, ws: str | None) -> bool:
         return False
     if path.startswith(f"/proc/{ev.pid}/") or path.startswith(f"/proc/{ev.tid}/"):
         return False
-    return path_matches(path, tree_patterns(p["allow"])) is None
+    return path_matches(path, tree_patterns(p["allow"]), ctx.homes) is None
 
 
 # ---------------------------------------------------------------------------- persistence
@@ -535,7 +535,9 @@ class PersistenceWrite(Detector):
     access: shell rc and profile files, cron, systemd units and autostart entries,
     `authorized_keys`, git hooks (any repository, the workspace's included: `git init`'s
     `*.sample` hooks excepted), `ld.so.preload`, accounts and sudoers. Refused attempts
-    included. Writing one is how a compromise outlives the session: kill."""
+    included. Writing one is how a compromise outlives the session: kill. `~/` is every
+    home: /root, /home/NAME, the host's passwd homes and the session's own HOME (a HOME
+    exported inside the session is not known: its rc files are not matched)."""
 
     spec = DetectorSpec(
         id="persistence_write",
@@ -558,8 +560,8 @@ class PersistenceWrite(Detector):
             return
         p = ctx.params
         for path in written_paths(ev):
-            pattern = path_matches(path, p["paths"])
-            if pattern and not path_matches(path, p["exclude_paths"]):
+            pattern = path_matches(path, p["paths"], ctx.homes)
+            if pattern and not path_matches(path, p["exclude_paths"], ctx.homes):
                 fields = base_fields(ev, path)
                 fields["pattern"] = pattern
                 yield Finding(key=path, fields=fields)
