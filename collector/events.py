@@ -225,6 +225,9 @@ class SessionEvent(Event):
     # on end: the calls outside the probe's table it made (each reported at its first use,
     # a `first_use` syscall event), with how many times, as the kernel counted them
     other_syscalls: dict[str, int] | None = None
+    # on start: the root's HOME (and a launcher's `--setenv HOME`), resolved too when a
+    # symlink: what `~/` stands for in this session besides /root, /home/* and passwd's
+    homes: list[str] | None = None
 
 
 @dataclass(slots=True, kw_only=True)

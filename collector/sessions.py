@@ -24,6 +24,7 @@ from typing import Any
 
 from collector.decode import session_name
 from collector.events import Event, SessionEvent
+from collector.homes import environ_value, session_homes
 from collector.ingest import Ingest
 from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats, same_process
 from probes import loader, rules
@@ -137,7 +138,11 @@ class SessionManager:
         return sid, session_name(sid)
 
     def _register(self, sid: int, name: str, kind: str, root_pid: int, ppid: int,
-                  argv: list[str], ts: int, uid: int, cwd: str | None) -> Session:
+                  argv: list[str], ts: int, uid: int, cwd: str | None,
+                  home: str | None = None) -> Session:
+        """`home`: the root's HOME (None: read from its /proc environ, best effort)."""
+        if home is None and root_pid > 0:
+            home = environ_value(root_pid, b"HOME")
         session = Session(id=sid, name=name, kind=kind, root_pid=root_pid, argv=list(argv),
                           started_ns=ts, lost_at_start=self.ingest.stats.lost)
         self.sessions_started += 1
@@ -145,15 +150,17 @@ class SessionManager:
         root = self.table.add_root(root_pid, ppid, name, argv, ts, uid=uid, cwd=cwd)
         self.emit(SessionEvent(ts=ts, session=name, pid=root_pid, ppid=ppid, uid=uid,
                                phase="start", session_kind=kind, root_pid=root_pid,
-                               argv=list(argv), ns=root.ns, cwd=cwd))
+                               argv=list(argv), ns=root.ns, cwd=cwd,
+                               homes=session_homes(home, argv)))
         return session
 
     def add_session(self, root_pid: int, ppid: int, kind: str, argv: list[str]) -> Session:
         """Watch `root_pid` and, through the kernel's fork hook, all its descendants."""
         sid, name = self._new_session(kind, root_pid, live=1)
         self._watch(root_pid, ppid, sid)
+        # CMD is exec'd with this process's environment: its HOME is ours
         return self._register(sid, name, kind, root_pid, ppid, argv, time.time_ns(),
-                              os.getuid(), os.getcwd())
+                              os.getuid(), os.getcwd(), os.environ.get("HOME", ""))
 
     def attach(self, pid: int, kind: str = "attach") -> Session:
         """Adopt a running process and all its descendants as a session.
@@ -230,7 +237,8 @@ class SessionManager:
             ppid = (proc_ppid(ev.root_pid) or 0) if live else 0
             self._register(int(name, 16), name, ev.session_kind, ev.root_pid, ppid,
                            proc_argv(ev.root_pid) if live else [], ev.ts, ev.uid,
-                           _readlink(f"/proc/{ev.root_pid}/cwd") if live else None)
+                           _readlink(f"/proc/{ev.root_pid}/cwd") if live else None,
+                           None if live else "")
             return
         session = self.sessions.get(name)
         if session is None or session.ended or (session.kind == "run" and not session.adopted) \

@@ -113,6 +113,8 @@ class SessionView:
     kind: str                     # run | launcher | attach
     root_pid: int
     workspace: str | None         # the session root's working directory
+    # the session root's HOME (taken once at its start; a symlinked one also resolved)
+    homes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -121,6 +123,9 @@ class Context:
     state: dict[str, Any]         # this detector's state for this session (starts empty)
     proc: ProcView | None
     session: SessionView | None
+    # what `~/` stands for in globs besides /root and /home/*: the host's passwd homes
+    # and the session's HOME (the engine fills it in; pass it to path_matches)
+    homes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -163,16 +168,21 @@ def register(cls: type[Detector]) -> type[Detector]:
     return cls
 
 
+HOME_RE = r"/root|/home/[^/]+"  # what `~` stands for with no other home known
+
+
 @lru_cache(maxsize=4096)
-def _glob_re(pattern: str) -> re.Pattern[str]:
-    """A glob where `**` crosses directories and `*` does not; `~/` matches any home."""
+def _glob_re(pattern: str, homes: tuple[str, ...] = ()) -> re.Pattern[str]:
+    """A glob where `**` crosses directories and `*` does not; `~/` matches /root, any
+    /home/NAME and each of `homes` (absolute directories, matched literally)."""
     if pattern.startswith("~/"):
         pattern = "{home}/" + pattern[2:]
+    home_re = "(?:" + "|".join([HOME_RE, *(re.escape(h) for h in homes)]) + ")"
     out = ""
     i = 0
     while i < len(pattern):
         if pattern.startswith("{home}", i):
-            out += r"(?:/root|/home/[^/]+)"
+            out += home_re
             i += len("{home}")
         elif pattern.startswith("**/", i):
             out += r"(?:.*/)?"
@@ -195,23 +205,41 @@ def _glob_re(pattern: str) -> re.Pattern[str]:
 
 
 @lru_cache(maxsize=1024)
-def _any_glob_re(patterns: tuple[str, ...]) -> re.Pattern[str]:
+def _any_glob_re(patterns: tuple[str, ...], homes: tuple[str, ...] = ()) -> re.Pattern[str]:
     """One regex for a whole list of globs: most paths match none, and one search is much
     cheaper than one per glob (this runs for every open of every watched process)."""
-    return re.compile("|".join(f"(?:{_glob_re(p).pattern})" for p in patterns), re.DOTALL)
+    return re.compile("|".join(f"(?:{_glob_re(p, homes).pattern})" for p in patterns),
+                      re.DOTALL)
 
 
-def path_matches(path: str | None, patterns: Iterable[str]) -> str | None:
-    """The first glob of `patterns` that `path` matches, or None."""
+def path_matches(path: str | None, patterns: Iterable[str],
+                 homes: tuple[str, ...] = ()) -> str | None:
+    """The first glob of `patterns` that `path` matches, or None. `homes`: what `~/`
+    stands for besides /root and /home/* (a detector passes `ctx.homes`)."""
     if not path:
         return None
     globs = tuple(patterns)
-    if not globs or not _any_glob_re(globs).match(path):
+    if not globs or not _any_glob_re(globs, homes).match(path):
         return None
     for pattern in globs:
-        if _glob_re(pattern).match(path):
+        if _glob_re(pattern, homes).match(path):
             return pattern
     return None
+
+
+def normal_homes(homes: Iterable[str | None]) -> tuple[str, ...]:
+    """Homes as the globs take them: absolute, without a trailing `/`, neither `/` itself
+    (a HOME of `/` would make every `~/` glob a top-level one) nor /root or /home/NAME
+    (always matched), each once, in order."""
+    out: list[str] = []
+    for h in homes:
+        if not isinstance(h, str) or not h.startswith("/"):
+            continue
+        h = h.rstrip("/")
+        if not h or "\0" in h or re.fullmatch(HOME_RE, h) or h in out:
+            continue
+        out.append(h)
+    return tuple(out)
 
 
 def text_matches(value: str, pattern: str) -> bool:

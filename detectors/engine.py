@@ -30,6 +30,7 @@ from detectors.base import (
     ProcView,
     SessionView,
     check_spec,
+    normal_homes,
     path_matches,
     text_matches,
 )
@@ -52,8 +53,12 @@ class _Fold:
 class Engine:
     def __init__(self, config: Config, proc: ProcLookup | None = None,
                  ancestry: AncestryLookup | None = None,
-                 session: SessionLookup | None = None) -> None:
+                 session: SessionLookup | None = None, homes: Iterable[str] = ()) -> None:
         self.config = config
+        # what `~/` stands for besides /root and /home/*: the host's homes (the caller
+        # reads them, e.g. from passwd), and each session's own HOME (its SessionView)
+        self.homes = normal_homes(homes)
+        self._session_homes: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._proc = proc or (lambda _pid: None)
         self._ancestry = ancestry or (lambda _pid: [])
         self._session = session or (lambda _name: None)
@@ -85,6 +90,7 @@ class Engine:
             contexts = self._contexts[session_name] = [
                 Context(params=dcfg.params, state={}, proc=None, session=None)
                 for _det, dcfg in self.detectors]
+        homes = self._homes_of(session)
         wanted = self._by_kind.get(ev.kind)
         if wanted is None:
             wanted = self._by_kind[ev.kind] = [
@@ -97,6 +103,7 @@ class Engine:
                 continue
             ctx.proc = proc
             ctx.session = session
+            ctx.homes = homes
             try:
                 findings = list(det.check(ctx, ev))
             except Exception as e:  # noqa: BLE001 - one broken detector must not stop all
@@ -104,7 +111,7 @@ class Engine:
                 out.append(self._broken(det, ev, e))
                 continue
             for f in findings:
-                if dcfg.exceptions and self._excepted(dcfg, proc, ev, f):
+                if dcfg.exceptions and self._excepted(dcfg, proc, ev, f, homes):
                     continue
                 out.extend(self._fold(det, dcfg, ev, f))
         if isinstance(ev, SessionEvent) and ev.phase == "end":
@@ -132,9 +139,22 @@ class Engine:
         return out
 
     # ------------------------------------------------------------------ helpers
+    def _homes_of(self, session: SessionView | None) -> tuple[str, ...]:
+        """The host's homes and the session's HOME (one tuple per distinct HOME, so that
+        the globs' compiled regexes are shared between sessions)."""
+        if session is None or not session.homes:
+            return self.homes
+        homes = self._session_homes.get(session.homes)
+        if homes is None:
+            if len(self._session_homes) > 256:
+                self._session_homes.clear()
+            homes = self._session_homes[session.homes] = normal_homes(
+                [*self.homes, *session.homes])
+        return homes
+
     @staticmethod
     def _excepted(dcfg: DetectorConfig, proc: ProcView | None, ev: Event,
-                  f: Finding) -> bool:
+                  f: Finding, homes: tuple[str, ...] = ()) -> bool:
         for exc in dcfg.exceptions:
             if "exe" in exc and not (proc and proc.exe and text_matches(proc.exe, exc["exe"])):
                 continue
@@ -143,7 +163,7 @@ class Engine:
                 continue
             if "path" in exc:
                 path = f.fields.get("path", getattr(ev, "path", None))
-                if not (isinstance(path, str) and path_matches(path, [exc["path"]])):
+                if not (isinstance(path, str) and path_matches(path, [exc["path"]], homes)):
                     continue
             return True
         return False

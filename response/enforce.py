@@ -53,7 +53,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import pwd
 import re
 import stat
 from collections.abc import Iterator
@@ -61,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import detectors.catalog  # noqa: F401 - registers the specs whose kernel halves are read here
+from collector.homes import host_homes
 from detectors.base import REGISTRY, KernelCall
 from detectors.config import Config
 from probes import rules
@@ -129,20 +129,16 @@ class Policy:
         return text + closed
 
 
-def _homes() -> list[str]:
-    out = []
-    for entry in pwd.getpwall():
-        home = entry.pw_dir
-        if home and home != "/" and os.path.isdir(home) and home not in out:
-            out.append(home.rstrip("/"))
-    return out
-
-
 def literal_paths(patterns: list[str]) -> list[str]:
     """The patterns the kernel can compare literally: absolute (or ~/ expanded over the
-    homes on this host), no glob, shorter than HASH_MAX. `dir/**` stands for the dir."""
+    homes on this host: /root, /home/*, passwd's; collector.homes.host_homes), no glob,
+    shorter than HASH_MAX. `dir/**` stands for the dir.
+
+    The kernel's rules are the host's, not a session's: a session whose HOME is none of
+    these (`run` under HOME=/opt/x) has its `~/` paths checked by the user-space
+    detectors only (a kill a few milliseconds later, not at the call)."""
     out: list[str] = []
-    homes = _homes() if any(p.startswith("~/") for p in patterns) else []
+    homes = host_homes() if any(p.startswith("~/") for p in patterns) else []
     for pat in patterns:
         if pat.endswith("/**"):
             pat = pat[:-3]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from collector.events import AlertEvent, Event, SessionEvent
+from collector.events import AlertEvent, Event, ExecEvent, SessionEvent
+from collector.homes import host_homes, setenv_home
 from collector.proctable import ProcessTable
 from detectors.base import ProcView, SessionView
 from detectors.config import Config
@@ -51,8 +52,10 @@ class Analyzer:
         self.sessions: dict[str, SessionView] = {}
         if live and "monitor_tamper" in config.detectors:
             protect_self(config.detectors["monitor_tamper"].params, own_paths or [])
+        # `~/`: the host's homes, read here (at start and at each reload) when live; a
+        # replay knows only each session's recorded HOME (and /root, /home/*)
         self.engine = Engine(config, proc=self._proc, ancestry=self._ancestry,
-                             session=self._session)
+                             session=self._session, homes=host_homes() if live else ())
 
     def _proc(self, pid: int) -> ProcView | None:
         p = self.table.get(pid)
@@ -70,12 +73,15 @@ class Analyzer:
     def feed(self, ev: Event) -> list[AlertEvent]:
         if isinstance(ev, SessionEvent) and ev.phase == "start" and ev.session:
             self.sessions[ev.session] = SessionView(ev.session, ev.session_kind,
-                                                    ev.root_pid, ev.cwd)
+                                                    ev.root_pid, ev.cwd,
+                                                    tuple(ev.homes or ()))
             if self.own_table:
                 self.table.add_root(ev.root_pid, ev.ppid, ev.session, ev.argv, ev.ts,
                                     uid=ev.uid, cwd=ev.cwd)
         elif self.own_table and not isinstance(ev, AlertEvent):
             self.table.observe(ev)
+        if isinstance(ev, ExecEvent) and ev.ret == 0 and ev.session:
+            self._root_exec(ev)
         alerts = self.engine.process(ev)
         if not self.live:
             for a in alerts:
@@ -85,6 +91,17 @@ class Analyzer:
         if isinstance(ev, SessionEvent) and ev.phase == "end" and ev.session:
             self.sessions.pop(ev.session, None)
         return alerts
+
+    def _root_exec(self, ev: ExecEvent) -> None:
+        """A launcher session whose root was gone before its start could read /proc (a
+        sandbox that ran for milliseconds) has no argv there: the root's own exec event
+        still carries the `--setenv HOME DIR` it gives the sandbox."""
+        view = self.sessions.get(ev.session or "")
+        if view is None or view.root_pid != ev.pid:
+            return
+        home = setenv_home(ev.argv)
+        if home and home.startswith("/") and home not in view.homes:
+            view.homes = (*view.homes, home.rstrip("/") or "/")
 
     def finish(self) -> list[AlertEvent]:
         return self.engine.flush()

@@ -84,7 +84,7 @@ def run(
 
     detection = _detection(config, mode)
     try:
-        code = runmod.main(list(command or []), events, detection, alerts, cgroup)
+        code = runmod.main(list(command or []), events, detection, alerts, cgroup, config)
     except runmod.RunError as e:
         raise _fail(str(e), e.code) from None
     except (SetupError, SinkError) as e:
@@ -319,7 +319,7 @@ def attach(
 
     detection = _detection(config, mode)
     try:
-        code = d.attach(pid, events, detection, alerts)
+        code = d.attach(pid, events, detection, alerts, config)
     except (SetupError, SinkError, SessionError) as e:
         raise _fail(str(e), 1) from None
     raise typer.Exit(code)

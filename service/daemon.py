@@ -164,8 +164,10 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
         raise SinkError(str(e)) from None
     sinks.append(streams[1])
     alert_sinks.append(streams[0])
-    own = [p for p in (config_path, log_dir) if p]
     from service.paths import pinned_probe_config
+    from service.run import own_config_paths
+
+    own = [*own_config_paths(config_path), *([log_dir] if log_dir else [])]
 
     # Pinned probes (docs/service.md): kernel rules and the watched set outlive this
     # process; a restarted daemon re-uses them. Waits a while for a `run` reading them.
@@ -290,9 +292,12 @@ def _write_alive(path: Path) -> None:
 
 
 def attach(pid: int, events: str | None, detection: DetectionConfig | None = None,
-           alerts: str | None = None) -> int:
+           alerts: str | None = None, config_path: str | None = None) -> int:
+    from service.run import own_config_paths
+
     collector = Collector(_sinks(events), on_event=_announce, detection=detection,
-                          alert_sinks=_alert_sinks(alerts))
+                          alert_sinks=_alert_sinks(alerts),
+                          own_paths=own_config_paths(config_path))
     with _Stop() as stop:
         try:
             collector.start()

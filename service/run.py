@@ -71,9 +71,12 @@ def _spawn_parked(path: str, argv: list[str]) -> tuple[int, int]:
 def run(argv: list[str], events: str | None = None, config: ProbeConfig | None = None,
         collector: Collector | None = None, poll_ms: int = 50,
         detection: DetectionConfig | None = None, alerts: str | None = None,
-        cgroup: bool = True) -> RunResult:
+        cgroup: bool = True, config_path: str | None = None) -> RunResult:
     """Run argv as a session. With `collector` given (already started), it is used and
-    left open, so that several runs can share one loaded BPF object (tests, benchmarks)."""
+    left open, so that several runs can share one loaded BPF object (tests, benchmarks).
+    `config_path`: the --config file, protected as the daemon protects its own
+    (monitor_tamper's `paths`: the detector, and in enforce mode the kernel's literal
+    paths and inodes)."""
     if not argv:
         raise RunError("no command given: agentwatch run -- CMD [ARGS...]")
     path = shutil.which(argv[0]) if "/" not in argv[0] else argv[0]
@@ -83,7 +86,8 @@ def run(argv: list[str], events: str | None = None, config: ProbeConfig | None =
     if collector is None:
         sinks: list[Sink] = [JsonlSink(events)] if events else []
         alert_sinks: list[Sink] = [JsonlSink(alerts) if alerts else HumanAlertSink()]
-        collector = Collector(sinks, config, detection=detection, alert_sinks=alert_sinks)
+        collector = Collector(sinks, config, detection=detection, alert_sinks=alert_sinks,
+                              own_paths=own_config_paths(config_path))
     try:
         if own:
             collector.start()
@@ -166,14 +170,29 @@ def _run_session(collector: Collector, path: str, argv: list[str], poll_ms: int,
                      lost=end.lost or 0, unwritten=collector.sink_dropped())
 
 
+def own_config_paths(config_path: str | None) -> list[str]:
+    """The config file as monitor_tamper protects it: its path, and the file a symlink
+    names. The file only, not its directory: a config kept in a project (or in /tmp) would
+    otherwise make the agent's own workspace untouchable; a rename or link over it names
+    it, and is caught as well."""
+    if not config_path:
+        return []
+    out = [os.path.abspath(config_path)]
+    real = os.path.realpath(config_path)
+    if real not in out:
+        out.append(real)
+    return out
+
+
 def main(argv: list[str], events: str | None, detection: DetectionConfig | None = None,
-         alerts: str | None = None, cgroup: bool = True) -> int:
+         alerts: str | None = None, cgroup: bool = True,
+         config_path: str | None = None) -> int:
     from service.paths import pinned_probe_config
 
     # Pinned probes, re-used when a previous run or daemon left them: no compile, no
     # detach (docs/service.md); a private load when a daemon reads them now.
     result = run(argv, events, config=pinned_probe_config(wait=0.0), detection=detection,
-                 alerts=alerts, cgroup=cgroup)
+                 alerts=alerts, cgroup=cgroup, config_path=config_path)
     lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
     unwritten = f", {result.unwritten} NOT WRITTEN" if result.unwritten else ""
     print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "

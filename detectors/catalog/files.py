@@ -21,6 +21,8 @@ from collector.events import (
     ConnectEvent,
     Event,
     ExecEvent,
+    ExitEvent,
+    ForkEvent,
     OpenEvent,
     SessionEvent,
     SyscallEvent,
@@ -43,6 +45,15 @@ from detectors.catalog.common import (
     write_intent,
 )
 from detectors.catalog.exfil import UNIX_ALLOW, outbound
+from detectors.catalog.ownership import (
+    CREATED_MOVES,
+    GIT_EXES,
+    GIT_TRANSPORT,
+    own_secret,
+    severity_of,
+    track_created,
+    track_git,
+)
 
 # Syscalls that change the file system at their path argument(s) (`path`, `path2`).
 # fd-only ones (fchmod, fchown, ftruncate, fsetxattr) carry no path and are not here.
@@ -65,6 +76,10 @@ def written_paths(ev: Event) -> list[str]:
     if isinstance(ev, SyscallEvent) and ev.syscall in WRITE_SYSCALLS:
         if ev.error == "EEXIST" and ev.syscall in ("mkdir", "mkdirat"):
             return []  # changed nothing: what `mkdir -p` does to every existing parent
+        if ev.syscall in ("link", "linkat"):
+            # a hard link adds a name at path2 and leaves its source as it was (a local
+            # `git clone` hard-links another repository's objects: no write to it)
+            return [ev.path2] if ev.path2 else []
         return [p for p in (ev.path, ev.path2) if p]
     return []
 
@@ -153,11 +168,26 @@ class CredentialRead(Detector):
     reported at `missing_severity` (tools look for their config on every start); a denied
     one (EACCES, EPERM) at the full severity. Not in the sequence, deliberately: unix
     datagrams sent to a path (no peer credentials: the peer's membership is unknown), and
-    sends on a socket whose connect the session never showed (inherited or passed in)."""
+    sends on a socket whose connect the session never showed (inherited or passed in).
+
+    `~/` is each home: /root, /home/NAME, the host's passwd homes and the session's own
+    HOME (taken at its start). Not flagged above `own_severity` (info), and never arming
+    the sequence: the session's own secrets. In the workspace, a file the session wrote
+    whole (O_TRUNC, O_CREAT|O_EXCL, creat, and the names a rename or link of it gives:
+    `ssh-keygen -f ./key`) and a file that only the anywhere globs (`**/.env`,
+    `**/.env.*`) match: a project's own `.env` is its configuration, not a secret it broke
+    into. Outside it, only a `.env`-like file the session wrote whole (a generated one).
+    Still high: a `.env` outside the workspace that the session did not write, a
+    workspace file that a home or system glob matches (a workspace that is a home), and
+    credentials the session writes under a home (`~/.aws/credentials`), which are what
+    other tools will use.
+    A HOME changed inside the session (`export HOME=/x`) is not known: files under it
+    match only the `**/` globs."""
 
     spec = DetectorSpec(
         id="credential_read",
-        kinds=frozenset({"open", "syscall", "connect", "io_uring"}),  # io_uring: exfil.py
+        # session: workspace(); io_uring: sends (exfil.py)
+        kinds=frozenset({"session", "open", "syscall", "connect", "io_uring"}),
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -175,6 +205,7 @@ class CredentialRead(Detector):
             "sequence_exclude": ["**/.env", "**/.env.*", "~/.npmrc"],
             # unix sockets whose outside peer is the sandbox's own channel (exfil.py)
             "unix_allow": list(UNIX_ALLOW),
+            "own_severity": "info",
         },
         # npm reads its own ~/.npmrc on every command (node running npm's CLI script);
         # another program reading it is still reported
@@ -184,12 +215,16 @@ class CredentialRead(Detector):
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
+        ws = workspace(ctx, ev)
         if not after_setup(ev):
             return
         if isinstance(ev, OpenEvent):
-            yield from self._read(ctx, ev)
-        elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS:
-            yield from self._copy(ctx, ev)
+            track_created(ctx, ev)  # first: an O_RDWR|O_CREAT|O_TRUNC open reads its own
+            yield from self._read(ctx, ev, ws)
+        elif isinstance(ev, SyscallEvent) and ev.syscall in COPY_SYSCALLS | CREATED_MOVES:
+            if ev.syscall in COPY_SYSCALLS:
+                yield from self._copy(ctx, ev, ws)
+            track_created(ctx, ev)  # after: a rename of its own file is judged as its own
         elif isinstance(ev, (ConnectEvent, SyscallEvent, UringEvent)):
             yield from self._send(ctx, ev)
 
@@ -221,7 +256,7 @@ class CredentialRead(Detector):
             output="{comm} sent to " + where + " by {syscall} ({result}) "
                    "{seconds_after_read}s after a read of credential file {path}")
 
-    def _copy(self, ctx: Context, ev: SyscallEvent) -> Iterator[Finding]:
+    def _copy(self, ctx: Context, ev: SyscallEvent, ws: str | None) -> Iterator[Finding]:
         """A hard link, rename or symlink to a credential file gives it a name the globs
         do not cover: reported like a read (and arms the sequence when it worked)."""
         p = ctx.params
@@ -229,16 +264,20 @@ class CredentialRead(Detector):
             ev.args.get("target")
         if not isinstance(source, str) or not source.startswith("/"):
             return
-        pattern = path_matches(source, p["paths"])
-        if pattern is None or path_matches(source, p["exclude_paths"]):
+        pattern = path_matches(source, p["paths"], ctx.homes)
+        if pattern is None or path_matches(source, p["exclude_paths"], ctx.homes):
             return
         fields = base_fields(ev, source)
         fields.update(pattern=pattern, attempt_only=ev.ret < 0,
                       new_name=ev.path2 if ev.syscall.startswith(("link", "rename"))
                       else ev.path)
-        if ev.ret >= 0 and not path_matches(source, p["sequence_exclude"]):
+        own = own_secret(ctx, source, ws)
+        if own:
+            fields["own"] = own
+        elif ev.ret >= 0 and not path_matches(source, p["sequence_exclude"], ctx.homes):
             self._remember(ctx, ev, source)
-        yield Finding(key=source, fields=fields)
+        yield Finding(key=source, fields=fields,
+                      severity=severity_of(p["own_severity"]) if own else None)
 
     @staticmethod
     def _remember(ctx: Context, ev: Event, path: str) -> None:
@@ -247,21 +286,24 @@ class CredentialRead(Detector):
         while len(reads) > 256:
             reads.popleft()
 
-    def _read(self, ctx: Context, ev: OpenEvent) -> Iterator[Finding]:
+    def _read(self, ctx: Context, ev: OpenEvent, ws: str | None) -> Iterator[Finding]:
         p = ctx.params
         if not is_read_open(ev):
             return
-        pattern = path_matches(ev.path, p["paths"])
-        if pattern is None or path_matches(ev.path, p["exclude_paths"]):
+        pattern = path_matches(ev.path, p["paths"], ctx.homes)
+        if pattern is None or path_matches(ev.path, p["exclude_paths"], ctx.homes):
             return
         fields = base_fields(ev, ev.path)
         fields["pattern"] = pattern
         fields["attempt_only"] = ev.ret < 0
         severity = None
-        if ev.ret < 0 and ev.error in ("ENOENT", "ENOTDIR"):
-            sev = p["missing_severity"]
-            severity = sev if sev in ("info", "low", "medium", "high", "critical") else None
-        elif ev.ret >= 0 and not path_matches(ev.path, p["sequence_exclude"]):
+        own = own_secret(ctx, ev.path, ws)
+        if own:  # the workspace's own, or the session's: not a secret it had no access to
+            fields["own"] = own
+            severity = severity_of(p["own_severity"])
+        elif ev.ret < 0 and ev.error in ("ENOENT", "ENOTDIR"):
+            severity = severity_of(p["missing_severity"])
+        elif ev.ret >= 0 and not path_matches(ev.path, p["sequence_exclude"], ctx.homes):
             self._remember(ctx, ev, ev.path)
         yield Finding(key=ev.path, fields=fields, severity=severity)
 
@@ -295,7 +337,7 @@ class CanaryTouch(Detector):
             return
         patterns = tree_patterns(patterns)
         for path in touched_paths(ev):
-            pattern = path_matches(path, patterns)
+            pattern = path_matches(path, patterns, ctx.homes)
             if pattern:
                 fields = base_fields(ev, path)
                 fields["pattern"] = pattern
@@ -312,11 +354,22 @@ class ProtectedRead(Detector):
     that contains the workspace: an agent reads its own repo's `.git` all the time; nor
     in a repository this session has written into, e.g. one it cloned to /tmp). Paths
     under `exclude_paths` (package managers' git checkouts) are never reported, nor are
-    missing files (`ignore_errors`): tools probe for them."""
+    missing files (`ignore_errors`): tools probe for them.
+
+    Another repository read by git's transport, `git clone`, `fetch`, `pull`, `push`,
+    `ls-remote`, `remote update` and the helpers they run (`git-upload-pack`,
+    `pack-objects` below it...: `transport_commands`, and their git children), is
+    reported at `transport_severity` (info): that is how a local repository is meant to
+    be copied. git is known by its executable as the kernel and /proc name it
+    (`git_exes`: system paths only; a copy of git elsewhere, or a program named git, is
+    not git), never by its command name. Every other reader of another repository's
+    `.git` stays high: cat, python, and git's own history commands (`git -C /other log`,
+    `show`, `cat-file`: they read the history itself, which is what this guards)."""
 
     spec = DetectorSpec(
         id="protected_read",
-        kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
+        # session: workspace(); exec, fork, exit: git's transport processes
+        kinds=frozenset({"session", "open", "syscall", "exec", "fork", "exit"}),
         title="Protected Data Read",
         description="read of configured protected paths: answer keys, hidden tests, eval "
                     "data, other repositories' .git history",
@@ -330,11 +383,17 @@ class ProtectedRead(Detector):
             "outside_workspace_paths": ["**/.git/**"],
             "exclude_paths": ["~/.cache/**", "~/.cargo/git/**", "~/go/pkg/mod/**"],
             "ignore_errors": ["ENOENT", "ENOTDIR"],
+            "git_exes": list(GIT_EXES),
+            "transport_commands": list(GIT_TRANSPORT),
+            "transport_severity": "info",
         },
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
+        if isinstance(ev, ExecEvent | ForkEvent | ExitEvent):
+            track_git(ctx, ev)
+            return
         if not after_setup(ev):
             return
         own: set[str] = ctx.state.setdefault("own_repos", set())
@@ -346,20 +405,27 @@ class ProtectedRead(Detector):
         p = ctx.params
         if ev.ret < 0 and ev.error in p["ignore_errors"]:
             return
-        if path_matches(ev.path, p["exclude_paths"]):
+        if path_matches(ev.path, p["exclude_paths"], ctx.homes):
             return
-        pattern = path_matches(ev.path, p["paths"])
+        severity = None
+        pattern = path_matches(ev.path, p["paths"], ctx.homes)
         if pattern is None and ev.path.startswith("/"):
-            pattern = path_matches(ev.path, p["outside_workspace_paths"])
+            pattern = path_matches(ev.path, p["outside_workspace_paths"], ctx.homes)
             if pattern is not None and (under(ev.path, [ws] if ws else [])
                                         or _own_repo(ev.path, ws)
                                         or ev.path.split("/.git/", 1)[0] in own):
                 pattern = None
+            transport = ctx.state.get("git_transport", {}).get(ev.pid)
+            if pattern is not None and transport:
+                severity = severity_of(p["transport_severity"])
         if pattern is None:
             return
         fields = base_fields(ev, ev.path)
         fields["pattern"] = pattern
-        yield Finding(key=ev.path, fields=fields)
+        if severity is not None:  # its own key: a later reader must not fold into it
+            fields["git_transport"] = transport
+        yield Finding(key=f"git:{ev.path}" if severity is not None else ev.path,
+                      fields=fields, severity=severity)
 
 
 def _own_repo(path: str, ws: str | None) -> bool:
@@ -446,7 +512,7 @@ def _outside(ctx: Context, ev: Event, path: str, ws: str | None) -> bool:
         return False
     if path.startswith(f"/proc/{ev.pid}/") or path.startswith(f"/proc/{ev.tid}/"):
         return False
-    return path_matches(path, tree_patterns(p["allow"])) is None
+    return path_matches(path, tree_patterns(p["allow"]), ctx.homes) is None
 
 
 # ---------------------------------------------------------------------------- persistence
@@ -473,7 +539,9 @@ class PersistenceWrite(Detector):
     access: shell rc and profile files, cron, systemd units and autostart entries,
     `authorized_keys`, git hooks (any repository, the workspace's included: `git init`'s
     `*.sample` hooks excepted), `ld.so.preload`, accounts and sudoers. Refused attempts
-    included. Writing one is how a compromise outlives the session: kill."""
+    included. Writing one is how a compromise outlives the session: kill. `~/` is every
+    home: /root, /home/NAME, the host's passwd homes and the session's own HOME (a HOME
+    exported inside the session is not known: its rc files are not matched)."""
 
     spec = DetectorSpec(
         id="persistence_write",
@@ -496,8 +564,8 @@ class PersistenceWrite(Detector):
             return
         p = ctx.params
         for path in written_paths(ev):
-            pattern = path_matches(path, p["paths"])
-            if pattern and not path_matches(path, p["exclude_paths"]):
+            pattern = path_matches(path, p["paths"], ctx.homes)
+            if pattern and not path_matches(path, p["exclude_paths"], ctx.homes):
                 fields = base_fields(ev, path)
                 fields["pattern"] = pattern
                 yield Finding(key=path, fields=fields)

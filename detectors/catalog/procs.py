@@ -205,7 +205,7 @@ class FilelessExec(Detector):
             for path in written_paths(ev):
                 if (isinstance(ev, OpenEvent) or getattr(ev, "syscall", "") == "creat") \
                         and path.startswith("/") and not (ws and _under(path, ws)) \
-                        and not path_matches(path, p["written_exclude"]):
+                        and not path_matches(path, p["written_exclude"], ctx.homes):
                     written[path] = ev.ts
                     while len(written) > p["max_written"]:
                         del written[next(iter(written))]

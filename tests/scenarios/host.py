@@ -135,6 +135,24 @@ def _pids_cgroup_root(base: Path) -> Path | None:
     return None
 
 
+SVC_USER = "awscen-svc"
+
+
+def _service_account(base: Path) -> None:
+    """A service account whose home is neither /root nor under /home (as /var/lib/jenkins
+    or /opt/agent-home are), with fake credentials: its passwd entry goes into the /etc
+    overlay (the host never sees it), so `~` covers it in every agentwatch started after."""
+    home = base / "svc-home"
+    for rel, text in (("/.aws/credentials", FAKE_FILES["/root/.aws/credentials"]),
+                      ("/.ssh/id_ed25519", FAKE_FILES["/root/.ssh/id_rsa"])):
+        p = Path(str(home) + rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        p.chmod(0o600)
+    with open("/etc/passwd", "a") as f:
+        f.write(f"{SVC_USER}:x:64998:64998:corpus service account:{home}:/usr/sbin/nologin\n")
+
+
 def make_fixtures(base: Path) -> Fixtures:
     for path, text in FAKE_FILES.items():  # in the overlays: the host never sees them
         p = Path(path)
@@ -142,6 +160,7 @@ def make_fixtures(base: Path) -> Fixtures:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
             p.chmod(0o600)
+    _service_account(base)
     decoys = base / "decoys"
     decoys.mkdir()
     decoy = decoys / "prod-db-password.txt"
