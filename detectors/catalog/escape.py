@@ -94,6 +94,11 @@ class NamespaceEscape(Detector):
         severity="critical",
         action="kill",
         mitre=("T1611", "T1610"),
+        not_flagged=(
+            "bubblewrap's own setup (it makes the sandbox's namespaces)",
+            "unshare and clone with new namespaces by `allowed_exes` (sandbox-runtime's helper "
+            "unshares a pid namespace), never setns or ns-file opens",
+        ),
         output="{syscall} {namespaces} by {comm}",
         params={
             # executables allowed to create (not join) namespaces: sandbox-runtime's helper
@@ -153,6 +158,12 @@ class MountEscape(Detector):
         severity="critical",
         action="kill",
         mitre=("T1611",),
+        not_flagged=(
+            "bubblewrap's own setup mounts (the sandbox being built), while a nested launcher's "
+            "are flagged",
+            "mount and umount2 by sandbox-runtime's apply-seccomp helper, which mounts its own "
+            "/proc (`allowed_exes`); its pivot_root or chroot still are",
+        ),
         output="{syscall} {path} by {comm}",
         params={
             "syscalls": list(MOUNT_SYSCALLS),
@@ -285,6 +296,10 @@ class KernelTamper(Detector):
         severity="critical",
         action="kill",
         mitre=("T1547.006", "T1014", "T1611"),
+        not_flagged=(
+            "reads of /proc/sys, /sys/kernel and /sys/module: every runtime reads kernel knobs "
+            "(page size, cpu count, module lists); only writes and changes are tampering",
+        ),
         output="{syscall} {target} by {comm}",
         params={
             "syscalls": ["init_module", "finit_module", "delete_module", "bpf",
@@ -351,6 +366,13 @@ class PrivilegeEscalation(Detector):
         severity="critical",
         action="kill",
         mitre=("T1548.001", "T1068"),
+        not_flagged=(
+            "setuid(0) and the like from a process whose id is already 0: a root test run is no "
+            "transition",
+            "exec of a setuid binary: not visible without a stat of the file; sudo, su and pkexec"
+            " show when they then call setuid(0) from a nonzero uid",
+            "capset without any of `capabilities` (dropping capabilities, bubblewrap's setup)",
+        ),
         output="{syscall} {what} by {comm}",
         params={
             "capabilities": ["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE",
@@ -425,6 +447,12 @@ class ExploitPrimitive(Detector):
         severity="high",
         action="alert",
         mitre=("T1068",),
+        not_flagged=(
+            "netlink and other non-IP raw sockets: glibc's getaddrinfo and bubblewrap's loopback "
+            "setup use SOCK_RAW netlink",
+            "ioctls other than `ioctls`: terminals and editors use TIOCGWINSZ, TCGETS and friends"
+            " all the time",
+        ),
         output="{syscall} {detail} by {comm}",
         params={
             # io_uring_setup is forbidden_syscall's (killed in enforce mode)

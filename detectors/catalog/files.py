@@ -325,6 +325,12 @@ class CanaryTouch(Detector):
         severity="critical",
         action="kill",
         mitre=("T1083", "T1552.001"),
+        not_flagged=(
+            "anything while `paths` is empty (the default): decoys are the operator's to plant, a"
+            " built-in list would be known to attackers",
+            "bubblewrap's own setup (binding the decoy into the sandbox is not a touch by the "
+            "agent)",
+        ),
         output="{comm} touched decoy {path} ({syscall}, {result})",
         params={"paths": []},
         kernel=KernelHalf(reason="AW_WHY_CANARY", deny_paths="paths", deny_below=True,
@@ -466,6 +472,12 @@ class WriteOutsideWorkspace(Detector):
         severity="medium",
         action="alert",
         mitre=("T1565.001", "T1485"),
+        not_flagged=(
+            "writes under the workspace, the `allow` globs (/tmp, caches, shell history) and the "
+            "process's own /proc/<pid>/",
+            "relative paths whose base is unknown: they cannot be placed",
+            "`mkdir -p` on existing parents (EEXIST changed nothing)",
+        ),
         output="{comm} wrote outside the workspace: {path} ({syscall}, {result})",
         params={
             "allow": list(WRITE_ALLOW),
@@ -552,6 +564,10 @@ class PersistenceWrite(Detector):
         severity="critical",
         action="kill",
         mitre=("T1546.004", "T1053.003", "T1543.002", "T1098.004", "T1574.006"),
+        not_flagged=(
+            "reads of rc files, cron and units: shells read them at every start",
+            "git's `*.sample` hooks written by `git init`",
+        ),
         output="{comm} wrote persistence location {path} ({syscall}, {result})",
         params={
             "paths": list(PERSISTENCE_PATHS),

@@ -155,6 +155,10 @@ class RuntimeSocket(Detector):
         severity="critical",
         action="kill",
         mitre=("T1610", "T1611", "T1559"),
+        not_flagged=(
+            "journald's sockets (/run/systemd/journal/*): programs log through them",
+            "the sandbox's own unix sockets (only the listed host sockets are judged)",
+        ),
         output="{syscall} {socket} by {comm}",
         params={"sockets": list(RUNTIME_SOCKETS)},
         kernel=KernelHalf(reason="AW_WHY_RUNTIME_SOCKET", deny_paths="sockets"),

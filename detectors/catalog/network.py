@@ -45,6 +45,12 @@ class EgressViolation(Detector):
         severity="high",
         action="alert",
         mitre=("T1041", "T1552.005", "T1071"),
+        not_flagged=(
+            "connects and sends to `allow` (loopback and the unspecified address by default), "
+            "except the cloud metadata addresses, which are always flagged",
+            "sends on a connected socket without a destination: judged at its connect",
+            "unix sockets: runtime_socket's and reverse_shell's",
+        ),
         output="{syscall} to {address} port {port} by {comm}",
         params={
             # loopback; a connect to the unspecified address (0.0.0.0, ::) also reaches

@@ -355,6 +355,11 @@ class ForkBomb(Detector):
         severity="high",
         action="kill",
         mitre=("T1499.001",),
+        not_flagged=(
+            "threads (unless `count_threads`): runtimes start dozens of worker threads",
+            "bursts below `max_forks` per `rate_window` and sessions below `max_live` live "
+            "processes: `make -j` and test runners make hundreds of short processes",
+        ),
         output="{comm}: {what}",
         params={"max_forks": 2000, "rate_window": 5.0, "max_live": 1500,
                 "count_threads": False},

@@ -48,6 +48,11 @@ class CompatSyscall(Detector):
         severity="high",
         action="kill",
         mitre=("T1562.001", "T1211"),
+        not_flagged=(
+            "64-bit calls: every other detector judges them; 32-bit calls are also judged by "
+            "them, as their native twins",
+            "bubblewrap's setup phase (the launcher is trusted until it execs the payload)",
+        ),
         output="32-bit {syscall} by {comm}",
         kernel=KernelHalf(reason="AW_WHY_COMPAT", enable="AW_EN_COMPAT"),
     )
@@ -77,6 +82,11 @@ class ForbiddenSyscall(Detector):
         severity="critical",
         action="kill",
         mitre=("T1611", "T1068"),
+        not_flagged=(
+            "calls outside `calls`, even rare ones: they are reported at their first use "
+            "(`first_use` events) and counted at session end, not alerted, because runtimes use "
+            "odd calls legitimately",
+        ),
         output="{syscall} by {comm}",
         params={"calls": list(FORBIDDEN)},
         kernel=KernelHalf(
