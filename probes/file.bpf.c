@@ -93,7 +93,8 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
     }
     rec->path_len = n;
     if (aw_enforce_mask(p) & AW_EN_PATHS) {
-        u32 why = aw_path_denied(rec->path, AW_PATH_MAX);
+        u32 v = aw_path_deny_value(rec->path, AW_PATH_MAX);
+        u32 why = aw_deny_is_listing(v, flags, 0) ? 0 : v & 0xff;  /* a listing: at exit */
         if (why) {
             aw_kill_current((struct aw_hdr *)rec, why, p);
             aw_submit_enforced(rec, offsetof(struct aw_open, path) + rec->path_len,
@@ -140,13 +141,15 @@ static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
         return 0;
     struct aw_inode_key key = {.ino = r->r_ino, .dev = r->r_dev};
     u32 *v = deny_inodes.lookup(&key);
-    u32 why = v ? (*v & 0xff) : 0;
-    if (!why && *(volatile u32 *)&r->r_path_len &&
+    u32 dv = v ? *v : 0;
+    u32 why = aw_deny_is_listing(dv, rec->flags, r->r_mode | 1) ? 0 : dv & 0xff;
+    if (!why && !dv && *(volatile u32 *)&r->r_path_len &&
         !(flags & (AW_RF_TRUNCATED | AW_RF_UNREACHABLE))) {
         plen = aw_open_plen(rec);
         if (plen > AW_PATH_MAX)
             return 0;
-        why = aw_path_denied(rec->path + plen, AW_PATH_MAX);
+        dv = aw_path_deny_value(rec->path + plen, AW_PATH_MAX);
+        why = aw_deny_is_listing(dv, rec->flags, r->r_mode | 1) ? 0 : dv & 0xff;
     }
     if (!why)
         return 0;

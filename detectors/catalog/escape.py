@@ -193,7 +193,11 @@ class ProcessInjection(Detector):
     another process. Without I/O the detector cannot tell which pids are inside the
     session: any target other than the acting process itself (its host pid, or its pid or
     thread ids in the sandbox's numbering as fork events reveal them) counts as outside.
-    `allow_children = true` lets a debugger attach to its own children (strace -f, gdb)."""
+    `allow_children = true` lets a debugger attach to its own children (strace -f, gdb).
+    A successful open of /proc/<pid>/mem is judged by the process the kernel names for
+    the file (the event's `proc_tgid`: /proc/self/mem through any name is the caller's
+    own, a pid namespace's /proc/2/mem is that process), a failed one by the path's
+    number."""
 
     spec = DetectorSpec(
         id="process_injection",
@@ -236,6 +240,7 @@ class ProcessInjection(Detector):
                     own.setdefault(ev.pid, set()).add(ev.ret)
                 else:
                     children.add((ev.pid, ev.ret))  # ret: the child's pid in the parent's ns
+                    children.add((ev.pid, ev.child_pid))  # and its host pid (/proc/N/mem)
                     own.setdefault(ev.child_pid, set()).add(ev.ret)
             return
         p = ctx.params
@@ -258,7 +263,8 @@ class ProcessInjection(Detector):
             m = _PROC_MEM.match(ev.path)
             if m:
                 syscall, request = ev.syscall, "mem"
-                target = int(m.group(1))
+                # the kernel's answer (the inode's process, host ids) when it gave one
+                target = ev.proc_tgid or ev.proc_pid or int(m.group(1))
         if target is None or target in (ev.pid, ev.tid, 0) or target in own.get(ev.pid, ()):
             return
         if p["allow_children"] and (ev.pid, target) in children:

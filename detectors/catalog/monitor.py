@@ -5,7 +5,7 @@ D-Bus, systemd). The shared rules of escape.py's opening comment hold here too.
 
 from __future__ import annotations
 
-import re
+import posixpath
 from collections.abc import Iterable
 
 from collector.events import ConnectEvent, Event, OpenEvent, SyscallEvent
@@ -19,7 +19,14 @@ from detectors.base import (
     path_matches,
     register,
 )
-from detectors.catalog.common import outcome
+from detectors.catalog.common import O_ACCMODE, O_CREAT, O_TRUNC, outcome, write_intent
+from detectors.catalog.proctarget import (
+    KERNEL_MONITOR_ENTRIES,
+    METADATA_CALLS,
+    SENSITIVE,
+    ProcNs,
+    ps_listing,
+)
 
 MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
                  "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
@@ -40,11 +47,32 @@ class MonitorTamper(Detector):
     itself, so both are listed). A running agentwatch adds its own pid and thread ids to
     `monitor_pids`, and its config file, log, run and state directories to `paths` when
     they are not the default ones. In enforce mode the kernel kills the signals,
-    pidfd_open and literal paths at the call's entry (docs/response.md)."""
+    pidfd_open and literal paths at the call's entry (docs/response.md).
+
+    agentwatch's /proc/<pid> (any of its pids or thread ids, judged by the process the
+    kernel names for the opened file, detectors/catalog/proctarget.py): write-intent
+    opens of any entry, and reads of the entries that reach its memory, fds, roots or
+    environment (`SENSITIVE`: mem, environ, fd, fdinfo, map_files, root, cwd, exe, maps,
+    pagemap, syscall, stack, auxv ..., task/<tid>/ forms included). The kernel denies the
+    same entries but environ (see below).
+
+    Deliberately not flagged: ps-style reads of agentwatch's /proc/<pid> (stat, status,
+    cmdline, comm, statm, io ..., the directory itself): `ps`, `top` and `pgrep` read
+    them for every process and learn nothing a process list does not show; procps `ps`
+    opening agentwatch's environ without an option that prints it (procps 4 opens every
+    process's environ; see `environ_snoop`), which is why the kernel leaves environ to
+    user space (a `cat` of it is killed after the open, not before); a read-only open of
+    a directory under the monitored paths made by a tree walk (relative to a directory
+    fd, as find, du and grep -r do, or a directory whose parent the same process opened
+    as a directory before, as ls -R and rg do): `find /` passes /sys/fs/bpf on its way
+    and learns names only; the kernel lets every read-only directory open there through
+    (AW_DENY_LIST) and still kills any other open of a pinned object; metadata calls
+    (stat, lstat, readlink, access) on the paths. An explicit listing (`ls /sys/fs/bpf`,
+    an absolute open whose parent the process never opened) is still flagged."""
 
     spec = DetectorSpec(
         id="monitor_tamper",
-        kinds=frozenset({"open", "connect", "syscall"}),
+        kinds=frozenset({"open", "connect", "syscall", "exec", "fork"}),  # exec, fork: pid ns
         title="Tampering With agentwatch",
         description="signals or ptrace aimed at agentwatch's processes, or access to its "
                     "config, state, logs or pinned BPF maps",
@@ -62,6 +90,7 @@ class MonitorTamper(Detector):
         kernel=KernelHalf(
             reason="AW_WHY_MONITOR", enable="AW_EN_MONITOR", enable_needs_call=True,
             protect_pids="monitor_pids", deny_paths="paths", deny_below=True,
+            deny_list_ok=True, protect_proc_entries=KERNEL_MONITOR_ENTRIES,
             calls=tuple(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
                         for c in ("kill", "tkill", "tgkill", "pidfd_open", "rt_sigqueueinfo",
                                   "rt_tgsigqueueinfo", "fcntl", "ioctl"))),
@@ -71,10 +100,14 @@ class MonitorTamper(Detector):
         p = ctx.params
         pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
         pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
+        pns = ProcNs(ctx.state)
+        pns.see(ctx, ev)
         if isinstance(ev, OpenEvent):
-            proc_pid = re.match(r"/proc/(\d+)(?:/|\Z)", ev.path)
-            if path_matches(ev.path, p["paths"]) or (proc_pid and int(proc_pid.group(1))
-                                                     in pids):
+            walk = _walked(ctx, ev)
+            hit = path_matches(ev.path, p["paths"]) and not walk
+            if not hit and pids:
+                hit = _monitor_proc(ctx, ev, pns, pids)
+            if hit:
                 yield Finding(key=f"open:{ev.path}", fields={
                     "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                     "comm": ev.comm, **outcome(ev)})
@@ -112,7 +145,8 @@ class MonitorTamper(Detector):
                     "syscall": ev.syscall, "target": what, "comm": ev.comm, **outcome(ev)})
             return
         for path in (ev.path, ev.path2):
-            if path and ev.syscall != "chdir" and path_matches(path, p["paths"]):
+            if path and ev.syscall != "chdir" and ev.syscall not in METADATA_CALLS \
+                    and path_matches(path, p["paths"]):
                 yield Finding(key=f"{ev.syscall}:{path}", fields={
                     "syscall": ev.syscall, "target": path, "path": path, "comm": ev.comm,
                     **outcome(ev)})
@@ -120,6 +154,51 @@ class MonitorTamper(Detector):
         if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"]):
             yield Finding(key=f"{ev.syscall}:{ev.address}", fields={
                 "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
+
+
+O_DIRECTORY = 0o200000
+
+
+def _is_dir_read(ev: OpenEvent) -> bool:
+    """A read-only open of a directory (the kernel's file type; O_DIRECTORY when the open
+    failed), with no write intent."""
+    if ev.flags & (O_ACCMODE | O_CREAT | O_TRUNC):
+        return False
+    return ev.file_type == "dir" or (ev.file_type is None and bool(ev.flags & O_DIRECTORY))
+
+
+def _walked(ctx: Context, ev: OpenEvent) -> bool:
+    """A read-only directory open made by a tree walk: relative to a directory fd, or a
+    directory whose parent this process opened as a directory before (bounded memory per
+    process). Every read-only directory open is remembered for the next."""
+    if not _is_dir_read(ev):
+        return False
+    dirs: dict[int, set[str]] = ctx.state.setdefault("dirs", {})
+    if len(dirs) > 4096:
+        dirs.clear()
+    mine = dirs.setdefault(ev.pid, set())
+    parent = posixpath.dirname(ev.path.rstrip("/")) or "/"
+    walk = (ev.dfd is not None and not ev.raw_path.startswith("/")) or parent in mine
+    if len(mine) > 65536:
+        mine.clear()
+    mine.add(ev.path.rstrip("/") or "/")
+    return walk
+
+
+def _monitor_proc(ctx: Context, ev: OpenEvent, pns: ProcNs, pids: set[int]) -> bool:
+    """An open of agentwatch's /proc/<pid>/<entry> that is tampering: any write intent, a
+    read of a SENSITIVE entry (environ by a ps listing excepted)."""
+    t = pns.target(ev, ev.path)
+    if t is None or (not t.exact and t.inside_ns) or t.host_pid is None:
+        return False
+    exact_ids = {ev.proc_pid, ev.proc_tgid} if t.exact else {t.host_pid}
+    if not exact_ids & pids or not t.entry:
+        return False
+    if write_intent(ev):
+        return True
+    if t.entry not in SENSITIVE:
+        return False
+    return not (t.entry == "environ" and ps_listing(ctx))
 
 
 RUNTIME_SOCKETS = [
