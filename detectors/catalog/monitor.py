@@ -72,7 +72,8 @@ class MonitorTamper(Detector):
 
     spec = DetectorSpec(
         id="monitor_tamper",
-        kinds=frozenset({"open", "connect", "syscall", "exec", "fork"}),  # exec, fork: pid ns
+        # session, exec, fork: the pid namespaces (proctarget.ProcNs)
+        kinds=frozenset({"open", "connect", "syscall", "exec", "fork", "session"}),
         title="Tampering With agentwatch",
         description="signals or ptrace aimed at agentwatch's processes, or access to its "
                     "config, state, logs or pinned BPF maps",

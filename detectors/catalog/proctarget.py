@@ -29,10 +29,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from collector.events import Event, ExecEvent, ForkEvent, OpenEvent, SyscallEvent
+from collector.events import (
+    Event,
+    ExecEvent,
+    ForkEvent,
+    OpenEvent,
+    SessionEvent,
+    SyscallEvent,
+)
 from detectors.base import Context
 
 CLONE_NEWPID = 0x20000000
+PID_MAX_LIMIT = 1 << 22  # include/linux/threads.h: no pid reaches it
 _PROC = re.compile(r"/proc/(\d+)(?:/task/(\d+))?(?:/([^/]+))?(/.*)?\Z")
 
 # Entries that give another process's memory, open files, roots, environment or
@@ -77,7 +85,9 @@ class ProcNs:
             self.ns.clear()
             self.outer.clear()
         root = ctx.session.root_pid if ctx.session else None
-        if isinstance(ev, ExecEvent) and ev.ns and ev.ns.get("pid"):
+        if isinstance(ev, SessionEvent) and ev.phase == "start" and ev.ns and ev.ns.get("pid"):
+            self.state["root_ns"] = ev.ns["pid"]  # the root's at the start: the outer one
+        elif isinstance(ev, ExecEvent) and ev.ns and ev.ns.get("pid"):
             if ev.pid == root and "root_ns" not in self.state:
                 self.state["root_ns"] = ev.ns["pid"]
             if self.ns.get(ev.pid) != "made":
@@ -107,7 +117,9 @@ class ProcNs:
         m = _PROC.match(path)
         if not m:
             return None
-        number = int(m.group(1))
+        number = int(m.group(1)) if len(m.group(1)) <= 8 else PID_MAX_LIMIT
+        if number >= PID_MAX_LIMIT:
+            return None  # no process has that number (the kernel's bound, 2^22)
         entry = m.group(3) or ""
         if m.group(2) is None and entry == "task":
             entry = ""  # /proc/N/task: the threads' listing
