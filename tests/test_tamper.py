@@ -153,6 +153,18 @@ def test_touching_sys_fs_bpf(daemon: Daemon) -> None:
     assert not os.path.exists("/sys/fs/bpf/aw-x")
 
 
+def test_pidfd_send_signal_through_its_proc_directory(daemon: Daemon) -> None:
+    # a /proc/<pid> directory fd is a pidfd to pidfd_send_signal: opening the directory
+    # is what ps does (not denied), the signal through it is killed at its entry
+    status, alerts = _attempt(daemon, "proc-pidfd", """
+        d = os.open(f"/proc/{AW}", os.O_RDONLY | os.O_DIRECTORY)
+        L.syscall(424, d, 15, None, 0)
+    """)
+    assert killed(status), status
+    a = _detectors(alerts)["monitor_tamper"]
+    assert a["action"]["by"] == "kernel" and a["event"]["syscall"] == "pidfd_send_signal"
+
+
 def test_environ_of_agentwatch(daemon: Daemon) -> None:
     # the kernel leaves environ to user space (procps ps opens every process's)
     status, alerts = _attempt(daemon, "environ", "open(f'/proc/{AW}/environ', 'rb').read()",

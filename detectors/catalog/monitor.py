@@ -40,7 +40,9 @@ class MonitorTamper(Detector):
     signal owner set to it (fcntl F_SETOWN/F_SETOWN_EX, ioctl FIOSETOWN/SIOCSPGRP: SIGIO
     and SIGURG go there), ptrace and process_vm_* aimed at
     agentwatch's own pids (`monitor_pids`, strings: empty by default, filled in by the
-    engine's caller), pidfd_send_signal through a pidfd the session opened on one of them,
+    engine's caller), pidfd_send_signal through a pidfd the session opened on one of them
+    (pidfd_open, or an open of its /proc/<pid> directory: the kernel checks the fd's
+    process itself),
     a kill(-1, sig) broadcast (`broadcast_kill`; harmless inside a pid namespace, but
     nothing an agent needs), and any access (open, change, unix connect) to its config,
     state, logs, sockets or pinned BPF maps (`paths`; `dir/**` does not match `dir`
@@ -92,9 +94,11 @@ class MonitorTamper(Detector):
             reason="AW_WHY_MONITOR", enable="AW_EN_MONITOR", enable_needs_call=True,
             protect_pids="monitor_pids", deny_paths="paths", deny_below=True,
             deny_list_ok=True, protect_proc_entries=KERNEL_MONITOR_ENTRIES,
-            calls=tuple(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
-                        for c in ("kill", "tkill", "tgkill", "pidfd_open", "rt_sigqueueinfo",
-                                  "rt_tgsigqueueinfo", "fcntl", "ioctl"))),
+            calls=(*(KernelCall(c, "AW_SE_SIGNAL", host_pidns=True)
+                     for c in ("kill", "tkill", "tgkill", "pidfd_open", "rt_sigqueueinfo",
+                               "rt_tgsigqueueinfo", "fcntl", "ioctl")),
+                   # through a /proc/<pid> directory fd: the kernel names its process
+                   KernelCall("pidfd_send_signal", "AW_SE_SIGNAL"))),
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
@@ -104,6 +108,9 @@ class MonitorTamper(Detector):
         pns = ProcNs(ctx.state)
         pns.see(ctx, ev)
         if isinstance(ev, OpenEvent):
+            if ev.ret >= 0 and ev.file_type == "dir" and ev.proc_tgid in pids \
+                    and ev.proc_pid is not None and len(pidfds) < 65536:
+                pidfds[(ev.pid, ev.ret)] = ev.proc_tgid  # pidfd_send_signal takes it
             walk = _walked(ctx, ev)
             hit = path_matches(ev.path, p["paths"]) and not walk
             if not hit and pids:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from tests.scenarios.corpus import HERE, PY, ScenarioError
 
-LAUNCHER = "awscen-bwrap"
+# unique per runner: concurrent runners (other worktrees) must not adopt each other's
+# sandboxes (comm is 15 bytes: "awscen-" and up to 7 pid digits)
+LAUNCHER = f"awscen-{os.getpid()}"
 
 
 HOST_NS_ENV = "AW_SCENARIOS_HOST_NS"
