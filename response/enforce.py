@@ -189,8 +189,8 @@ def policy_for(config: Config) -> Policy:
         if k.protect_pids:
             pids = {int(x) for x in p.get(k.protect_pids, []) if str(x).isdigit()}
             pol.protected = sorted(pids | own_ids())
-            for path in protected_proc_paths(pol.protected, k.protect_proc_entries):
-                pol.deny_paths.setdefault(path, why | DENY_DIR)
+            for path, flags in protected_proc_paths(pol.protected, k.protect_proc_entries):
+                pol.deny_paths.setdefault(path, why | DENY_DIR | flags)
         pol.syscalls.update(calls)
         if k.enable and (calls or not k.enable_needs_call):
             pol.mask |= V[k.enable]
@@ -275,20 +275,28 @@ def _below(top: str, dev: int) -> Iterator[os.stat_result]:
                 queue.append(e.path)
 
 
-def protected_proc_paths(pids: Iterable[int], entries: Iterable[str]) -> list[str]:
-    """/proc/<id>/<entry> for each protected pid or thread id, and
+# entries whose listing shows numbers only (fd numbers, mapped ranges): a tree walk
+# (find /, du /) opens them as directories; what is below them is still denied
+LISTABLE_PROC = ("fd", "fdinfo", "map_files")
+
+
+def protected_proc_paths(pids: Iterable[int],
+                         entries: Iterable[str]) -> list[tuple[str, int]]:
+    """(/proc/<id>/<entry>, flags) for each protected pid or thread id, and
     /proc/<id>/task/<tid>/<entry> for each of its threads (read now): what the kernel
     denies of agentwatch's /proc. Only the sensitive entries (memory, fds, root, cwd ...):
-    stat, status, cmdline and the directory itself are what ps and top read."""
+    stat, status, cmdline and the directory itself are what ps and top read. The
+    LISTABLE_PROC ones carry AW_DENY_LIST: a read-only O_DIRECTORY open of them passes."""
     entries = list(entries)
-    out: list[str] = []
+    out: list[tuple[str, int]] = []
     for pid in pids:
         tids: list[int] = []
         with contextlib.suppress(OSError):
             tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit()]
         for e in entries:
-            out.append(f"/proc/{pid}/{e}")
-            out += [f"/proc/{pid}/task/{t}/{e}" for t in tids]
+            flags = DENY_LIST if e in LISTABLE_PROC else 0
+            out.append((f"/proc/{pid}/{e}", flags))
+            out += [(f"/proc/{pid}/task/{t}/{e}", flags) for t in tids]
     return out
 
 

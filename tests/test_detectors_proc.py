@@ -122,6 +122,13 @@ POSITIVE = {
     "a write to agentwatch's oom_score_adj": (
         bare(op(5000, "sh", f"/proc/{MONITOR}/oom_score_adj", target=MONITOR, flags=1)),
         ("monitor_tamper", "critical", "kill")),
+    "an explicit listing of agentwatch's fd/": (
+        bare(op(5000, "ls", f"/proc/{MONITOR}/fd", target=MONITOR, flags=0o200000,
+                ftype="dir")),
+        ("monitor_tamper", "critical", "kill")),
+    "agentwatch's fd/N through the magic link": (
+        bare(op(5000, "cat", "/run/x.sock", raw=f"/proc/{MONITOR}/fd/7", ftype="socket")),
+        ("monitor_tamper", "critical", "kill")),
     "an explicit listing of /sys/fs/bpf": (
         bare(op(5000, "ls", "/sys/fs/bpf", flags=0o200000, ftype="dir")),
         ("monitor_tamper", "critical", "kill")),
@@ -181,6 +188,17 @@ NEGATIVE = {
         op(5000, "find", "/sys/fs/bpf/agentwatch", raw="agentwatch", dfd=6,
            flags=0o200000, ftype="dir"),
         sc(5000, "find", "newfstatat", "/sys/fs/bpf/agentwatch/maps")),
+    "find / in the host pid ns lists fd/ of every process": bare(
+        op(5000, "find", "/proc/777", raw="777", dfd=4, flags=0o200000, ftype="dir",
+           target=777),
+        op(5000, "find", "/proc/777/fd", raw="fd", dfd=5, flags=0o200000, ftype="dir",
+           target=777),
+        op(5000, "find", "/proc/777/map_files", raw="map_files", dfd=5, flags=0o200000,
+           ftype="dir", target=777),
+        op(5000, "find", f"/proc/{MONITOR}/fd", raw="fd", dfd=6, flags=0o200000,
+           ftype="dir", target=MONITOR),
+        op(5000, "find", f"/proc/{MONITOR}/task/{MONITOR}/fdinfo", raw="fdinfo", dfd=7,
+           flags=0o200000, ftype="dir", target=MONITOR)),
     "ls -R / past /sys/fs/bpf (absolute, parent listed first)": bare(
         op(5000, "ls", "/sys", flags=0o200000, ftype="dir"),
         op(5000, "ls", "/sys/fs", flags=0o200000, ftype="dir"),
@@ -200,7 +218,8 @@ def test_ps_listing_options() -> None:
         return Context(params={}, state={}, session=None,
                        proc=ProcView(pid=1, ppid=0, exe=exe, argv=argv, cwd=None))
     for argv in (["ps", "aux"], ["ps", "-ef"], ["ps", "-o", "pid,user,etime"], ["ps"],
-                 ["ps", "-eo", "pid,comm"], ["ps", "--sort", "-pcpu", "aux"]):
+                 ["ps", "-eo", "pid,comm"], ["ps", "--sort", "-pcpu", "aux"],
+                 ["ps", "-eo", "pid,ppid,user,etime,args"], ["ps", "-p", "1", "-o", "user="]):
         assert ps_listing(ctx(argv)), argv
     for argv in (["ps", "e"], ["ps", "auxe"], ["ps", "eww"], ["ps", "-o", "pid", "axe"]):
         assert not ps_listing(ctx(argv)), argv

@@ -5,7 +5,6 @@ D-Bus, systemd). The shared rules of escape.py's opening comment hold here too.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Iterable
 
 from collector.events import ConnectEvent, Event, OpenEvent, SyscallEvent
@@ -19,13 +18,15 @@ from detectors.base import (
     path_matches,
     register,
 )
-from detectors.catalog.common import O_ACCMODE, O_CREAT, O_TRUNC, outcome, write_intent
+from detectors.catalog.common import outcome, write_intent
 from detectors.catalog.proctarget import (
     KERNEL_MONITOR_ENTRIES,
+    LISTABLE,
     METADATA_CALLS,
     SENSITIVE,
     ProcNs,
     ps_listing,
+    walked,
 )
 
 MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
@@ -69,8 +70,11 @@ class MonitorTamper(Detector):
     as a directory before, as ls -R and rg do): `find /` passes /sys/fs/bpf on its way
     and learns names only; the kernel lets every read-only directory open there through
     (AW_DENY_LIST) and still kills any other open of a pinned object; metadata calls
-    (stat, lstat, readlink, access) on the paths. An explicit listing (`ls /sys/fs/bpf`,
-    an absolute open whose parent the process never opened) is still flagged."""
+    (stat, lstat, readlink, access) on the paths; a tree walk's listing of agentwatch's
+    fd/, fdinfo/ or map_files/ (fd numbers only; the kernel lets read-only O_DIRECTORY
+    opens of them through, and still kills /proc/<pid>/fd/N, the file itself). An
+    explicit listing (`ls /sys/fs/bpf`, an absolute open whose parent the process never
+    opened) is still flagged."""
 
     spec = DetectorSpec(
         id="monitor_tamper",
@@ -111,10 +115,10 @@ class MonitorTamper(Detector):
             if ev.ret >= 0 and ev.file_type == "dir" and ev.proc_tgid in pids \
                     and ev.proc_pid is not None and len(pidfds) < 65536:
                 pidfds[(ev.pid, ev.ret)] = ev.proc_tgid  # pidfd_send_signal takes it
-            walk = _walked(ctx, ev)
+            walk = walked(ctx.state, ev)
             hit = path_matches(ev.path, p["paths"]) and not walk
             if not hit and pids:
-                hit = _monitor_proc(ctx, ev, pns, pids)
+                hit = _monitor_proc(ctx, ev, pns, pids, walk)
             if hit:
                 yield Finding(key=f"open:{ev.path}", fields={
                     "syscall": ev.syscall, "target": ev.path, "path": ev.path,
@@ -164,49 +168,26 @@ class MonitorTamper(Detector):
                 "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
 
 
-O_DIRECTORY = 0o200000
-
-
-def _is_dir_read(ev: OpenEvent) -> bool:
-    """A read-only open of a directory (the kernel's file type; O_DIRECTORY when the open
-    failed), with no write intent."""
-    if ev.flags & (O_ACCMODE | O_CREAT | O_TRUNC):
-        return False
-    return ev.file_type == "dir" or (ev.file_type is None and bool(ev.flags & O_DIRECTORY))
-
-
-def _walked(ctx: Context, ev: OpenEvent) -> bool:
-    """A read-only directory open made by a tree walk: relative to a directory fd, or a
-    directory whose parent this process opened as a directory before (bounded memory per
-    process). Every read-only directory open is remembered for the next."""
-    if not _is_dir_read(ev):
-        return False
-    dirs: dict[int, set[str]] = ctx.state.setdefault("dirs", {})
-    if len(dirs) > 4096:
-        dirs.clear()
-    mine = dirs.setdefault(ev.pid, set())
-    parent = posixpath.dirname(ev.path.rstrip("/")) or "/"
-    walk = (ev.dfd is not None and not ev.raw_path.startswith("/")) or parent in mine
-    if len(mine) > 65536:
-        mine.clear()
-    mine.add(ev.path.rstrip("/") or "/")
-    return walk
-
-
-def _monitor_proc(ctx: Context, ev: OpenEvent, pns: ProcNs, pids: set[int]) -> bool:
+def _monitor_proc(ctx: Context, ev: OpenEvent, pns: ProcNs, pids: set[int],
+                  walk: bool) -> bool:
     """An open of agentwatch's /proc/<pid>/<entry> that is tampering: any write intent, a
-    read of a SENSITIVE entry (environ by a ps listing excepted)."""
-    t = pns.target(ev, ev.path)
-    if t is None or (not t.exact and t.inside_ns) or t.host_pid is None:
-        return False
-    exact_ids = {ev.proc_pid, ev.proc_tgid} if t.exact else {t.host_pid}
-    if not exact_ids & pids or not t.entry:
-        return False
-    if write_intent(ev):
-        return True
-    if t.entry not in SENSITIVE:
-        return False
-    return not (t.entry == "environ" and ps_listing(ctx))
+    read of a SENSITIVE entry (environ by a ps listing, and a tree walk's listing of fd/,
+    fdinfo/, map_files/ excepted). The caller's string too: /proc/<pid>/fd/N opens the
+    file the link names, not a /proc file."""
+    for path in dict.fromkeys((ev.path, ev.raw_path)):
+        t = pns.target(ev, path)
+        if t is None or (not t.exact and t.inside_ns) or t.host_pid is None:
+            continue
+        exact_ids = {ev.proc_pid, ev.proc_tgid} if t.exact else {t.host_pid}
+        if not exact_ids & pids or not t.entry:
+            continue
+        if write_intent(ev):
+            return True
+        if t.entry not in SENSITIVE or (walk and t.entry in LISTABLE and not t.rest):
+            continue
+        if not (t.entry == "environ" and ps_listing(ctx)):
+            return True
+    return False
 
 
 RUNTIME_SOCKETS = [

@@ -29,11 +29,13 @@ from detectors.catalog.files import (
     written_paths,
 )
 from detectors.catalog.proctarget import (
+    LISTABLE,
     ProcNs,
     is_outside,
     metadata_only,
     ps_listing,
     session_hosts,
+    walked,
 )
 
 AT_EMPTY_PATH = 0x1000
@@ -68,7 +70,10 @@ class HostProcAccess(Detector):
     cmdline, comm, statm, io, wchan, sched ..., the /proc and /proc/<pid>/task listings):
     process listing is everyday work and shows nothing a process could not learn from
     ps; a metadata-only call on an entry itself (stat, lstat, readlink of exe or cwd, as
-    ls -l, ps -f and htop do), which reaches nothing through it; the session's own
+    ls -l, ps -f and htop do), which reaches nothing through it; a tree walk's listing
+    of fd/, fdinfo/ or map_files/ (find / and du / open them as directories, relative to
+    the parent's fd or after listing the parent: fd numbers only; an explicit
+    `ls /proc/N/fd` and anything below them are still flagged); the session's own
     processes; the host init's environ opened by procps `ps` asked for no environment
     (see `environ_snoop`). `environ`, `mem` and `ns` are left to `environ_snoop`,
     `process_injection` and `namespace_escape`."""
@@ -99,8 +104,11 @@ class HostProcAccess(Detector):
         if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
             return
         p = ctx.params
+        walk = isinstance(ev, OpenEvent) and walked(ctx.state, ev)
         for path in _proc_paths(ev):
             t = pns.target(ev, path)
+            if t is not None and walk and t.entry in LISTABLE and not t.rest:
+                continue  # find / lists /proc/<pid>/fd on its way: fd numbers only
             if t is None or not t.entry or metadata_only(ev, t) or \
                     (t.entry == "environ" and ps_listing(ctx)):
                 continue

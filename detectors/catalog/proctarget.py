@@ -54,6 +54,11 @@ SENSITIVE = frozenset({
 # it: the kernel cannot tell `ps aux` from `cat`; user space judges it) and `ns`
 # (namespace_escape's)
 KERNEL_MONITOR_ENTRIES = tuple(sorted(SENSITIVE - {"environ", "ns"}))
+# Directory entries whose listing shows numbers only (fd numbers, mapped ranges): a tree
+# walk's read-only directory open of one is not judged (what is below them still is)
+LISTABLE = frozenset({"fd", "fdinfo", "map_files"})
+O_DIRECTORY = 0o200000
+_NOT_LISTING = 0o3 | 0o100 | 0o1000  # O_ACCMODE, O_CREAT, O_TRUNC
 # Calls that only read a /proc entry's metadata or link text (ls -l, readlink of exe/cwd,
 # as htop and ps -f do): the entry named exactly, nothing through it
 METADATA_CALLS = frozenset({"readlink", "readlinkat", "stat", "lstat", "newfstatat", "statx",
@@ -168,6 +173,8 @@ _PS_VALUE_OPTS = frozenset({
     "--tty", "-s", "--sid", "--ppid", "--sort", "k", "-k", "--cols", "--columns",
     "--width", "--lines", "--rows", "-D",
 })
+# short options that take the next word as their value when last in a dash cluster (-eo)
+_PS_VALUE_SHORT = frozenset("oOpqugGtsUCkD")
 PS_EXES = ("/usr/bin/ps", "/bin/ps")
 
 
@@ -183,8 +190,9 @@ def ps_listing(ctx: Context) -> bool:
         if skip:
             skip = False
             continue
-        if word in _PS_VALUE_OPTS:
-            skip = True
+        if word in _PS_VALUE_OPTS or (word.startswith("-") and not word.startswith("--")
+                                      and word[-1] in _PS_VALUE_SHORT):
+            skip = True  # `-o FORMAT`, `-eo FORMAT`, `-p PID` ...: the next word is a value
             continue
         if word.startswith("--"):
             continue
@@ -193,3 +201,31 @@ def ps_listing(ctx: Context) -> bool:
         if word.startswith(("-o", "-O", "o", "O")) and "env" in word:
             return False
     return True
+
+
+def is_dir_read(ev: OpenEvent) -> bool:
+    """A read-only open of a directory (the kernel's file type; O_DIRECTORY when the open
+    failed), with no write intent."""
+    if ev.flags & _NOT_LISTING:
+        return False
+    return ev.file_type == "dir" or (ev.file_type is None and bool(ev.flags & O_DIRECTORY))
+
+
+def walked(state: dict[str, Any], ev: OpenEvent) -> bool:
+    """A read-only directory open made by a tree walk: relative to a directory fd (find,
+    du, grep -r), or a directory whose parent this process opened as a directory before
+    (ls -R, rg, os.walk). Every read-only directory open is remembered for the next, in
+    bounded memory per process."""
+    if not is_dir_read(ev):
+        return False
+    dirs: dict[int, set[str]] = state.setdefault("dirs", {})
+    if len(dirs) > 4096:
+        dirs.clear()
+    mine = dirs.setdefault(ev.pid, set())
+    path = ev.path.rstrip("/") or "/"
+    parent = path.rsplit("/", 1)[0] or "/"
+    walk = (ev.dfd is not None and not ev.raw_path.startswith("/")) or parent in mine
+    if len(mine) > 65536:
+        mine.clear()
+    mine.add(path)
+    return walk

@@ -316,12 +316,17 @@ static __always_inline u32 aw_path_denied(const char *s, u32 max)
 }
 
 /* A listing (AW_DENY_LIST): a read-only open, no O_CREAT/O_TRUNC, of what turns out to be
- * a directory (S_IFDIR mode; at a call's entry, mode 0 means "not known yet"). */
+ * a directory (S_IFDIR mode). At a call's entry (mode 0: not known yet) only an open that
+ * asks for a directory (O_DIRECTORY, as opendir, find and du make them) waits for the
+ * exit: `cat /sys/fs/bpf/x` or /proc/<pid>/fd/N (a magic link to the file itself) is
+ * judged at once on its literal path. */
 static __always_inline int aw_deny_is_listing(u32 v, u64 oflags, u32 mode)
 {
     if (!(v & AW_DENY_LIST) || (oflags & 3) != 0 || (oflags & (0100 | 01000)))
         return 0;
-    return mode == 0 || (mode & 0170000) == 0040000;
+    if (mode == 0)
+        return (oflags & 0200000) != 0;
+    return (mode & 0170000) == 0040000;
 }
 
 /* As aw_path_denied, the whole map value: why | AW_DENY_* flags */
