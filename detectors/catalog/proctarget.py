@@ -56,7 +56,7 @@ SENSITIVE = frozenset({
 KERNEL_MONITOR_ENTRIES = tuple(sorted(SENSITIVE - {"environ", "ns"}))
 # Directory entries whose listing shows numbers only (fd numbers, mapped ranges): a tree
 # walk's read-only directory open of one is not judged (what is below them still is)
-LISTABLE = frozenset({"fd", "fdinfo", "map_files"})
+LISTABLE = frozenset({"fd", "fdinfo", "map_files", "ns"})
 O_DIRECTORY = 0o200000
 _NOT_LISTING = 0o3 | 0o100 | 0o1000  # O_ACCMODE, O_CREAT, O_TRUNC
 # Calls that only read a /proc entry's metadata or link text (ls -l, readlink of exe/cwd,
