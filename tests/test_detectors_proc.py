@@ -93,6 +93,10 @@ def sandboxed(*events: Event) -> list[Event]:
 POSITIVE = {
     "host root via chdir": (bare(sc(5000, "bash", "chdir", "/proc/777/root")),
                             ("host_proc_access", "high", "kill")),
+    "exec of a host process's exe": (
+        bare(EVENT_TYPES["exec"](**_hdr(5000, "bash"), ret=0, filename="/proc/777/exe",
+                                 argv=["x"], exe="/usr/sbin/sshd", cwd=WS)),
+        ("host_proc_access", "high", "kill")),
     "host fd by open": (bare(op(5000, "ls", "/proc/888/fd", target=888, ftype="dir")),
                         ("host_proc_access", "high", "kill")),
     "host maps": (bare(op(5000, "cat", "/proc/889/maps", target=889)),
@@ -173,6 +177,11 @@ NEGATIVE = {
         op(5000, "cat", "/proc/5000/task/5001/maps", target=5000,
            raw="/proc/thread-self/maps"),
         op(5000, "cat", "/proc/5000/mem", target=5000, raw="/proc/self/mem")),
+    "re-exec of itself through /proc/self/exe": bare(
+        EVENT_TYPES["exec"](**_hdr(5000, "node"), ret=0, filename="/proc/self/exe",
+                            argv=["node"], exe="/usr/bin/node", cwd=WS),
+        EVENT_TYPES["exec"](**_hdr(5000, "node"), ret=0, filename="/proc/5000/exe",
+                            argv=["node"], exe="/usr/bin/node", cwd=WS)),
     "a session child's entries": bare(
         fork(5000, 5020), op(5000, "cat", "/proc/5020/environ", target=5020),
         op(5000, "ls", "/proc/5020/fd", target=5020, ftype="dir")),

@@ -53,7 +53,7 @@ def _proc_paths(ev: Event) -> list[str]:
 
 @register
 class HostProcAccess(Detector):
-    """An open or path syscall (chdir, execve, ...) through `/proc/<N>/<entry>` for an
+    """An open, path syscall (chdir, readlink ...) or exec through `/proc/<N>/<entry>` for an
     `entries` entry (root, cwd, exe, fd, fdinfo, map_files, maps, pagemap, syscall, stack,
     auxv: a way into another process's file system, open files or memory layout) of a
     process outside the session, and through the host's pid 1 for `pid1_entries`.
@@ -101,7 +101,7 @@ class HostProcAccess(Detector):
         hosts = session_hosts(ctx, ev)
         pns = ProcNs(ctx.state)
         pns.see(ctx, ev)
-        if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
+        if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent, ExecEvent)):
             return
         p = ctx.params
         walk = isinstance(ev, OpenEvent) and walked(ctx.state, ev)
