@@ -12,7 +12,7 @@ sleep 93 &
 disown
 kill %2
 wait 2>/dev/null
-pkill -f "sleep 93"
+pkill -f "sleep 93" || kill %3 2>/dev/null
 true
 '
 (sleep 0.2; true) &
