@@ -58,6 +58,7 @@ KERNEL_MONITOR_ENTRIES = tuple(sorted(SENSITIVE - {"environ", "ns"}))
 # walk's read-only directory open of one is not judged (what is below them still is)
 LISTABLE = frozenset({"fd", "fdinfo", "map_files", "ns"})
 O_DIRECTORY = 0o200000
+WALK_MEMORY = 100_000  # directory paths remembered per session for `walked`
 _NOT_LISTING = 0o3 | 0o100 | 0o1000  # O_ACCMODE, O_CREAT, O_TRUNC
 # Calls that only read a /proc entry's metadata or link text (ls -l, readlink of exe/cwd,
 # as htop and ps -f do): the entry named exactly, nothing through it
@@ -219,13 +220,14 @@ def walked(state: dict[str, Any], ev: OpenEvent) -> bool:
     if not is_dir_read(ev):
         return False
     dirs: dict[int, set[str]] = state.setdefault("dirs", {})
-    if len(dirs) > 4096:
+    if state.get("dirs_n", 0) > WALK_MEMORY:  # a bound for the session, not per process
         dirs.clear()
+        state["dirs_n"] = 0
     mine = dirs.setdefault(ev.pid, set())
     path = ev.path.rstrip("/") or "/"
     parent = path.rsplit("/", 1)[0] or "/"
     walk = (ev.dfd is not None and not ev.raw_path.startswith("/")) or parent in mine
-    if len(mine) > 65536:
-        mine.clear()
-    mine.add(path)
+    if path not in mine:
+        mine.add(path)
+        state["dirs_n"] = state.get("dirs_n", 0) + 1
     return walk
