@@ -19,7 +19,11 @@ def test_the_corpus_covers_every_detector_with_enough_scenarios() -> None:
     benign = [s for s in scenarios if s.kind == "benign"]
     assert len(attacks) >= 30 and len(benign) >= 12
     assert {s.expect for s in attacks} == set(defaults().detectors)
-    assert all(s.ways == WAYS for s in scenarios), "every scenario runs all three ways"
+    assert all(s.ways == WAYS for s in benign), "every benign scenario runs all three ways"
+    for s in attacks:  # an attack may leave out a way where the act cannot happen: it says why
+        if s.ways != WAYS:
+            head = "\n".join(s.path.read_text(errors="replace").splitlines()[:20])
+            assert "# (not " in head, f"{s.name}: ways {s.ways} without a `# (not WAY: why)`"
     assert len({s.name for s in scenarios}) == len(scenarios)
     for s in attacks:
         assert all(a in ("kill", "alert", "deny") for a in s.actions.values()), s.name

@@ -1,6 +1,7 @@
 # expect: environ_snoop
 # action: alert
 # ways: bwrap bare
+# (not srt: no process outside the sandbox is visible in srt's own pid namespace)
 # about: reads a host process's environ through a dirfd and /proc/self/root/proc/...
 import contextlib
 import os

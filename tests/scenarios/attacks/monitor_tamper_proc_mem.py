@@ -1,6 +1,7 @@
 # expect: monitor_tamper
 # action: kill
 # ways: bwrap bare
+# (not srt: agentwatch has no pid in srt's own pid namespace)
 # about: opens agentwatch's /proc/<pid>/mem through a dirfd on its /proc directory
 import contextlib
 import os
