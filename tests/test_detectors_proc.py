@@ -222,6 +222,25 @@ def test_negative(name: str) -> None:
     assert not got, got
 
 
+def test_a_session_attached_inside_a_container_maps_its_numbers() -> None:
+    """The session's root is in a pid namespace it did not make (attached inside a
+    container): its numbers are not host pids; fork events map them (ret -> host)."""
+    cont_ns = 4026532777
+
+    def ex_c(pid: int) -> Event:
+        return ex(pid, "/usr/bin/bash", ["bash"], ns=cont_ns)
+    start_ev = EVENT_TYPES["session"](ts=next(_ts), session=S, pid=7000, tid=0, ppid=6999,
+                                      phase="start", session_kind="attach", root_pid=7000,
+                                      argv=["bash"], ns={"pid": cont_ns}, cwd=WS)
+    base = [start_ev, ex_c(7000), fork(7000, 7001, ret=12)]
+    # /proc/12/root is the session's own child (host 7001): quiet
+    quiet = replay([*base, sc(7000, "bash", "chdir", "/proc/12/root")])
+    assert not quiet, [a.summary for a in quiet]
+    # /proc/40/root names nothing the session made: outside, as in the host namespace
+    loud = hits(replay([*base, sc(7000, "bash", "chdir", "/proc/40/root")]))
+    assert ("host_proc_access", "high", "kill") in loud
+
+
 def test_ps_listing_options() -> None:
     def ctx(argv: list[str], exe: str = PS) -> Context:
         return Context(params={}, state={}, session=None,
