@@ -88,6 +88,7 @@ class Fixtures:
             SCENARIO_LIB=str(HERE / "lib"),
             PATH=f"{self.shim}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             AGENTWATCH_RUN_DIR=str(self.base / "run"),
+            AGENTWATCH_PIN_ROOT="off",  # pins outlive the run: they kept killing later tests
             AGENTWATCH_CGROUP_PARENT=str(self.base / "cg2"),
         )
         return env
