@@ -114,6 +114,30 @@ static __always_inline u32 aw_open_plen(struct aw_open *rec)
     return plen > AW_PATH_MAX ? AW_PATH_MAX : plen;
 }
 
+/* An open relative to a directory fd on agentwatch's own /proc/<pid> (a protected pid:
+ * the dirfd's procfs inode names it) that left procfs: a magic link followed out of it
+ * (fd/N, map_files/N, root/..., cwd/...). The literal path check cannot see it (the
+ * caller's string is relative), nor the resolved one (it is the linked file's). */
+static __always_inline u32 aw_open_via_protected_dirfd(void *task, struct aw_open *rec,
+                                                       struct aw_resolved *r)
+{
+#if defined(AW_HAVE_PROC_TARGET) && !defined(AW_NO_BTF)
+    if (rec->dfd < 0 || r->r_magic == AW_PROC_SUPER_MAGIC)
+        return 0;
+    void *dfile = aw_task_file(task, rec->dfd);
+    void *inode = 0;
+    if (!dfile || AW_RD(inode, dfile, AW_OFF_file__f_inode) || !inode)
+        return 0;
+    struct aw_resolved d = {};
+    aw_inode_id(inode, &d);
+    aw_proc_target(inode, &d);
+    u32 a = d.r_proc_pid, b = d.r_proc_tgid;
+    if ((a && protected.lookup(&a)) || (b && protected.lookup(&b)))
+        return AW_WHY_MONITOR;
+#endif
+    return 0;
+}
+
 /* At a successful open's exit: resolve fd `ret` into the record (after the caller's
  * string) and, with AW_EN_PATHS, kill for a denied (dev, inode) or resolved path. Returns
  * the why code of a kill (the record then went to `enforced`), or 0. */
@@ -151,6 +175,8 @@ static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
         dv = aw_path_deny_value(rec->path + plen, AW_PATH_MAX);
         why = aw_deny_is_listing(dv, rec->flags, r->r_mode | 1) ? 0 : dv & 0xff;
     }
+    if (!why && (aw_enforce_mask(p) & AW_EN_MONITOR))
+        why = aw_open_via_protected_dirfd(task, rec, r);
     if (!why)
         return 0;
     aw_kill_current((struct aw_hdr *)rec, why, p);

@@ -165,6 +165,23 @@ def test_pidfd_send_signal_through_its_proc_directory(daemon: Daemon) -> None:
     assert a["action"]["by"] == "kernel" and a["event"]["syscall"] == "pidfd_send_signal"
 
 
+def test_its_fds_through_a_dirfd_on_its_proc(daemon: Daemon) -> None:
+    # opening /proc/<pid> and its fd/ as directories is what ps and find do; following a
+    # magic link out of them (fd/N) through the dirfd is killed at the open's exit
+    status, alerts = _attempt(daemon, "proc-fd-dirfd", """
+        d = os.open(f"/proc/{AW}", os.O_RDONLY | os.O_DIRECTORY)
+        f = os.open("fd", os.O_RDONLY | os.O_DIRECTORY, dir_fd=d)
+        for n in sorted(int(x) for x in os.listdir(f)):
+            try:
+                os.close(os.open(str(n), os.O_RDONLY, dir_fd=f))
+            except OSError:
+                pass
+    """)
+    assert killed(status), status
+    a = _detectors(alerts)["monitor_tamper"]
+    assert a["action"]["by"] == "kernel"
+
+
 def test_environ_of_agentwatch(daemon: Daemon) -> None:
     # the kernel leaves environ to user space (procps ps opens every process's)
     status, alerts = _attempt(daemon, "environ", "open(f'/proc/{AW}/environ', 'rb').read()",
