@@ -124,6 +124,11 @@ class OpenEvent(Event):
     resolve_flags: list[str] = field(default_factory=list)
     via: str = "syscall"           # "io_uring": an io_uring operation (see `io_uring`)
     io_uring: dict[str, Any] | None = None  # with via io_uring: op, sqe_flags, result, ...
+    # a /proc file's process as the kernel has it (successful opens under a procfs):
+    # `proc_pid` its host-global id (a thread id for task/<tid> entries), `proc_tgid` that
+    # task's process; null for other files, /proc/meminfo and the like, or unresolved
+    proc_pid: int | None = None
+    proc_tgid: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -57,6 +57,9 @@ class KernelHalf:
     calls: tuple[KernelCall, ...] = ()
     deny_paths: str | None = None       # param: literal paths whose opens/connects kill
     deny_below: bool = False            # ... and what is below them (AW_DENY_DIR)
+    deny_list_ok: bool = False          # read-only directory opens there pass (AW_DENY_LIST)
+    # protect_pids: the /proc/<pid>/<entry> entries denied for them (the rest is ps's)
+    protect_proc_entries: tuple[str, ...] = ()
     exempt_exes: str | None = None      # param: exe globs whose command names are exempt
     protect_pids: str | None = None     # param: pids nothing may signal (with agentwatch's)
     live_limit: str | None = None       # param: live processes per session (AW_CFG_FORK_MAX)

@@ -77,6 +77,20 @@ RESOLVE_FIELDS: tuple[tuple[str, str], ...] = (
     ("super_block", "s_magic"),
 )
 
+# The target process of a /proc file (include/aw_resolve.h, aw_proc_target): procfs inodes
+# are embedded in struct proc_inode, whose `pid` names the process (a thread's for
+# task/<tid> entries). Optional: without them the loader leaves AW_HAVE_PROC_TARGET
+# undefined and the records carry no target (user space falls back to the path's number).
+PROC_FIELDS: tuple[tuple[str, str], ...] = (
+    ("proc_inode", "pid"),
+    ("proc_inode", "vfs_inode"),
+    ("pid", "numbers"),
+    ("pid", "tasks"),
+    ("upid", "nr"),
+    ("task_struct", "pid_links"),
+    ("task_struct", "tgid"),
+)
+
 
 class BTFError(SetupError):
     """The kernel's BTF is missing or unreadable, or lacks a struct or member."""

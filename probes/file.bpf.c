@@ -94,7 +94,8 @@ static __always_inline int aw_open_enter(u32 sys, int dfd, const char *path, u64
     }
     rec->path_len = n;
     if (aw_enforce_mask(p) & AW_EN_PATHS) {
-        u32 why = aw_path_denied(rec->path, AW_PATH_MAX);
+        u32 v = aw_path_deny_value(rec->path, AW_PATH_MAX);
+        u32 why = aw_deny_is_listing(v, flags, 0) ? 0 : v & 0xff;  /* a listing: at exit */
         if (why) {
             aw_kill_current((struct aw_hdr *)rec, why, p);
             aw_submit_enforced(rec, offsetof(struct aw_open, path) + rec->path_len,
@@ -112,6 +113,30 @@ static __always_inline u32 aw_open_plen(struct aw_open *rec)
 {
     u32 plen = *(volatile u32 *)&rec->path_len;
     return plen > AW_PATH_MAX ? AW_PATH_MAX : plen;
+}
+
+/* An open relative to a directory fd on agentwatch's own /proc/<pid> (a protected pid:
+ * the dirfd's procfs inode names it) that left procfs: a magic link followed out of it
+ * (fd/N, map_files/N, root/..., cwd/...). The literal path check cannot see it (the
+ * caller's string is relative), nor the resolved one (it is the linked file's). */
+static __always_inline u32 aw_open_via_protected_dirfd(void *task, struct aw_open *rec,
+                                                       struct aw_resolved *r)
+{
+#if defined(AW_HAVE_PROC_TARGET) && !defined(AW_NO_BTF)
+    if (rec->dfd < 0 || r->r_magic == AW_PROC_SUPER_MAGIC)
+        return 0;
+    void *dfile = aw_task_file(task, rec->dfd);
+    void *inode = 0;
+    if (!dfile || AW_RD(inode, dfile, AW_OFF_file__f_inode) || !inode)
+        return 0;
+    struct aw_resolved d = {};
+    aw_inode_id(inode, &d);
+    aw_proc_target(inode, &d);
+    u32 a = d.r_proc_pid, b = d.r_proc_tgid;
+    if ((a && protected.lookup(&a)) || (b && protected.lookup(&b)))
+        return AW_WHY_MONITOR;
+#endif
+    return 0;
 }
 
 /* At a successful open's exit: resolve fd `ret` into the record (after the caller's
@@ -143,14 +168,18 @@ static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
         return 0;
     struct aw_inode_key key = {.ino = r->r_ino, .dev = r->r_dev};
     u32 *v = deny_inodes.lookup(&key);
-    u32 why = v ? (*v & 0xff) : 0;
-    if (!why && *(volatile u32 *)&r->r_path_len &&
+    u32 dv = v ? *v : 0;
+    u32 why = aw_deny_is_listing(dv, rec->flags, r->r_mode | 1) ? 0 : dv & 0xff;
+    if (!why && !dv && *(volatile u32 *)&r->r_path_len &&
         !(flags & (AW_RF_TRUNCATED | AW_RF_UNREACHABLE))) {
         plen = aw_open_plen(rec);
         if (plen > AW_PATH_MAX)
             return 0;
-        why = aw_path_denied(rec->path + plen, AW_PATH_MAX);
+        dv = aw_path_deny_value(rec->path + plen, AW_PATH_MAX);
+        why = aw_deny_is_listing(dv, rec->flags, r->r_mode | 1) ? 0 : dv & 0xff;
     }
+    if (!why && (aw_enforce_mask(p) & AW_EN_MONITOR))
+        why = aw_open_via_protected_dirfd(task, rec, r);
     if (!why)
         return 0;
     aw_kill_current((struct aw_hdr *)rec, why, p);

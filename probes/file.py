@@ -22,6 +22,7 @@ RF_NAMES = ((RF_NO_FILE, "no_file"), (RF_TRUNCATED, "truncated"),
 RESOLVED_FIELDS = [
     ("r_ino", "u64"), ("r_magic", "u64"), ("r_dev", "u32"), ("r_mode", "u32"),
     ("r_flags", "u32"), ("r_path_len", "u32"), ("r_start", "u32"), ("r_pad", "u32"),
+    ("r_proc_pid", "u32"), ("r_proc_tgid", "u32"),
 ]
 
 # `path` holds the caller's string (path_len bytes), then the resolved path (r_path_len)

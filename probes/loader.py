@@ -103,7 +103,13 @@ def resolve_cflags() -> list[str]:
     opened files compiled out and their records flagged unresolved (AW_RF_NO_BTF)."""
     from probes import btf
 
-    return btf.cflags_or_fallback()[0]
+    flags, why = btf.cflags_or_fallback()
+    if why is None:
+        proc, pwhy = btf.cflags_or_fallback(btf.PROC_FIELDS)
+        if pwhy is None:  # the target process of /proc files (aw_proc_target)
+            flags += [f for f in proc if not f.startswith("-DAW_SIZE_task_struct")]
+            flags.append("-DAW_HAVE_PROC_TARGET")
+    return flags
 
 
 def source(concerns: tuple[str, ...] = CONCERNS) -> str:

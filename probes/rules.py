@@ -154,6 +154,8 @@ ABIS = (
 LIMITS = (
     Const("AW_DENY_DIR", 0x100, "deny_paths value flag: the entry covers everything below it",
           hex=True),
+    Const("AW_DENY_LIST", 0x200, "deny_paths/deny_inodes value flag: a read-only open of a "
+          "directory there is a listing, not denied (monitor_tamper's bpffs walk)", hex=True),
     Const("AW_HASH_MAX", 256, "deny_paths: longer paths are left to user space"),
     Const("AW_DENY_INODES_MAX", 4096, "deny_inodes: (dev, inode) of the denied files, and "
           "of the files below denied directories (response/enforce.py, deny_inodes)"),

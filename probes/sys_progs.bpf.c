@@ -9,6 +9,7 @@
  * routed only with AW_EN_REVSHELL), and the path of calls refused before their entry
  * (seccomp).
  */
+#include "aw_resolve.h"  /* aw_task_file, aw_proc_target (map-free) */
 /* Is the caller in the host's pid namespace (so that the pids it names are host pids)? */
 static __always_inline int aw_host_pidns(void)
 {
@@ -43,8 +44,32 @@ static __always_inline u32 aw_target_outside(const struct aw_proc *p, u64 id, u6
  * namespace: inside a sandbox's own, agentwatch has no pid and the numbers mean others.
  * The call itself still runs (a tracepoint cannot refuse it): the sender dies before it
  * returns, but a SIGKILL it sent reaches its target all the same. */
+/* pidfd_send_signal through a /proc/<pid> directory fd (the kernel accepts one as a
+ * pidfd): the process is the fd's procfs inode's (aw_proc_target), host ids whatever the
+ * caller's pid namespace. A pidfd from pidfd_open on a protected pid was killed there. */
+static __always_inline u32 aw_pidfd_signal_violation(const struct aw_sys *rec)
+{
+#if defined(AW_HAVE_PROC_TARGET) && !defined(AW_NO_BTF)
+    if (rec->arg1 == 0)
+        return 0;  /* signal 0: an existence probe */
+    void *file = aw_task_file(bpf_get_current_task_btf(), (s64)(s32)rec->arg0);
+    void *inode = 0;
+    if (!file || AW_RD(inode, file, AW_OFF_file__f_inode) || !inode)
+        return 0;
+    struct aw_resolved r = {};
+    aw_inode_id(inode, &r);
+    aw_proc_target(inode, &r);
+    u32 a = r.r_proc_pid, b = r.r_proc_tgid;
+    if ((a && protected.lookup(&a)) || (b && protected.lookup(&b)))
+        return AW_WHY_MONITOR;
+#endif
+    return 0;
+}
+
 static __always_inline u32 aw_signal_violation(const struct aw_sys *rec, u32 nr)
 {
+    if (nr == 424 /* pidfd_send_signal */)
+        return aw_pidfd_signal_violation(rec);
     s64 target = (s64)(s32)rec->arg0;
     /* tgkill, rt_tgsigqueueinfo: (tgid, tid, sig); kill, tkill, rt_sigqueueinfo: (pid, sig) */
     u64 sig = (nr == 234 || nr == 297) ? rec->arg2 : rec->arg1;

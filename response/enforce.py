@@ -55,7 +55,7 @@ import ctypes
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,7 @@ CFG_FAIL_CLOSED = V["AW_CFG_FAIL_CLOSED"]
 FAIL_CLOSED_GRACE_NS = 2_000_000_000
 WHY_CODE = {c.detector: c.value for c in rules.REASONS}  # detector id -> AW_WHY_*
 DENY_DIR = V["AW_DENY_DIR"]
+DENY_LIST = V["AW_DENY_LIST"]  # read-only opens of directories there pass (listings)
 HASH_MAX = V["AW_HASH_MAX"]  # longer paths are left to user space
 DENY_INODES_MAX = V["AW_DENY_INODES_MAX"]
 DENY_WALK_MAX = 512  # inodes listed below one denied directory
@@ -184,14 +185,15 @@ def policy_for(config: Config) -> Policy:
         if k.protect_pids:
             pids = {int(x) for x in p.get(k.protect_pids, []) if str(x).isdigit()}
             pol.protected = sorted(pids | own_ids())
-            for pid in pol.protected:  # /proc/<pid>/mem, /proc/<pid>/root ... of agentwatch
-                pol.deny_paths.setdefault(f"/proc/{pid}", why | DENY_DIR)
+            for path, flags in protected_proc_paths(pol.protected, k.protect_proc_entries):
+                pol.deny_paths.setdefault(path, why | DENY_DIR | flags)
         pol.syscalls.update(calls)
         if k.enable and (calls or not k.enable_needs_call):
             pol.mask |= V[k.enable]
         if k.deny_paths:
             for path in literal_paths(list(p.get(k.deny_paths, []))):
-                pol.deny_paths.setdefault(path, why | DENY_DIR if k.deny_below else why)
+                flags = (DENY_DIR if k.deny_below else 0) | (DENY_LIST if k.deny_list_ok else 0)
+                pol.deny_paths.setdefault(path, why | flags)
         if k.exempt_exes:
             exempt.update(_comms(p.get(k.exempt_exes, [])))
         if k.live_limit:  # the rate limit (max_forks) stays user space's
@@ -233,7 +235,7 @@ def deny_inodes(deny_paths: dict[str, int], limit: int = DENY_INODES_MAX,
             st = os.stat(path)
         except OSError:
             continue  # absent now: the path check still applies
-        why = value & 0xFF
+        why = value & (0xFF | DENY_LIST)  # a listing's flag goes with each inode
         add(st, why)
         if not (value & DENY_DIR and stat.S_ISDIR(st.st_mode)):
             continue
@@ -267,6 +269,31 @@ def _below(top: str, dev: int) -> Iterator[os.stat_result]:
             yield st
             if stat.S_ISDIR(st.st_mode):
                 queue.append(e.path)
+
+
+# entries whose listing shows numbers only (fd numbers, mapped ranges): a tree walk
+# (find /, du /) opens them as directories; what is below them is still denied
+LISTABLE_PROC = ("fd", "fdinfo", "map_files")
+
+
+def protected_proc_paths(pids: Iterable[int],
+                         entries: Iterable[str]) -> list[tuple[str, int]]:
+    """(/proc/<id>/<entry>, flags) for each protected pid or thread id, and
+    /proc/<id>/task/<tid>/<entry> for each of its threads (read now): what the kernel
+    denies of agentwatch's /proc. Only the sensitive entries (memory, fds, root, cwd ...):
+    stat, status, cmdline and the directory itself are what ps and top read. The
+    LISTABLE_PROC ones carry AW_DENY_LIST: a read-only O_DIRECTORY open of them passes."""
+    entries = list(entries)
+    out: list[tuple[str, int]] = []
+    for pid in pids:
+        tids: list[int] = []
+        with contextlib.suppress(OSError):
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task") if t.isdigit()]
+        for e in entries:
+            flags = DENY_LIST if e in LISTABLE_PROC else 0
+            out.append((f"/proc/{pid}/{e}", flags))
+            out += [(f"/proc/{pid}/task/{t}/{e}", flags) for t in tids]
+    return out
 
 
 def _present(v: Any) -> bool:

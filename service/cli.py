@@ -81,8 +81,10 @@ def run(
         typer.echo(loader.source())
         raise typer.Exit(0)
     from service import run as runmod
+    from service.proctitle import hide_command
 
     detection = _detection(config, mode)
+    hide_command()  # the session's own `pkill -f PATTERN` must not match agentwatch
     try:
         code = runmod.main(list(command or []), events, detection, alerts, cgroup, config)
     except runmod.RunError as e:

@@ -190,10 +190,19 @@ def test_monitor_tamper_in_the_kernel_policy() -> None:
         signals = ("kill", "tkill", "tgkill", "pidfd_open")
         assert {c: pol.syscalls[c] for c in signals} == dict.fromkeys(signals,
                                                                       enforce.SE_SIGNAL)
-    why = enforce.WHY_CODE["monitor_tamper"] | enforce.DENY_DIR
+    why = enforce.WHY_CODE["monitor_tamper"] | enforce.DENY_DIR | enforce.DENY_LIST
     assert pol.deny_paths["/srv/aw/config.toml"] == why
     assert pol.deny_paths["/etc/agentwatch"] == why
-    assert pol.deny_paths[f"/proc/{os.getpid()}"] == why
+    # only the sensitive entries of its /proc (ps and top read stat, status, cmdline)
+    me = os.getpid()
+    assert f"/proc/{me}" not in pol.deny_paths and f"/proc/{me}/stat" not in pol.deny_paths
+    proc_why = enforce.WHY_CODE["monitor_tamper"] | enforce.DENY_DIR
+    for entry in ("mem", "fd", "root", "cwd", "map_files", "maps", "pagemap"):
+        # fd/ and map_files/ may be listed by a tree walk (read-only O_DIRECTORY opens)
+        want = proc_why | (enforce.DENY_LIST if entry in ("fd", "map_files") else 0)
+        assert pol.deny_paths[f"/proc/{me}/{entry}"] == want
+        assert pol.deny_paths[f"/proc/{me}/task/{me}/{entry}"] == want
+    assert f"/proc/{me}/environ" not in pol.deny_paths  # procps ps opens it: user space's
     assert not [p for p in pol.deny_paths if p.endswith("/*")]  # globs: user space's
     off = enforce.policy_for(parse({"mode": "monitor"}, "<t>"))
     assert not off.mask and not off.protected

@@ -38,19 +38,24 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
 
 
 def _attempt(d: Daemon, name: str, code: str, binds: tuple[str, ...] = (),
-             then: Callable[[], None] | None = None) -> tuple[int, list[dict[str, Any]]]:
+             then: Callable[[], None] | None = None,
+             user_space: bool = False) -> tuple[int, list[dict[str, Any]]]:
     """Run `code` (Python, with `L` = libc and AW = the daemon's pid) in a sandbox, then
-    try to write a marker: (the sandbox's exit status, the alerts of its session)."""
+    try to write a marker: (the sandbox's exit status, the alerts of its session).
+    `user_space`: the kill comes from user space, after the call: the marker may be
+    written first, and the script then waits to be killed."""
     marker = d.tmp / f"marker-{name}"
     script = d.tmp / f"{name}.py"
     script.write_text("import ctypes, os, signal, sys, time\n"
                       "L = ctypes.CDLL(None, use_errno=True)\n"
                       f"AW = {d.pid}\n" + textwrap.dedent(code) +
-                      f"\nopen({str(marker)!r}, 'w').write('after')\n")
+                      f"\nopen({str(marker)!r}, 'w').write('after')\n"
+                      + ("time.sleep(30)\n" if user_space else ""))
     before = len(d.alerts())
     r = subprocess.run(sandbox(d.tmp, PY, str(script), binds=(str(d.tmp), *binds)),
                        timeout=60, capture_output=True)
-    assert not marker.exists(), f"{name}: ran on after the attempt: {r.stderr[-2000:]!r}"
+    assert user_space or not marker.exists(), \
+        f"{name}: ran on after the attempt: {r.stderr[-2000:]!r}"
     if then is not None:
         then()
 
@@ -135,9 +140,93 @@ def test_writing_its_config_file(daemon: Daemon) -> None:
 
 
 def test_touching_sys_fs_bpf(daemon: Daemon) -> None:
-    status, alerts = _attempt(daemon, "bpffs", "os.listdir('/sys/fs/bpf')")
+    # an explicit listing: the kernel lets read-only directory opens there through (a
+    # tree walk passes them), user space kills for one that is no walk
+    status, alerts = _attempt(daemon, "bpffs", "os.listdir('/sys/fs/bpf')",
+                              user_space=True)
+    assert killed(status), status
+    assert _detectors(alerts)["monitor_tamper"]["action"]["by"] == "user space"
+    # anything but a directory listing is the kernel's to kill at the call
+    status, alerts = _attempt(daemon, "bpffs-create", "open('/sys/fs/bpf/aw-x', 'w')")
     assert killed(status), status
     assert _detectors(alerts)["monitor_tamper"]["action"]["by"] == "kernel"
+    assert not os.path.exists("/sys/fs/bpf/aw-x")
+
+
+def test_pidfd_send_signal_through_its_proc_directory(daemon: Daemon) -> None:
+    # a /proc/<pid> directory fd is a pidfd to pidfd_send_signal: opening the directory
+    # is what ps does (not denied), the signal through it is killed at its entry
+    status, alerts = _attempt(daemon, "proc-pidfd", """
+        d = os.open(f"/proc/{AW}", os.O_RDONLY | os.O_DIRECTORY)
+        L.syscall(424, d, 15, None, 0)
+    """)
+    assert killed(status), status
+    a = _detectors(alerts)["monitor_tamper"]
+    assert a["action"]["by"] == "kernel" and a["event"]["syscall"] == "pidfd_send_signal"
+
+
+def test_its_fds_through_a_dirfd_on_its_proc(daemon: Daemon) -> None:
+    # opening /proc/<pid> and its fd/ as directories is what ps and find do; following a
+    # magic link out of them (fd/N) through the dirfd is killed at the open's exit
+    status, alerts = _attempt(daemon, "proc-fd-dirfd", """
+        d = os.open(f"/proc/{AW}", os.O_RDONLY | os.O_DIRECTORY)
+        f = os.open("fd", os.O_RDONLY | os.O_DIRECTORY, dir_fd=d)
+        for n in sorted(int(x) for x in os.listdir(f)):
+            try:
+                os.close(os.open(str(n), os.O_RDONLY, dir_fd=f))
+            except OSError:
+                pass
+    """)
+    assert killed(status), status
+    a = _detectors(alerts)["monitor_tamper"]
+    assert a["action"]["by"] == "kernel"
+
+
+def test_environ_of_agentwatch(daemon: Daemon) -> None:
+    # the kernel leaves environ to user space (procps ps opens every process's)
+    status, alerts = _attempt(daemon, "environ", "open(f'/proc/{AW}/environ', 'rb').read()",
+                              user_space=True)
+    assert killed(status), status
+    a = _detectors(alerts)["monitor_tamper"]
+    assert a["event"]["proc_tgid"] == daemon.pid
+
+
+def test_ps_top_and_walks_past_agentwatch_are_not_tamper(daemon: Daemon) -> None:
+    """What ps, top and pgrep read of agentwatch's /proc, and a tree walk passing
+    /sys/fs/bpf (find, os.walk), in enforce mode: nothing killed, no monitor_tamper."""
+    marker = daemon.tmp / "marker-benign"
+    script = daemon.tmp / "benign.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, subprocess
+        AW = {daemon.pid}
+        for e in ("stat", "status", "cmdline", "comm", "statm", "io", "wchan"):
+            try:
+                open(f"/proc/{{AW}}/{{e}}", "rb").read()
+            except OSError:
+                pass
+        os.listdir(f"/proc/{{AW}}/task")
+        os.listdir("/proc")
+        subprocess.run(["find", "/sys/fs", "-maxdepth", "3", "-name", "nothing-*"],
+                       check=False, capture_output=True)
+        subprocess.run(["du", "-s", "/sys/fs"], check=False, capture_output=True)
+        # agentwatch's /proc/<pid>/fd, fdinfo, map_files listed on the way
+        subprocess.run(["find", "/proc", "-maxdepth", "3", "-name", "nothing-*"],
+                       check=False, capture_output=True)
+        for _ in os.walk("/sys/fs"):
+            pass
+        subprocess.run(["ps", "aux"], check=True, capture_output=True)
+        subprocess.run(["top", "-b", "-n", "1"], check=False, capture_output=True)
+        open({str(marker)!r}, "w").write("after")
+    """))
+    before = len(daemon.alerts())
+    r = subprocess.run(sandbox(daemon.tmp, PY, str(script), binds=(str(daemon.tmp),)),
+                       timeout=120, capture_output=True)
+    time.sleep(1.0)
+    new = daemon.alerts()[before:]
+    assert r.returncode == 0, [(a["detector"], a["summary"], a["action"]) for a in new]
+    assert marker.exists()
+    assert not [a for a in new if a["detector"] == "monitor_tamper"], [a["summary"] for a in new]
+    assert not [a for a in new if a["action"].get("taken") == "kill"], [a["summary"] for a in new]
 
 
 @pytest.mark.parametrize("cmd", [("BPF_PROG_GET_NEXT_ID", 11), ("BPF_LINK_DETACH", 34)])

@@ -64,6 +64,7 @@ def decode_open(hdr: Header, data: bytes) -> Event:
     t = _OPEN.unpack_from(data)
     ret, dfd, sys, flags, mode, resolve, path_len, of = t[12:20]
     r_ino, r_magic, r_dev, r_mode, r_flags, r_len = t[20:26]
+    proc_pid, proc_tgid = t[28:30]
     path_len = min(path_len, AW_PATH_MAX)
     path = text(data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0])
     res = resolved(data[_TAIL + path_len:_TAIL + path_len + min(r_len, AW_PATH_MAX)],
@@ -82,6 +83,8 @@ def decode_open(hdr: Header, data: bytes) -> Event:
             ev.file_type = file_type(res.mode)
         if res.path is not None and res.complete:
             ev.path, ev.resolved = res.path, True
+        if proc_pid:
+            ev.proc_pid, ev.proc_tgid = proc_pid, proc_tgid or None
     return ev
 
 

@@ -115,7 +115,7 @@ class NamespaceEscape(Detector):
         if not after_setup(ev):
             return
         p = ctx.params
-        allowed = exe is not None and path_matches(exe, p["allowed_exes"]) is not None
+        allowed = exe is not None and path_matches(exe, p["allowed_exes"], ctx.homes) is not None
         if isinstance(ev, SyscallEvent):
             if ev.syscall == "setns":
                 names = new_ns_names(ev.args.get("nstype") or []) or ["any"]
@@ -128,7 +128,7 @@ class NamespaceEscape(Detector):
             names = _ns_from_bits(ev.clone_flags)
             if names:
                 yield self._finding(ev, "clone", names, exe)
-        elif isinstance(ev, OpenEvent) and path_matches(ev.path, p["ns_paths"]):
+        elif isinstance(ev, OpenEvent) and path_matches(ev.path, p["ns_paths"], ctx.homes):
             yield Finding(key=f"open:{ev.path}", fields={
                 "syscall": ev.syscall, "namespaces": ev.path.rsplit("/", 1)[-1],
                 "comm": ev.comm, "path": ev.path, "exe": exe, **outcome(ev)})
@@ -185,7 +185,7 @@ class MountEscape(Detector):
         if ev.syscall not in ctx.params["syscalls"]:
             return
         if ev.syscall in ("mount", "umount2") and exe is not None \
-                and path_matches(exe, ctx.params["allowed_exes"]):
+                and path_matches(exe, ctx.params["allowed_exes"], ctx.homes):
             return
         flags = ev.args.get("flags")
         yield Finding(key=fold_key(ev, f"{ev.syscall}:{ev.path}"), fields={
@@ -204,7 +204,11 @@ class ProcessInjection(Detector):
     another process. Without I/O the detector cannot tell which pids are inside the
     session: any target other than the acting process itself (its host pid, or its pid or
     thread ids in the sandbox's numbering as fork events reveal them) counts as outside.
-    `allow_children = true` lets a debugger attach to its own children (strace -f, gdb)."""
+    `allow_children = true` lets a debugger attach to its own children (strace -f, gdb).
+    A successful open of /proc/<pid>/mem is judged by the process the kernel names for
+    the file (the event's `proc_tgid`: /proc/self/mem through any name is the caller's
+    own, a pid namespace's /proc/2/mem is that process), a failed one by the path's
+    number."""
 
     spec = DetectorSpec(
         id="process_injection",
@@ -247,6 +251,7 @@ class ProcessInjection(Detector):
                     own.setdefault(ev.pid, set()).add(ev.ret)
                 else:
                     children.add((ev.pid, ev.ret))  # ret: the child's pid in the parent's ns
+                    children.add((ev.pid, ev.child_pid))  # and its host pid (/proc/N/mem)
                     own.setdefault(ev.child_pid, set()).add(ev.ret)
             return
         p = ctx.params
@@ -269,7 +274,8 @@ class ProcessInjection(Detector):
             m = _PROC_MEM.match(ev.path)
             if m:
                 syscall, request = ev.syscall, "mem"
-                target = int(m.group(1))
+                # the kernel's answer (the inode's process, host ids) when it gave one
+                target = ev.proc_tgid or ev.proc_pid or int(m.group(1))
         if target is None or target in (ev.pid, ev.tid, 0) or target in own.get(ev.pid, ()):
             return
         if p["allow_children"] and (ev.pid, target) in children:
@@ -327,12 +333,12 @@ class KernelTamper(Detector):
                     "syscall": ev.syscall, "target": target, "comm": ev.comm,
                     **outcome(ev)})
             elif ev.syscall in _PATH_CHANGES \
-                    and path_matches(through_proc_root(ev.path), p["paths"]):
+                    and path_matches(through_proc_root(ev.path), p["paths"], ctx.homes):
                 yield Finding(key=f"{ev.syscall}:{ev.path}", fields={
                     "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                     "comm": ev.comm, **outcome(ev)})
         elif isinstance(ev, OpenEvent) and write_intent(ev, by_names=True) \
-                and path_matches(through_proc_root(ev.path), p["paths"]):
+                and path_matches(through_proc_root(ev.path), p["paths"], ctx.homes):
             yield Finding(key=f"write:{ev.path}", fields={
                 "syscall": ev.syscall, "target": ev.path, "path": ev.path,
                 "flags": ev.flag_names, "comm": ev.comm, **outcome(ev)})

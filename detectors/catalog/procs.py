@@ -28,92 +28,118 @@ from detectors.catalog.files import (
     workspace,
     written_paths,
 )
+from detectors.catalog.proctarget import (
+    LISTABLE,
+    ProcNs,
+    is_outside,
+    metadata_only,
+    ps_listing,
+    session_hosts,
+    walked,
+)
 
-_PROC = re.compile(r"/proc/(\d+)(?:/task/\d+)?/([^/]+)")
 AT_EMPTY_PATH = 0x1000
 _FD_PATH = re.compile(r"/(?:proc/(?:\d+|self|thread-self)(?:/task/\d+)?|dev)/fd/\d+\Z")
 
 
-def _session_pids(ctx: Context, ev: Event) -> set[int]:
-    """Pids seen in this session: every event's pid and tid, each fork's child (host pid)
-    and its pid as the parent sees it (the sandbox's pid namespace), the session root."""
-    pids: set[int] = ctx.state.setdefault("pids", set())
-    if len(pids) < 65536:
-        pids.update((ev.pid, ev.tid))
-        if isinstance(ev, ForkEvent) and ev.ret > 0:
-            pids.update((ev.child_pid, ev.ret))
-        if ctx.session:
-            pids.add(ctx.session.root_pid)
-    return pids
-
-
-def _proc_entry(path: str) -> tuple[int, str] | None:
-    m = _PROC.match(path)
-    return (int(m.group(1)), m.group(2)) if m else None
-
-
 # ---------------------------------------------------------------------------- host_proc_access
+def _proc_paths(ev: Event) -> list[str]:
+    """The paths to judge: the kernel's own when it named the /proc file's process (a
+    successful open: `proc_pid`), else every path the event names."""
+    if isinstance(ev, OpenEvent) and ev.proc_pid and ev.resolved:
+        return [ev.path]
+    return touched_paths(ev)
+
+
 @register
 class HostProcAccess(Detector):
-    """An open or path syscall (chdir, ...) through `/proc/<N>/<entry>` for an `entries`
-    entry (root, cwd, exe, fd...: a way into another process's file system or open files)
-    where N is not a process this session has shown (its events' pids, its forks' children
-    in both the host's and the sandbox's pid numbering), and through `/proc/1/<entry>` for
-    `pid1_entries` whatever pid 1 is. `/proc/self` arrives as the host pid, so a process's
-    own entries never match. Approximate: a `/proc/<N>` path inside a sandbox's pid
-    namespace is in that namespace's numbering, which only fork events reveal; a pid the
-    session never forked (an ancestor, a process it did not see) counts as outside.
-    `ps` and `top` read stat/status/cmdline, which are not in the lists; `ns` and `mem`
-    are left to `namespace_escape` and `process_injection`."""
+    """An open, path syscall (chdir, readlink ...) or exec through `/proc/<N>/<entry>` for an
+    `entries` entry (root, cwd, exe, fd, fdinfo, map_files, maps, pagemap, syscall, stack,
+    auxv: a way into another process's file system, open files or memory layout) of a
+    process outside the session, and through the host's pid 1 for `pid1_entries`.
+
+    Whose entry it is, is the kernel's answer for a successful open (the inode's process,
+    in host ids: /proc/self, /proc/thread-self, dirfd-relative names, a pid namespace's
+    numbers and /proc/self/root/proc/... all name the right process); for other calls the
+    number is read in the caller's pid namespace (detectors/catalog/proctarget.py): in a
+    pid namespace the session made (bubblewrap's --unshare-pid), everything visible is
+    the session's own, /proc/1 included, so nothing there matches; in the session's outer
+    namespace an unknown number counts as outside.
+
+    Deliberately not flagged: what ps, top, pgrep, htop and pkill read (stat, status,
+    cmdline, comm, statm, io, wchan, sched ..., the /proc and /proc/<pid>/task listings):
+    process listing is everyday work and shows nothing a process could not learn from
+    ps; a metadata-only call on an entry itself (stat, lstat, readlink of exe or cwd, as
+    ls -l, ps -f and htop do), which reaches nothing through it; a tree walk's listing
+    of fd/, fdinfo/ or map_files/ (find / and du / open them as directories, relative to
+    the parent's fd or after listing the parent: fd numbers only; an explicit
+    `ls /proc/N/fd` and anything below them are still flagged); the session's own
+    processes; the host init's environ opened by procps `ps` asked for no environment
+    (see `environ_snoop`). `environ`, `mem` and `ns` are left to `environ_snoop`,
+    `process_injection` and `namespace_escape`."""
 
     spec = DetectorSpec(
         id="host_proc_access",
-        kinds=SESSION_KINDS,  # _session_pids: every event's pid and tid
+        kinds=SESSION_KINDS,  # session_hosts: every event's pid and tid
         title="Another Process's Proc Entries Accessed",
-        description="/proc/<pid>/root, cwd, exe, fd of a process outside the session, "
-                    "/proc/1/...",
+        description="/proc/<pid>/root, cwd, exe, fd, maps ... of a process outside the "
+                    "session, the host's /proc/1/...",
         severity="high",
         action="kill",
         mitre=("T1611", "T1083"),
         output="{comm} accessed {path} of pid {target_pid} outside the session "
                "({syscall}, {result})",
         params={
-            "entries": ["root", "cwd", "exe", "fd", "fdinfo", "map_files"],
+            "entries": ["root", "cwd", "exe", "fd", "fdinfo", "map_files", "maps", "smaps",
+                        "pagemap", "syscall", "stack", "auxv"],
             "pid1_entries": ["root", "cwd", "exe", "fd", "fdinfo", "map_files", "environ",
-                             "maps"],
+                             "maps", "smaps", "pagemap", "syscall", "stack", "auxv"],
         },
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
-        pids = _session_pids(ctx, ev)
-        if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent)):
+        hosts = session_hosts(ctx, ev)
+        pns = ProcNs(ctx.state)
+        pns.see(ctx, ev)
+        if not after_setup(ev) or not isinstance(ev, (OpenEvent, SyscallEvent, ExecEvent)):
             return
         p = ctx.params
-        for path in touched_paths(ev):
-            entry = _proc_entry(path)
-            if entry is None:
+        walk = isinstance(ev, OpenEvent) and walked(ctx.state, ev)
+        for path in _proc_paths(ev):
+            t = pns.target(ev, path)
+            if t is not None and walk and t.entry in LISTABLE and not t.rest:
+                continue  # find / lists /proc/<pid>/fd on its way: fd numbers only
+            if t is None or not t.entry or metadata_only(ev, t) or \
+                    (t.entry == "environ" and ps_listing(ctx)):
                 continue
-            pid, name = entry
-            hit = (pid == 1 and name in p["pid1_entries"]) or \
-                (pid not in pids and name in p["entries"])
+            host_init = t.host_pid == 1 and (t.exact or not t.inside_ns)
+            hit = (host_init and t.entry in p["pid1_entries"]) or \
+                (t.entry in p["entries"] and is_outside(t, hosts, ev))
             if hit:
                 fields = base_fields(ev, path)
-                fields.update(target_pid=pid, entry=name)
-                yield Finding(key=f"{pid}/{name}", fields=fields)
+                fields.update(target_pid=t.host_pid if t.host_pid is not None else t.number,
+                              entry=t.entry)
+                yield Finding(key=f"{fields['target_pid']}/{t.entry}", fields=fields)
                 return
 
 
 # ---------------------------------------------------------------------------- environ_snoop
 @register
 class EnvironSnoop(Detector):
-    """A read (or refused attempt) of `/proc/<N>/environ` where N is not a process this
-    session has shown (see `host_proc_access`): other processes' environments hold tokens
-    and keys. A process's own environment (`/proc/self/environ`) never matches;
-    `include_session = true` also reports reads of the session's other processes."""
+    """A read (or refused attempt) of `/proc/<N>/environ` of a process outside the session
+    (whose it is: as `host_proc_access` decides it, the kernel's answer for a successful
+    open): other processes' environments hold tokens and keys. `include_session = true`
+    also reports reads of the session's other processes.
+
+    Deliberately not flagged: a process's own environment (/proc/self/environ under any
+    name); the session's processes (by default); procps `ps` run without an option that
+    shows environments (its executable as the kernel ran it, /usr/bin/ps, and no BSD `e`
+    option): procps 4 opens every process's environ for `ps aux` and `ps -ef` without
+    printing it; `ps e`, `ps auxe`, `ps eww` print it and are flagged."""
 
     spec = DetectorSpec(
         id="environ_snoop",
-        kinds=SESSION_KINDS,  # _session_pids: every event's pid and tid
+        kinds=SESSION_KINDS,  # session_hosts: every event's pid and tid
         title="Another Process's Environment Read",
         description="reading /proc/<pid>/environ of another process",
         severity="medium",
@@ -124,18 +150,24 @@ class EnvironSnoop(Detector):
     )
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
-        pids = _session_pids(ctx, ev)
+        hosts = session_hosts(ctx, ev)
+        pns = ProcNs(ctx.state)
+        pns.see(ctx, ev)
         if not isinstance(ev, OpenEvent) or not after_setup(ev) or not is_read_open(ev):
             return
-        entry = _proc_entry(ev.path)
-        if entry is None or entry[1] != "environ":
+        t = pns.target(ev, ev.path)
+        if t is None or t.entry != "environ":
             return
-        pid = entry[0]
-        if pid in (ev.pid, ev.tid) or (pid in pids and not ctx.params["include_session"]):
+        if t.host_pid in (ev.pid, ev.tid) or (t.exact is False and t.number in (ev.pid, ev.tid)
+                                              and not t.inside_ns):
+            return
+        if not is_outside(t, hosts, ev) and not ctx.params["include_session"]:
+            return
+        if ps_listing(ctx):
             return
         fields = base_fields(ev, ev.path)
-        fields["target_pid"] = pid
-        yield Finding(key=str(pid), fields=fields)
+        fields["target_pid"] = t.host_pid if t.host_pid is not None else t.number
+        yield Finding(key=str(fields["target_pid"]), fields=fields)
 
 
 # ---------------------------------------------------------------------------- fileless_exec
@@ -238,7 +270,7 @@ class FilelessExec(Detector):
         dirs = tree_patterns(ctx.params["exec_dirs"])
         paths = _exec_paths(ctx, ev)
         for path in paths:
-            if path_matches(path, dirs):
+            if path_matches(path, dirs, ctx.homes):
                 return "exec from " + path.rsplit("/", 1)[0]
         window = int(ctx.params["written_window"] * 1e9)
         for path in paths:

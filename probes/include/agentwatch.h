@@ -309,7 +309,28 @@ static __always_inline void aw_submit_vital(void *rec, u32 size)
  * in `deny_paths`? The why code, or 0. FNV-1a 64 of each prefix ending before a '/' is
  * looked up (entries with AW_DENY_DIR cover what is below them), then of the whole path.
  * Literal comparison only: relative paths, "..", "//" and symlinks are user space's. */
+static __always_inline u32 aw_path_deny_value(const char *s, u32 max);
 static __always_inline u32 aw_path_denied(const char *s, u32 max)
+{
+    return aw_path_deny_value(s, max) & 0xff;
+}
+
+/* A listing (AW_DENY_LIST): a read-only open, no O_CREAT/O_TRUNC, of what turns out to be
+ * a directory (S_IFDIR mode). At a call's entry (mode 0: not known yet) only an open that
+ * asks for a directory (O_DIRECTORY, as opendir, find and du make them) waits for the
+ * exit: `cat /sys/fs/bpf/x` or /proc/<pid>/fd/N (a magic link to the file itself) is
+ * judged at once on its literal path. */
+static __always_inline int aw_deny_is_listing(u32 v, u64 oflags, u32 mode)
+{
+    if (!(v & AW_DENY_LIST) || (oflags & 3) != 0 || (oflags & (0100 | 01000)))
+        return 0;
+    if (mode == 0)
+        return (oflags & 0200000) != 0;
+    return (mode & 0170000) == 0040000;
+}
+
+/* As aw_path_denied, the whole map value: why | AW_DENY_* flags */
+static __always_inline u32 aw_path_deny_value(const char *s, u32 max)
 {
     if (s[0] != '/')
         return 0;
@@ -319,7 +340,7 @@ static __always_inline u32 aw_path_denied(const char *s, u32 max)
         if (c == 0 || (c == '/' && i > 0)) {
             u32 *v = deny_paths.lookup(&h);
             if (v && (c == 0 || (*v & AW_DENY_DIR)))
-                return *v & 0xff;
+                return *v;
             if (c == 0)
                 return 0;
         }

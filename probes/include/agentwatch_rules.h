@@ -103,6 +103,10 @@
 /* Map limits and the path hash (deny_paths: FNV-1a 64). */
 /* deny_paths value flag: the entry covers everything below it */
 #define AW_DENY_DIR 0x100
+/* deny_paths/deny_inodes value flag: a read-only open of a directory there is a listing,
+ * not denied (monitor_tamper's bpffs walk)
+ */
+#define AW_DENY_LIST 0x200
 /* deny_paths: longer paths are left to user space */
 #define AW_HASH_MAX 256
 /* deny_inodes: (dev, inode) of the denied files, and of the files below denied

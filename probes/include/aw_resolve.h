@@ -73,7 +73,9 @@
     u32 r_flags;     /* AW_RF_* */ \
     u32 r_path_len;  /* bytes of the resolved path, NUL included (0: none) */ \
     u32 r_start;     /* where the path starts in the scratch buffer (internal) */ \
-    u32 r_pad;
+    u32 r_pad; \
+    u32 r_proc_pid;  /* a /proc file's process: its host-global id (a tid for task/<tid>) */ \
+    u32 r_proc_tgid; /* ... and that task's thread group id (0: exited, or not /proc) */
 
 struct aw_resolved { AW_RESOLVED_FIELDS };
 
@@ -275,6 +277,34 @@ static __always_inline void aw_resolve_path(void *task, void *dentry, void *vfsm
     *vflags = (flags & ~AW_RF_WALKED) | AW_RF_OK;
 }
 
+/* The process a procfs file belongs to, as the kernel has it: procfs inodes are the
+ * vfs_inode of a struct proc_inode whose `pid` is the struct pid of the process (of the
+ * thread for task/<tid>/...; NULL for /proc/meminfo and the like). numbers[0].nr is its
+ * id in the initial pid namespace whatever namespace the reader (and its /proc mount)
+ * is in, so /proc/self, /proc/thread-self, dirfd-relative opens, a pid namespace's own
+ * numbers and /proc/self/root/proc/... all name the right process. The tgid comes from
+ * the task attached to the pid (tasks[PIDTYPE_PID].first is its pid_links[0]): 0 once it
+ * has exited. Offsets from BTF (btf.PROC_FIELDS); compiled out without them. */
+#define AW_PROC_SUPER_MAGIC 0x9fa0
+static __always_inline void aw_proc_target(void *inode, struct aw_resolved *r)
+{
+#ifdef AW_HAVE_PROC_TARGET
+    void *pid = 0, *first = 0;
+    u32 nr = 0, tgid = 0;
+    if (r->r_magic != AW_PROC_SUPER_MAGIC)
+        return;
+    if (AW_RD(pid, (char *)inode - AW_OFF_proc_inode__vfs_inode, AW_OFF_proc_inode__pid)
+        || !pid)
+        return;
+    if (AW_RD(nr, pid, AW_OFF_pid__numbers + AW_OFF_upid__nr))
+        return;
+    r->r_proc_pid = nr;
+    if (!AW_RD(first, pid, AW_OFF_pid__tasks) && first &&
+        !AW_RD(tgid, (char *)first - AW_OFF_task_struct__pid_links, AW_OFF_task_struct__tgid))
+        r->r_proc_tgid = tgid;
+#endif
+}
+
 static __always_inline void aw_resolve_file(void *task, void *file, char *scratch,
                                             struct aw_resolved *r)
 {
@@ -293,6 +323,7 @@ static __always_inline void aw_resolve_file(void *task, void *file, char *scratc
         return;
     }
     aw_inode_id(inode, r);
+    aw_proc_target(inode, r);
     aw_resolve_path(task, dentry, vfsmnt, scratch, r);
 }
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from tests.scenarios.corpus import HERE, PY, ScenarioError
 
-LAUNCHER = "awscen-bwrap"
+# unique per runner: concurrent runners (other worktrees) must not adopt each other's
+# sandboxes (comm is 15 bytes: "awscen-" and up to 7 pid digits)
+LAUNCHER = f"awscen-{os.getpid()}"
 
 
 HOST_NS_ENV = "AW_SCENARIOS_HOST_NS"
@@ -86,6 +88,7 @@ class Fixtures:
             SCENARIO_LIB=str(HERE / "lib"),
             PATH=f"{self.shim}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             AGENTWATCH_RUN_DIR=str(self.base / "run"),
+            AGENTWATCH_PIN_ROOT="off",  # pins outlive the run: they kept killing later tests
             AGENTWATCH_CGROUP_PARENT=str(self.base / "cg2"),
         )
         return env

@@ -383,6 +383,9 @@ def _run_all(scenarios: list[Scenario], ways: list[str], args: argparse.Namespac
     try:
         daemon_ways = [w for w in ways if w != "bare"]
         if daemon_ways:
+            # no pins: a pinned probe set outlives the daemon and its run directory, and
+            # its kernel rules went on killing other sandboxes on the host afterwards
+            os.environ["AGENTWATCH_PIN_ROOT"] = "off"
             runs.start_daemon()
         for way in ways:
             if way == "bare" and runs.daemon is not None:

@@ -1,5 +1,7 @@
 # expect: host_proc_access
 # action: kill
+# ways: bwrap bare
+# not-in: srt: its own pid namespace shows only the sandbox, where /proc/1 is the sandbox's first process, a session process: not another process's entries
 # about: reads another process's cwd and open files via /proc/<pid>/cwd and fd
 target=$OUTSIDER_PID
 [ -e /proc/$target ] || target=1
