@@ -39,3 +39,15 @@ def test_detectors_md_is_generated_from_the_registry() -> None:
 
     text = (DOCS / "detectors.md").read_text()
     assert text == markdown(), "regenerate: .venv/bin/python -m service.docs > docs/detectors.md"
+
+
+def test_every_detector_says_what_it_deliberately_does_not_flag() -> None:
+    from detectors.base import REGISTRY
+    from service.docs import markdown
+
+    text = markdown()
+    for did, cls in REGISTRY.items():
+        items = cls.spec.not_flagged
+        assert items and all(isinstance(i, str) and len(i) > 20 for i in items), did
+        section = text.split(f"## {did}\n", 1)[1].split("\n## ", 1)[0]
+        assert "Deliberately not flagged:" in section and items[0] in section, did

@@ -220,6 +220,11 @@ class ProcessInjection(Detector):
         severity="critical",
         action="kill",
         mitre=("T1055", "T1055.008"),
+        not_flagged=(
+            "a process acting on itself or its own threads, under any pid numbering",
+            "a debugger on its own children when `allow_children` is set (strace -f, gdb ./prog)",
+            "ptrace requests that only read (PTRACE_PEEK*, GETREGS): not in `ptrace_requests`",
+        ),
         output="{syscall} {request} on pid {target} by {comm}",
         params={
             "ptrace_requests": list(PTRACE_WRITES),

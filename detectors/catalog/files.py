@@ -54,6 +54,7 @@ from detectors.catalog.ownership import (
     track_created,
     track_git,
 )
+from detectors.catalog.proctarget import is_dir_read
 
 # Syscalls that change the file system at their path argument(s) (`path`, `path2`).
 # fd-only ones (fchmod, fchown, ftruncate, fsetxattr) carry no path and are not here.
@@ -194,6 +195,17 @@ class CredentialRead(Detector):
         severity="high",
         action="alert",
         mitre=("T1552.001", "T1552.004", "T1003.008"),
+        not_flagged=(
+            "directory listings (find /, du, ls of ~/.gnupg): a listing names files and reads no "
+            "secret",
+            "the workspace's own `.env` files and the secrets the session wrote itself "
+            "(ssh-keygen -f ./key): info, and they never arm the read-then-send sequence",
+            "public keys and `.env` templates (`exclude_paths`)",
+            "a send to loopback (`connect_allow`) or to a unix peer inside the session, and DNS "
+            "queries (dns_exfil's)",
+            "unix datagrams sent to a path, and sends on a socket whose connect the session never"
+            " showed: the peer is unknown",
+        ),
         output="{comm} read credential file {path} ({result})",
         params={
             "paths": list(CREDENTIAL_PATHS),
@@ -288,8 +300,8 @@ class CredentialRead(Detector):
 
     def _read(self, ctx: Context, ev: OpenEvent, ws: str | None) -> Iterator[Finding]:
         p = ctx.params
-        if not is_read_open(ev):
-            return
+        if not is_read_open(ev) or is_dir_read(ev):
+            return  # a directory listing names files, it reads no secret (find /, du)
         pattern = path_matches(ev.path, p["paths"], ctx.homes)
         if pattern is None or path_matches(ev.path, p["exclude_paths"], ctx.homes):
             return
@@ -382,6 +394,16 @@ class ProtectedRead(Detector):
         severity="high",
         action="alert",
         mitre=("T1005", "T1213"),
+        not_flagged=(
+            "the session's own repository's `.git`, and repositories the session wrote into "
+            "(cloned): an agent reads them all the time",
+            "git's transport (clone, fetch, pull, ls-remote, upload-pack) reading another "
+            "repository: info; `git log` there reads history and stays high",
+            "listings of another repository's `.git` directories (a tree walk passing them); a "
+            "listing inside `paths` trees (hidden tests) stays",
+            "missing files (`ignore_errors`) and package managers' git checkouts "
+            "(`exclude_paths`)",
+        ),
         output="{comm} read protected file {path} ({result})",
         params={
             "paths": ["**/answer_key*", "**/answer-key*", "**/answers.json",
@@ -419,8 +441,9 @@ class ProtectedRead(Detector):
             pattern = path_matches(ev.path, p["outside_workspace_paths"], ctx.homes)
             if pattern is not None and (under(ev.path, [ws] if ws else [])
                                         or _own_repo(ev.path, ws)
-                                        or ev.path.split("/.git/", 1)[0] in own):
-                pattern = None
+                                        or ev.path.split("/.git/", 1)[0] in own
+                                        or is_dir_read(ev)):
+                pattern = None  # (a listing of another repo's .git dirs: a tree walk's)
             transport = ctx.state.get("git_transport", {}).get(ev.pid)
             if pattern is not None and transport:
                 severity = severity_of(p["transport_severity"])

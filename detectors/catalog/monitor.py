@@ -86,6 +86,15 @@ class MonitorTamper(Detector):
         severity="critical",
         action="kill",
         mitre=("T1562.001", "T1489"),
+        not_flagged=(
+            "ps-style reads of agentwatch's /proc/<pid> (stat, status, cmdline, comm): ps and top"
+            " read them for every process",
+            "a tree walk passing /sys/fs/bpf or the state directories (read-only directory opens "
+            "relative to the parent, as find / and du make); an explicit listing and any pinned "
+            "object stay",
+            "signals to the session's own processes (pkill -f of its own child): `agentwatch run`"
+            " blanks its own command line so such patterns no longer name it",
+        ),
         output="{syscall} {target} by {comm}",
         params={
             "monitor_pids": [],          # strings: agentwatch's own pids (set at start)

@@ -131,6 +131,12 @@ class DnsExfil(Detector):
         severity="high",
         action="alert",
         mitre=("T1048.003", "T1071.004"),
+        not_flagged=(
+            "ordinary lookups: labels below `max_label_length`, hyphenated or low-entropy names, "
+            "and repeats of one name (Node looks its registry up on every request)",
+            "hex-encoded data in short labels below the rate limit: left to the length and rate "
+            "checks, a known gap",
+        ),
         output="DNS {reason} for {query} by {comm}",
         params={
             "max_label_length": 50,      # DNS allows 63; real hostnames' labels stay short

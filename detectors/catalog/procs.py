@@ -87,6 +87,14 @@ class HostProcAccess(Detector):
         severity="high",
         action="kill",
         mitre=("T1611", "T1083"),
+        not_flagged=(
+            "what ps, top, pgrep and htop read (stat, status, cmdline, comm, statm, io, the /proc"
+            " and task listings): process listing is everyday work",
+            "metadata-only calls on an entry (stat, readlink of exe or cwd, as ls -l and ps -f "
+            "make), and a tree walk's listing of fd/, fdinfo/, map_files/",
+            "everything inside a pid namespace the session made (bubblewrap --unshare-pid): all "
+            "it can see is its own, /proc/1 included",
+        ),
         output="{comm} accessed {path} of pid {target_pid} outside the session "
                "({syscall}, {result})",
         params={
@@ -145,6 +153,12 @@ class EnvironSnoop(Detector):
         severity="medium",
         action="alert",
         mitre=("T1552", "T1057"),
+        not_flagged=(
+            "a process's own environment and, by default, the session's other processes "
+            "(`include_session`)",
+            "procps `ps` without an option that prints environments: procps 4 opens every "
+            "process's environ for `ps aux` without showing it",
+        ),
         output="{comm} read the environment of pid {target_pid} ({result})",
         params={"include_session": False},
     )
