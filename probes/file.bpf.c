@@ -125,13 +125,8 @@ static __always_inline u32 aw_open_via_protected_dirfd(void *task, struct aw_ope
 #if defined(AW_HAVE_PROC_TARGET) && !defined(AW_NO_BTF)
     if (rec->dfd < 0 || r->r_magic == AW_PROC_SUPER_MAGIC)
         return 0;
-    void *dfile = aw_task_file(task, rec->dfd);
-    void *inode = 0;
-    if (!dfile || AW_RD(inode, dfile, AW_OFF_file__f_inode) || !inode)
-        return 0;
     struct aw_resolved d = {};
-    aw_inode_id(inode, &d);
-    aw_proc_target(inode, &d);
+    aw_fd_proc_target(task, rec->dfd, &d);
     u32 a = d.r_proc_pid, b = d.r_proc_tgid;
     if ((a && protected.lookup(&a)) || (b && protected.lookup(&b)))
         return AW_WHY_MONITOR;

@@ -52,13 +52,8 @@ static __always_inline u32 aw_pidfd_signal_violation(const struct aw_sys *rec)
 #if defined(AW_HAVE_PROC_TARGET) && !defined(AW_NO_BTF)
     if (rec->arg1 == 0)
         return 0;  /* signal 0: an existence probe */
-    void *file = aw_task_file(bpf_get_current_task_btf(), (s64)(s32)rec->arg0);
-    void *inode = 0;
-    if (!file || AW_RD(inode, file, AW_OFF_file__f_inode) || !inode)
-        return 0;
     struct aw_resolved r = {};
-    aw_inode_id(inode, &r);
-    aw_proc_target(inode, &r);
+    aw_fd_proc_target(bpf_get_current_task_btf(), (s64)(s32)rec->arg0, &r);
     u32 a = r.r_proc_pid, b = r.r_proc_tgid;
     if ((a && protected.lookup(&a)) || (b && protected.lookup(&b)))
         return AW_WHY_MONITOR;

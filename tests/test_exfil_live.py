@@ -21,11 +21,10 @@ from tests.syscall_workload import py
 pytestmark = pytest.mark.bpf
 
 
-def _unix_listener(path: Path) -> tuple[socket.socket, threading.Thread]:
-    """A unix stream listener in this (unwatched) test process: outside every session."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(str(path))
-    srv.listen(4)
+def _serve(srv: socket.socket) -> tuple[socket.socket, threading.Thread]:
+    """Accept on `srv` in a thread of this (unwatched) test process, outside every session,
+    and read each connection until EOF."""
+    srv.listen(8)
     srv.settimeout(20)
 
     def serve() -> None:
@@ -34,7 +33,7 @@ def _unix_listener(path: Path) -> tuple[socket.socket, threading.Thread]:
                 conn, _ = srv.accept()
                 with conn:
                     conn.settimeout(5)
-                    while conn.recv(4096):
+                    while conn.recv(65536):
                         pass
         except OSError:
             pass
@@ -42,6 +41,13 @@ def _unix_listener(path: Path) -> tuple[socket.socket, threading.Thread]:
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     return srv, t
+
+
+def _unix_listener(path: Path) -> tuple[socket.socket, threading.Thread]:
+    """A unix stream listener in this (unwatched) test process: outside every session."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    return _serve(srv)
 
 
 def test_unix_connect_names_its_peer(run_session, tmp_path: Path) -> None:
@@ -82,23 +88,7 @@ def _tcp_listener(host: str, port: int) -> tuple[socket.socket, threading.Thread
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((host, port))
-    srv.listen(8)
-    srv.settimeout(20)
-
-    def serve() -> None:
-        try:
-            while True:
-                conn, _ = srv.accept()
-                with conn:
-                    conn.settimeout(5)
-                    while conn.recv(65536):
-                        pass
-        except OSError:
-            pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    return srv, t
+    return _serve(srv)
 
 
 def test_socket_writes_of_a_flagged_process(run_session, tmp_path: Path) -> None:

@@ -305,6 +305,21 @@ static __always_inline void aw_proc_target(void *inode, struct aw_resolved *r)
 #endif
 }
 
+/* The process a task's fd `fd` names, when the fd is a procfs file or directory
+ * (/proc/<pid>, a pidfd's stand-in): host pid (a tid for task/<tid>) and tgid in `r`, 0
+ * when it names none. Map-free: callers judge the ids. */
+static __always_inline void aw_fd_proc_target(void *task, s64 fd, struct aw_resolved *r)
+{
+#ifdef AW_HAVE_PROC_TARGET
+    void *file = aw_task_file(task, fd);
+    void *inode = 0;
+    if (!file || AW_RD(inode, file, AW_OFF_file__f_inode) || !inode)
+        return;
+    aw_inode_id(inode, r);
+    aw_proc_target(inode, r);
+#endif
+}
+
 static __always_inline void aw_resolve_file(void *task, void *file, char *scratch,
                                             struct aw_resolved *r)
 {
