@@ -46,7 +46,10 @@ detectors` lists the catalogue, and `agentwatch replay EVENTS.jsonl --config A -
 shows which alerts a change makes appear or disappear on a recording.
 
 Path globs: `*` stays within a directory, `**` crosses directories, a leading `~/` means
-any home directory (`/root` or `/home/<user>`).
+each home directory: `/root`, `/home/<user>`, every home in the host's passwd file and the
+session's own HOME (taken from its root's environment at its start; a HOME changed later
+inside the session is not known). The kernel's literal paths expand `~/` over the host's
+homes only.
 
 In `monitor` mode (the default) nothing is acted on and each alert's `action.result` says
 what would have been done. In `enforce` mode each detector's action is carried out: `kill`
