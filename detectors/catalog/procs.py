@@ -21,7 +21,7 @@ from detectors.base import (
     register,
 )
 from detectors.catalog.common import after_setup, is_read_open, result_of
-from detectors.catalog.files import (
+from detectors.catalog.fileops import (
     base_fields,
     touched_paths,
     tree_patterns,
