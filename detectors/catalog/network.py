@@ -16,6 +16,7 @@ from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SyscallE
 from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
 from detectors.catalog import stdio
 from detectors.catalog.common import in_any, outcome, parse_ip
+from detectors.catalog.proctarget import session_hosts
 
 INET = ("AF_INET", "AF_INET6")
 SENDS = ("sendto", "sendmsg", "sendmmsg")
@@ -274,7 +275,7 @@ class ReverseShell(Detector):
             if ev.file_type == "fifo" and stdio.fifo_opened(st, ev):
                 yield from self._relays(ctx, ev)
             return
-        stdio.note_pids(st, ev, ctx.session.root_pid if ctx.session else None)
+        session_hosts(ctx, ev)  # the session's pids: a unix peer outside them
         if isinstance(ev, SyscallEvent):
             yield from self._dup(ev, ctx.params["ignore_unix_sockets"])
             yield from self._placed(ev)

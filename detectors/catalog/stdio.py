@@ -11,33 +11,19 @@ from collector.events import (
     ConnectEvent,
     Event,
     ExecEvent,
-    ForkEvent,
     OpenEvent,
     SyscallEvent,
 )
 
 INET = ("AF_INET", "AF_INET6")
-MAX_PIDS = 65536       # session pids remembered (for unix peers)
 MAX_TRACKED = 4096     # processes whose stdio ends are remembered
 
 
 def _state(st: dict[str, Any]) -> dict[str, Any]:
-    if "pids" not in st:
-        st.update(pids=set(), inherited=set(), ends={}, holders={}, shells={}, flagged=set(),
+    if "ends" not in st:
+        st.update(inherited=set(), ends={}, holders={}, shells={}, flagged=set(),
                   first_exec=True)
     return st
-
-
-def note_pids(st: dict[str, Any], ev: Event, root: int | None) -> None:
-    """Every pid that acts in the session (and the forks' children) is a member."""
-    s = _state(st)
-    pids: set[int] = s["pids"]
-    if len(pids) < MAX_PIDS:
-        pids.add(ev.pid)
-        if isinstance(ev, ForkEvent) and ev.ret >= 0 and not ev.thread:
-            pids.add(ev.child_pid)
-        if root:
-            pids.add(root)
 
 
 def channel(e: dict[str, Any]) -> str | None:
@@ -57,7 +43,7 @@ def outside_unix(st: dict[str, Any], e: dict[str, Any]) -> bool:
     s = _state(st)
     peer = e.get("peer_pid")
     return (e.get("type") == "socket" and e.get("family") == "AF_UNIX"
-            and isinstance(peer, int) and peer > 0 and peer not in s["pids"]
+            and isinstance(peer, int) and peer > 0 and peer not in st.get("hosts", ())
             and e.get("ino") not in s["inherited"])
 
 
