@@ -116,7 +116,7 @@ def source(concerns: tuple[str, ...] = CONCERNS) -> str:
     """The translation unit BCC compiles (what `--ebpf` prints)."""
     # headers with map calls are text of the unit, not #included (BCC rewrites only it)
     parts = [f"/* ---- include/{h} */\n{(INCLUDE_DIR / h).read_text()}"
-             for h in ("agentwatch.h", "aw_dispatch.h", "aw_sockw.h")]
+             for h in ("agentwatch.h", "aw_dispatch.h", "aw_sockw.h", "aw_interest.h")]
     for concern in concerns:
         for name in CONCERN_FILES.get(concern, (concern,)):
             path = PROBE_DIR / f"{name}.bpf.c"

@@ -28,6 +28,7 @@ from detectors.base import (
     Finding,
     KernelCall,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
 )
@@ -87,6 +88,7 @@ class NamespaceEscape(Detector):
     spec = DetectorSpec(
         id="namespace_escape",
         kinds=frozenset({"exec", "fork", "syscall", "open"}),  # exec/fork: track_exe
+        reads=ReadInterest(params=("ns_paths",)),
         title="Namespace Change After Sandbox Setup",
         description="the sandboxed command joined or created namespaces (setns, unshare, "
                     "clone with CLONE_NEW*) or opened a /proc/*/ns/* handle; bubblewrap's "
@@ -213,6 +215,7 @@ class ProcessInjection(Detector):
     spec = DetectorSpec(
         id="process_injection",
         kinds=frozenset({"fork", "syscall", "open"}),  # fork: own and child pids
+        reads=ReadInterest(globs=("/proc/**",)),
         title="Access To Another Process's Memory",
         description="ptrace attach/seize/poke, process_vm_readv/writev, pidfd_getfd, "
                     "process_madvise or an open of /proc/<pid>/mem aimed at a process "
@@ -301,6 +304,7 @@ class KernelTamper(Detector):
     spec = DetectorSpec(
         id="kernel_tamper",
         kinds=frozenset({"syscall", "open"}),
+        reads=ReadInterest(),
         title="Kernel Tampering From The Sandbox",
         description="module load/unload, kexec, bpf(), perf_event_open, or a write to "
                     "kernel knobs such as core_pattern, sysrq-trigger or /sys/kernel",
@@ -371,6 +375,7 @@ class PrivilegeEscalation(Detector):
     spec = DetectorSpec(
         id="privilege_escalation",
         kinds=SESSION_KINDS,  # each process's last uid/gid, from any event
+        reads=ReadInterest(),
         title="Privilege Escalation Attempt",
         description="setuid/setgid bits or file capabilities set, a set*id transition to "
                     "uid/gid 0 from nonzero, or capset with dangerous capabilities",

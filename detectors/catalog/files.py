@@ -32,6 +32,7 @@ from detectors.base import (
     DetectorSpec,
     Finding,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
     under,
@@ -113,6 +114,7 @@ class CredentialRead(Detector):
         id="credential_read",
         # session: workspace(); io_uring: sends (exfil.py)
         kinds=frozenset({"session", "open", "syscall", "connect", "io_uring"}),
+        reads=ReadInterest(params=("paths",)),
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -256,6 +258,7 @@ class CanaryTouch(Detector):
     spec = DetectorSpec(
         id="canary_touch",
         kinds=frozenset({"open", "syscall", "exec", "connect"}),  # touched_paths
+        reads=ReadInterest(params=("paths",)),
         title="Decoy File Touched",
         description="any access to a configured decoy (canary) file or directory",
         severity="critical",
@@ -312,6 +315,7 @@ class ProtectedRead(Detector):
         id="protected_read",
         # session: workspace(); exec, fork, exit: git's transport processes
         kinds=frozenset({"session", "open", "syscall", "exec", "fork", "exit"}),
+        reads=ReadInterest(params=("paths", "outside_workspace_paths")),
         title="Protected Data Read",
         description="read of configured protected paths: answer keys, hidden tests, eval "
                     "data, other repositories' .git history",
@@ -413,6 +417,7 @@ class WriteOutsideWorkspace(Detector):
     spec = DetectorSpec(
         id="write_outside_workspace",
         kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
+        reads=ReadInterest(),
         title="Write Outside The Workspace",
         description="write-intent open, rename, unlink, chmod, link... outside the workspace "
                     "and allowed paths, denied attempts included",
@@ -505,6 +510,7 @@ class PersistenceWrite(Detector):
     spec = DetectorSpec(
         id="persistence_write",
         kinds=frozenset({"open", "syscall"}),  # written_paths
+        reads=ReadInterest(),
         title="Persistence Location Written",
         description="write to shell rc files, cron, systemd units, authorized_keys, "
                     ".git/hooks, ld.so.preload, accounts",

@@ -15,6 +15,7 @@ from detectors.base import (
     Finding,
     KernelCall,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
 )
@@ -80,6 +81,7 @@ class MonitorTamper(Detector):
         id="monitor_tamper",
         # session, exec, fork: the pid namespaces (proctarget.ProcNs)
         kinds=frozenset({"open", "connect", "syscall", "exec", "fork", "session"}),
+        reads=ReadInterest(params=("paths",), globs=("/proc/**", "/sys/fs/bpf/**")),
         title="Tampering With agentwatch",
         description="signals or ptrace aimed at agentwatch's processes, or access to its "
                     "config, state, logs or pinned BPF maps",
@@ -226,6 +228,7 @@ class RuntimeSocket(Detector):
     spec = DetectorSpec(
         id="runtime_socket",
         kinds=frozenset({"connect", "syscall", "open"}),
+        reads=ReadInterest(params=("sockets",)),
         title="Container Runtime Or Host IPC Socket Access",
         description="connect/bind/send/open of docker, containerd, cri-o or podman "
                     "sockets, or of host IPC sockets (D-Bus, systemd)",

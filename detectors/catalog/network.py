@@ -13,7 +13,15 @@ from collections import Counter, deque
 from collections.abc import Iterable
 
 from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
+from detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelHalf,
+    ReadInterest,
+    register,
+)
 from detectors.catalog import stdio
 from detectors.catalog.common import in_any, outcome, parse_ip
 from detectors.catalog.proctarget import session_hosts
@@ -231,6 +239,7 @@ class ReverseShell(Detector):
     spec = DetectorSpec(
         id="reverse_shell",
         kinds=frozenset({"syscall", "exec", "connect", "fork", "open"}),
+        reads=ReadInterest(),
         title="Reverse Shell",
         description="an inet socket on fd 0-2 (dup, socket, accept, inherited), a shell "
                     "exec'd on a socket or relayed to one through pipes or fifos, "

@@ -17,6 +17,7 @@ from detectors.base import (
     DetectorSpec,
     Finding,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
 )
@@ -81,6 +82,7 @@ class HostProcAccess(Detector):
     spec = DetectorSpec(
         id="host_proc_access",
         kinds=SESSION_KINDS,  # session_hosts: every event's pid and tid
+        reads=ReadInterest(globs=("/proc/**",)),
         title="Another Process's Proc Entries Accessed",
         description="/proc/<pid>/root, cwd, exe, fd, maps ... of a process outside the "
                     "session, the host's /proc/1/...",
@@ -148,6 +150,7 @@ class EnvironSnoop(Detector):
     spec = DetectorSpec(
         id="environ_snoop",
         kinds=SESSION_KINDS,  # session_hosts: every event's pid and tid
+        reads=ReadInterest(globs=("/proc/**",)),
         title="Another Process's Environment Read",
         description="reading /proc/<pid>/environ of another process",
         severity="medium",
@@ -204,6 +207,7 @@ class FilelessExec(Detector):
     spec = DetectorSpec(
         id="fileless_exec",
         kinds=frozenset({"session", "syscall", "fork", "exec", "open"}),  # session: workspace()
+        reads=ReadInterest(),
         title="Fileless Or Dropped Binary Executed",
         description="memfd_create then exec, exec from /dev/shm, exec of a file the session "
                     "wrote outside the workspace",

@@ -15,6 +15,7 @@ from detectors.base import (
     Finding,
     KernelCall,
     KernelHalf,
+    ReadInterest,
     register,
 )
 from detectors.catalog.common import after_setup, outcome
@@ -42,6 +43,7 @@ class CompatSyscall(Detector):
     spec = DetectorSpec(
         id="compat_syscall",
         kinds=frozenset({"syscall", "open", "exec", "fork", "connect"}),
+        reads=ReadInterest(),
         title="32-bit Syscall From The Sandbox",
         description="a syscall made through the ia32 or x32 entry (int 0x80, sysenter), "
                     "which per-number allowlists of 64-bit calls do not cover",
