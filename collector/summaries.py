@@ -23,11 +23,14 @@ from typing import Any
 
 from collector.decode import session_name
 from collector.events import SummaryEvent
+from collector.proctable import ProcessTable
 
 
 class Summaries:
-    def __init__(self, emit: Callable[[SummaryEvent], None]) -> None:
+    def __init__(self, emit: Callable[[SummaryEvent], None],
+                 table: ProcessTable | None = None) -> None:
         self.emit = emit
+        self.table = table  # the process table: each summary's comm, ppid and uid
         self.counts: Any = None     # BCC tables: interest_counts, interest_totals, watched
         self.totals: Any = None
         self.watched: Any = None
@@ -103,8 +106,11 @@ class Summaries:
         self.emitted += count
         self.events += 1
         last = last_ts + self.boot_to_epoch
+        proc = self.table.get(pid) if self.table is not None else None
         self.emit(SummaryEvent(
             ts=last, session=session_name(sid), pid=pid, root=self.roots.get(root, f"#{root}"),
+            comm=proc.comm if proc else "", ppid=proc.ppid if proc else 0,
+            uid=proc.uid if proc else 0,
             count=count, files=files, dirs=dirs, failed=failed,
             first_ts=first_ts + self.boot_to_epoch, last_ts=last))
 

@@ -291,6 +291,11 @@ def status(json_output: JsonOpt = False) -> None:
                    + f", kills {r['kills']}, ring buffer "
                    + (f"{fill:.0%} full" if fill is not None else "fill unknown")
                    + (f", {r['unwritten']} NOT WRITTEN" if r["unwritten"] else ""))
+        interest = r.get("interest") or {}
+        if interest:
+            typer.echo(f"  events level {interest['level']}: {interest['summarised']} opens "
+                       f"summarised in {interest['summaries']} summary events; "
+                       f"{interest['plan']}")
         typer.echo(f"  sessions: {len(r['sessions'])} now, {r['sessions_started']} started")
         for s in r["sessions"]:
             cmd = " ".join(s.get("argv") or [])[:60].encode("unicode_escape").decode()

@@ -55,6 +55,10 @@ def render(c: Controlled) -> str:
     metric("agentwatch_lost_events_total", "counter",
            "Records the kernel could not deliver, by cause.",
            [({"cause": k}, n) for k, n in sorted(st["lost"].items())])
+    metric("agentwatch_summarised_opens_total", "counter",
+           "Opens no detector could use, counted in the kernel and reported in summary "
+           "events instead of one event each (--events-level interest).",
+           [({}, st.get("interest", {}).get("summarised", 0))])
     states: dict[str, int] = {"running": 0, "frozen": 0, "killed": 0}
     for s in c.sessions.values():
         if not s.ended:

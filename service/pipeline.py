@@ -61,7 +61,7 @@ class Collector:
                                       launchers)
         # the kernel's interest filter: what no detector can use is counted, not sent
         # (collector/summaries.py, service/interest.py); events_level "all" sends all
-        self.summaries = Summaries(self._emit)
+        self.summaries = Summaries(self._emit, self.table)
         self.manager.summaries = self.summaries
         self.interest = InterestInstaller(self.summaries, events_level)
         self.actions = SessionActions(self.manager)
@@ -338,6 +338,16 @@ class Collector:
     def flush(self) -> None:
         for sink in self.sinks + self.alert_sinks:
             sink.flush()
+
+    def interest_status(self) -> dict[str, Any]:
+        """The interest filter: its level, the latest plan, the opens summarised so far."""
+        plan = self.interest.last
+        return {"level": self.interest.level,
+                "plan": plan.describe() if plan is not None else
+                ("interest filter off: no detection" if self.analyzer is None else
+                 "no session yet" if self.interest.level == "interest" else
+                 "interest filter off: --events-level all"),
+                "summarised": self.summaries.emitted, "summaries": self.summaries.events}
 
     def sink_dropped(self) -> int:
         """Events a sink could not write (full disk, closed pipe): reported, not hidden."""
