@@ -241,17 +241,16 @@ class SessionEvent(Event):
 @dataclass(slots=True, kw_only=True)
 class SummaryEvent(Event):
     """Opens the kernel counted instead of sending one event each (interest filtering,
-    probes/include/aw_interest.h): read-only opens of regular files and directories, and
-    failed read-only opens, under a directory no enabled detector can use (a read-only
+    probes/include/aw_interest.h): read-only opens of regular files, and failed read-only
+    opens, under a directory no enabled detector can use (a read-only
     system root, the session's workspace), whose names match no detector's glob. One per
     process and root, for the opens since its previous summary; the counts are the
     kernel's, so together they account for every open not sent."""
 
     kind: str = "summary"
     root: str                      # the directory the opens were below
-    count: int                     # opens summarised: files + dirs + failed
+    count: int                     # opens summarised: files + failed
     files: int = 0                 # successful opens of regular files
-    dirs: int = 0                  # successful opens of directories (listings)
     failed: int = 0                # failed opens (caller's absolute path under `root`)
     first_ts: int = 0              # the first and last of them (epoch ns)
     last_ts: int = 0

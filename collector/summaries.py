@@ -36,8 +36,8 @@ class Summaries:
         self.watched: Any = None
         self.boot_to_epoch = 0
         self.roots: dict[int, str] = {}  # root id -> its directory (the service's plan)
-        # (session, pid, root) -> (files, dirs, failed) already reported
-        self._seen: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+        # (session, pid, root) -> (files, failed) already reported
+        self._seen: dict[tuple[int, int, int], tuple[int, int]] = {}
         self.emitted = 0            # opens reported in summary events, all sessions
         self.events = 0             # summary events emitted
 
@@ -62,8 +62,8 @@ class Summaries:
             if session is not None and sid != session:
                 continue
             k = (sid, pid, root)
-            now = (int(value.files), int(value.dirs), int(value.failed))
-            before = self._seen.get(k, (0, 0, 0))
+            now = (int(value.files), int(value.failed))
+            before = self._seen.get(k, (0, 0))
             delta = tuple(a - b for a, b in zip(now, before, strict=True))
             if any(delta):
                 self._report(sid, pid, root, delta, int(value.first_ts), int(value.last_ts))
@@ -101,8 +101,8 @@ class Summaries:
     # ------------------------------------------------------------------ helpers
     def _report(self, sid: int, pid: int, root: int, delta: tuple[int, ...],
                 first_ts: int, last_ts: int) -> None:
-        files, dirs, failed = delta
-        count = files + dirs + failed
+        files, failed = delta
+        count = files + failed
         self.emitted += count
         self.events += 1
         last = last_ts + self.boot_to_epoch
@@ -111,17 +111,17 @@ class Summaries:
             ts=last, session=session_name(sid), pid=pid, root=self.roots.get(root, f"#{root}"),
             comm=proc.comm if proc else "", ppid=proc.ppid if proc else 0,
             uid=proc.uid if proc else 0,
-            count=count, files=files, dirs=dirs, failed=failed,
+            count=count, files=files, failed=failed,
             first_ts=first_ts + self.boot_to_epoch, last_ts=last))
 
     def _alive(self, pid: int) -> bool:
         return self.watched.get(ctypes.c_uint32(pid)) is not None
 
-    def _current(self, key: Any) -> tuple[int, int, int]:
+    def _current(self, key: Any) -> tuple[int, int]:
         v = self.counts.get(key)
         if v is None:
-            return (0, 0, 0)
-        return (int(v.files), int(v.dirs), int(v.failed))
+            return (0, 0)
+        return (int(v.files), int(v.failed))
 
     def _delete(self, key: Any) -> None:
         with contextlib.suppress(KeyError):

@@ -210,12 +210,12 @@ static __always_inline int aw_open_counted(struct aw_open *rec, long ret)
         u32 rlen = *(volatile u32 *)&rec->r_path_len;
         if (!(rf & AW_RF_OK) || (rf & AW_RF_NOT_BORING) || rlen < 2 || rlen > AW_IPFX)
             return 0;
-        if (fmt == 0100000)
-            what = AW_IW_FILE;
-        else if (fmt == 0040000)
-            what = AW_IW_DIR;
-        else
+        /* regular files only: a directory's fd is a dirfd that later *at calls name, and
+         * user space resolves those through its table of the process's fds (collector/
+         * proctable.py), which a directory open not sent would leave stale */
+        if (fmt != 0100000)
             return 0;
+        what = AW_IW_FILE;
         if (magic == AW_PROC_SUPER_MAGIC || magic == 0x62656572 /* sysfs */ ||
             magic == 0x63677270 || magic == 0x27e0eb /* cgroup2, cgroup */ ||
             magic == 0xcafe4a11 /* bpffs */ || magic == 0x64626720 /* debugfs */ ||

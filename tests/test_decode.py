@@ -133,7 +133,7 @@ def test_every_kind_serializes_with_the_contract_keys() -> None:
         "io_uring": dict(ret=5, op="READ", fd=3),
         "loss": dict(lost={"open": 1}, total={"open": 1}),
         "session": dict(phase="start", root_pid=1),
-        "summary": dict(root="/usr", count=3, files=2, dirs=1),
+        "summary": dict(root="/usr", count=3, files=2, failed=1),
         "alert": dict(detector="event_loss", severity="medium",
                       action={"requested": "alert", "taken": "alert", "result": "alerted"},
                       summary="3 events lost"),

@@ -14,8 +14,8 @@
  * - read-only: O_RDONLY without O_CREAT, O_TRUNC, O_APPEND, O_TMPFILE or O_PATH; through a
  *   native door (not 32-bit); not in a launcher's setup;
  * - successful: the kernel's resolved path (not truncated, unreachable, disconnected,
- *   deleted or faulted) of a regular file or a directory outside procfs, sysfs, cgroupfs
- *   and bpffs; and the caller's own string too, when it is absolute: a /proc/self/root/...,
+ *   deleted or faulted) of a regular file outside procfs, sysfs, cgroupfs and bpffs (not
+ *   a directory: its fd is a dirfd later *at calls name, resolved in user space); and the caller's own string too, when it is absolute: a /proc/self/root/...,
  *   /dev/fd/N/... or symlink spelling of a boring file is sent, since detectors judge both;
  *   failed: the caller's string is absolute (a relative one is resolved by user space);
  * - every path judged (resolved and caller's) is, by longest prefix in `interest_roots`
@@ -28,7 +28,7 @@
  * With no entry for a session in `interest_roots` (the default until user space installs
  * its plan, or with `--events-level all`) every open is sent.
  *
- * Counts: `interest_counts` (session, tgid, root) -> files, dirs, failed, first and last
+ * Counts: `interest_counts` (session, tgid, root) -> files, failed, first and last
  * time; `interest_totals` session -> all of them, for the check that the summaries add up
  * (tests/test_interest_live.py). A count that cannot be stored (map full) sends the event.
  *
@@ -45,8 +45,7 @@
 #define AW_INAMES_WORDS 2048    /* 65536 bits of first-two-byte keys, then 65536 of last two */
 
 #define AW_IW_FILE 0
-#define AW_IW_DIR 1
-#define AW_IW_FAILED 2
+#define AW_IW_FAILED 1
 
 struct aw_interest_key {
     u32 prefixlen;  /* bits: 64 (the session) + 8 per path byte */
@@ -65,7 +64,6 @@ struct aw_isum_key {
 };
 struct aw_isum {
     u64 files;
-    u64 dirs;
     u64 failed;
     u64 first_ts;  /* boot ns */
     u64 last_ts;
@@ -212,8 +210,6 @@ static __always_inline int aw_interest_count(u64 session, u32 pid, u32 root, u32
     }
     if (what == AW_IW_FILE)
         __sync_fetch_and_add(&v->files, 1);
-    else if (what == AW_IW_DIR)
-        __sync_fetch_and_add(&v->dirs, 1);
     else
         __sync_fetch_and_add(&v->failed, 1);
     __sync_fetch_and_add(total, 1);
