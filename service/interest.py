@@ -66,9 +66,14 @@ class InterestInstaller:
             self._install(sid, homes, workspace)
 
     def session_started(self, ev: SessionEvent) -> None:
-        if not ev.session:
-            return
-        self._install(int(ev.session, 16), tuple(ev.homes or ()), ev.cwd)
+        sid = _session_id(ev)
+        if sid is not None:
+            self._install(sid, tuple(ev.homes or ()), ev.cwd)
+
+    def session_ended(self, ev: SessionEvent) -> None:
+        sid = _session_id(ev)
+        if sid is not None:
+            self.remove(sid)
 
     def remove(self, sid: int) -> None:
         self._views.pop(sid, None)
@@ -130,3 +135,11 @@ class InterestInstaller:
         for w in words:
             table[ctypes.c_int(w)] = ctypes.c_uint64(self._words[w])
 
+
+
+def _session_id(ev: SessionEvent) -> int | None:
+    """The kernel's id of a session (its name is 16 hex digits); None for another name."""
+    try:
+        return int(ev.session or "", 16)
+    except ValueError:
+        return None

@@ -299,7 +299,7 @@ class Collector:
                 alerts.append(kernel_kill_alert(event, self.table))
             self._alerts(alerts)
         if isinstance(event, SessionEvent) and event.phase == "end" and event.session:
-            self.interest.remove(int(event.session, 16))
+            self.interest.session_ended(event)
 
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
