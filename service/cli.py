@@ -297,6 +297,9 @@ def status(json_output: JsonOpt = False) -> None:
                        f"summarised in {interest['summaries']} summary events; "
                        f"{interest['plan']}")
         typer.echo(f"  sessions: {len(r['sessions'])} now, {r['sessions_started']} started")
+        if r.get("rss_kb") is not None:
+            typer.echo(f"  memory: {r['rss_kb'] / 1024:.0f} MB resident, peak "
+                       f"{(r.get('hwm_kb') or 0) / 1024:.0f} MB (the probes' compile)")
         for s in r["sessions"]:
             cmd = " ".join(s.get("argv") or [])[:60].encode("unicode_escape").decode()
             typer.echo(f"    {s['session']} {s['kind']:8} {s['state']:8} root {s['root_pid']}"

@@ -196,7 +196,16 @@ def status(c: Controlled, role: str) -> dict[str, Any]:
         "kills": dict(c.kills), "sessions_started": c.sessions_started,
         "ring_fill": c.ring_fill(), "unwritten": c.sink_dropped(),
         "interest": c.interest_status(),
+        **_memory(),
     }
+
+
+def _memory() -> dict[str, int | None]:
+    """This process's resident memory now and at its peak (the compile), in kB."""
+    from probes.residency import status as mem
+
+    m = mem()
+    return {"rss_kb": m.get("VmRSS"), "hwm_kb": m.get("VmHWM")}
 
 
 # ------------------------------------------------------------------------------ client

@@ -75,6 +75,9 @@ def render(c: Controlled) -> str:
            "Events or alerts a sink could not write.", [({}, st["unwritten"])])
     metric("agentwatch_uptime_seconds", "gauge", "Seconds since the daemon started.",
            [({}, st["uptime_s"])])
+    if st.get("rss_kb") is not None:
+        metric("agentwatch_resident_memory_bytes", "gauge",
+               "The daemon's resident memory (VmRSS).", [({}, st["rss_kb"] * 1024)])
     return "\n".join(out) + "\n"
 
 
