@@ -63,7 +63,7 @@ def filtered() -> Iterator[tuple[object, MemorySink]]:
     from service.pipeline import Collector
 
     sink = MemorySink()
-    collector = Collector([sink], detection=defaults())
+    collector = Collector([sink], detection=defaults(), alert_sinks=[sink])
     try:
         collector.start()
     except Exception as e:  # noqa: BLE001
@@ -159,3 +159,31 @@ def test_events_level_all_sends_every_open(filtered, tmp_path: Path) -> None:
     opens = [e for e in events if isinstance(e, OpenEvent)]
     assert len([e for e in opens if e.raw_path.startswith("src/f")]) == 100
     assert len([e for e in opens if "agentwatch-missing" in e.raw_path]) == 20
+
+
+STALE_FD = textwrap.dedent("""
+    import os, socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    n = s.fileno()
+    s.close()                                   # not traced: the table keeps "socket"
+    fd = os.open(os.path.realpath(sys.executable), os.O_RDONLY)  # counted, not sent
+    assert fd == n, (fd, n)
+    os.dup2(fd, 0)                              # a file onto stdin: no reverse shell
+    os.execv("/bin/sh", ["sh", "-c", "true"])
+""")
+
+
+def test_a_dup_is_judged_by_the_kernels_fd_not_a_stale_table(filtered, tmp_path: Path) -> None:
+    """An fd number the table last saw as a socket, closed (untraced) and reused by an
+    open the filter counted: the dup's event says what the kernel found at the fd."""
+    collector, sink = filtered
+    (tmp_path / "s.py").write_text(STALE_FD)
+    from service.run import run
+
+    result = run([sys.executable, str(tmp_path / "s.py")], collector=collector)  # type: ignore[arg-type]
+    assert result.exit_status == 0
+    events = sink.session(result.session)
+    dups = [e for e in events if getattr(e, "syscall", "") == "dup2"]
+    assert dups and dups[-1].args["socket"] is False  # type: ignore[attr-defined]
+    assert not [e for e in events if e.kind == "alert"
+                and getattr(e, "detector", "") == "reverse_shell"]
