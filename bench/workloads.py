@@ -224,7 +224,10 @@ def status(d: Daemon) -> dict[str, Any]:
     from service import control
 
     for path in sorted((d.tmp / "run").glob("control-*.sock")):
-        reply = control.request(path, {"op": "status"}, timeout=30)
+        try:
+            reply = control.request(path, {"op": "status"}, timeout=30)
+        except control.ControlError as e:
+            raise BenchError(f"status: {e}") from None
         if reply and reply.get("ok", True) and "events" in reply:
             return reply
     raise BenchError(f"the daemon does not answer status: {d.stderr()[-1000:]}")

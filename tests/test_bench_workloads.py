@@ -157,3 +157,18 @@ def test_report_tie_at_all_zero_loss_is_met() -> None:
     res = _res(peer_lost=0)
     assert _row(res, "S5 workloads with 0 lost")[1:4] == ["2/2", "did not run", "2/2"]
     assert _row(res, "S5 workloads with 0 lost")[-1] == "met"
+
+
+def test_soak_rg_report_separates_searches_overlapping_floods() -> None:
+    from bench.soak import Job, rg_report
+
+    jobs = [Job("flood", "fork", "f", started=10.0, took=5.0),
+            Job("rg", "rg", "a", started=12.0, took=2.0, lost={"open": 100}),
+            Job("rg", "rg", "b", started=20.0, took=1.0, lost={}),
+            Job("rg", "rg", "c", started=30.0, took=3.0, lost={"open": 4, "exec": 1}),
+            Job("benign", "work", "w", started=12.0, took=1.0)]
+    line = rg_report(jobs)
+    assert "rg jobs: 3, 2.0 s each (median)" in line
+    assert "events lost while they ran: 105 {'open': 104, 'exec': 1}" in line
+    assert line.endswith("in the 2 with no flood at the same time: 5")
+    assert rg_report([]).startswith("  rg jobs: 0; events lost while they ran: 0")
