@@ -84,6 +84,7 @@ class Workload:
     reset: Callable[[], None]            # before each run, from outside
     ok: tuple[int, ...] = (0,)
     inputs: dict[str, Any] | None = None
+    cwd: str | None = None               # the workspace (default: its first bind)
 
 
 def python3() -> str:
@@ -187,8 +188,12 @@ class Runner:
         argv = sandbox(self.base, *wl.argv, binds=wl.binds)
         # a home of its own, read-only in the sandbox; the workspace is not under it
         env = {"PATH": SANDBOX_PATH, "HOME": str(self.home), "LANG": "C.UTF-8"}
+        # started in its workspace, as an agent's tools are (the detectors judge paths
+        # against the session's workspace: its cwd)
+        cwd = wl.cwd or (wl.binds[0] if wl.binds else str(self.base / "work"))
         t0 = time.monotonic()
-        p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        p = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE,
                            preexec_fn=self._enter)  # no threads here
         took = time.monotonic() - t0
         if p.returncode not in wl.ok:
