@@ -172,3 +172,70 @@ def test_soak_rg_report_separates_searches_overlapping_floods() -> None:
     assert "events lost while they ran: 105 {'open': 104, 'exec': 1}" in line
     assert line.endswith("in the 2 with no flood at the same time: 5")
     assert rg_report([]).startswith("  rg jobs: 0; events lost while they ran: 0")
+
+
+# ------------------------------------------------------------------------------ live
+def _loop_workload(tmp: Path) -> Any:
+    from bench.workloads import Workload
+
+    ws = tmp / "ws"
+    ws.mkdir(exist_ok=True)
+    # 150 children each opening /etc/hostname: a process tree, not one pid
+    return Workload("loop", "150 cats", ["sh", "-c", "for i in $(seq 150); do "
+                    "cat /etc/hostname >/dev/null; done"], (str(ws),), lambda: None)
+
+
+def test_live_daemon_figures(tmp_path: Path) -> None:
+    """The real default daemon on a small tree of processes: events delivered and
+    counted by kind, losses counted, CPU and memory read, no error, a clean stop."""
+    from bench.workloads import Runner, run_daemon
+    from tests.conftest import bpf_unavailable
+
+    if os.geteuid() != 0:
+        bpf_unavailable("the daemon needs root")
+    runner = Runner(tmp_path)
+    try:
+        out = run_daemon(runner, _loop_workload(tmp_path), tmp_path, "agentwatch", [], 2)
+    finally:
+        runner.close()
+    if "did not start" in out.get("error", "") or "daemon died" in out.get("error", ""):
+        bpf_unavailable(out["error"])
+    assert "error" not in out, out
+    assert out["exit"] == 0
+    assert len(out["samples"]) == 2
+    for s in out["samples"]:
+        # each cat's exec, its opens of /etc/hostname and the libraries, its exit
+        assert s["by_kind"].get("exec", 0) + s["lost_by_cause"].get("exec", 0) >= 150
+        assert s["delivered"] + s["lost"] >= 150 * 3
+        assert s["lost"] == sum(s["lost_by_cause"].values())
+        assert s["summarised"] >= 0 and s["cpu_s"] >= 0 and s["window"] >= s["elapsed"]
+    assert 0 < out["rss"] <= out["hwm"]
+
+
+def test_live_bpftrace_follows_the_sandbox_tree(tmp_path: Path) -> None:
+    """The S5 peers filter on the run's cgroup: bpftrace sees the opens of the
+    sandbox's grandchildren (every cat), none of the host's."""
+    import shutil
+
+    from bench.workloads import Runner, run_peer, tree_peers
+    from tests.conftest import bpf_unavailable
+
+    if os.geteuid() != 0:
+        bpf_unavailable("bpftrace needs root")
+    if shutil.which("bpftrace") is None:
+        pytest.skip("bpftrace is a bench package (make bench-setup installs it)")
+    runner = Runner(tmp_path)
+    try:
+        if runner.cgroup is None:
+            pytest.skip("no cgroup v2 hierarchy to filter on")
+        peer = tree_peers(runner.cgroup)["bpftrace"]
+        out = run_peer(runner, _loop_workload(tmp_path), tmp_path, peer, 1)
+    finally:
+        runner.close()
+    if isinstance(out.get("error"), str) and "attach" in out["error"]:
+        bpf_unavailable(out["error"])
+    assert "error" not in out, out
+    (s,) = out["samples"]
+    # every cat opens /etc/hostname (and its libraries); the one other line is
+    # bpftrace's "Attaching 1 probe..."
+    assert s["lines"] >= 150 and s["all_lines"] - s["lines"] <= 1
