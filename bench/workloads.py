@@ -405,20 +405,26 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, Any]:
                                                   "(docs/performance.md, Peers)"}}
     try:
         for wl in wls:
-            log(f"{wl.name}: {wl.title}: warm-up, {args.rounds} untraced")
-            runner.run(wl)
-            untraced = [runner.run(wl) for _ in range(args.rounds)]
+            untraced: list[float] = []
             tracers: dict[str, Any] = {}
-            for i, (label, dargs) in enumerate(variants):
-                log(f"{wl.name}: {label}, {args.rounds} rounds")
-                tracers[label] = run_daemon(runner, wl, base, label, dargs, args.rounds, i)
-            for name, peer in peers.items():
-                log(f"{wl.name}: {name}, {args.peer_rounds} rounds")
-                tracers[name] = run_peer(runner, wl, base, peer, args.peer_rounds)
-            log(f"{wl.name}: {args.rounds} untraced")
-            untraced += [runner.run(wl) for _ in range(args.rounds)]
-            res["workloads"][wl.name] = {"title": wl.title, "inputs": wl.inputs,
-                                         "untraced": untraced, "tracers": tracers}
+            res["workloads"][wl.name] = entry = {"title": wl.title, "inputs": wl.inputs,
+                                                 "untraced": untraced, "tracers": tracers}
+            try:  # a workload that fails untraced is reported, the others still run
+                log(f"{wl.name}: {wl.title}: warm-up, {args.rounds} untraced")
+                runner.run(wl)
+                untraced += [runner.run(wl) for _ in range(args.rounds)]
+                for i, (label, dargs) in enumerate(variants):
+                    log(f"{wl.name}: {label}, {args.rounds} rounds")
+                    tracers[label] = run_daemon(runner, wl, base, label, dargs, args.rounds,
+                                                i)
+                for name, peer in peers.items():
+                    log(f"{wl.name}: {name}, {args.peer_rounds} rounds")
+                    tracers[name] = run_peer(runner, wl, base, peer, args.peer_rounds)
+                log(f"{wl.name}: {args.rounds} untraced")
+                untraced += [runner.run(wl) for _ in range(args.rounds)]
+            except BenchError as e:
+                entry["error"] = str(e)
+                log(f"{wl.name}: {e}")
     finally:
         runner.close()
     return res

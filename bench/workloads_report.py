@@ -81,7 +81,8 @@ def rows(res: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     for name, wl in res["workloads"].items():
         u = wl["untraced"]
         row(f"S5 {name}: untraced, s (median of {len(u)})",
-            {main: f"{statistics.median(u):.2f}"} if u and main else {})
+            {main: f"{statistics.median(u):.2f}"} if u and main else {},
+            "", "FAILED" if wl.get("error") else "")
         r = {c: _cell(wl, c, lambda w, c: f"{ratio(w, c):.2f}x") for c in cols}
         ours = ratio(wl, main) if main else None
         tgt = TARGETS["rg_ratio"] if name == "rg" else None
@@ -142,6 +143,8 @@ def table(res: dict[str, Any]) -> str:
                  "peers = the losses they report / their output lines.")
     for name, wl in res["workloads"].items():
         lines.append(f"{name}: {wl['title']}; inputs {wl.get('inputs', {})}")
+        if wl.get("error"):
+            lines.append(f"  FAILED: {wl['error']}")
         for c, t in wl["tracers"].items():
             if t.get("error"):
                 lines.append(f"  {c} did not run: {t['error']}")

@@ -239,3 +239,13 @@ def test_live_bpftrace_follows_the_sandbox_tree(tmp_path: Path) -> None:
     # every cat opens /etc/hostname (and its libraries); the one other line is
     # bpftrace's "Attaching 1 probe..."
     assert s["lines"] >= 150 and s["all_lines"] - s["lines"] <= 1
+
+
+def test_report_failed_workload() -> None:
+    res = _res()
+    res["workloads"]["git"] = {"title": "git", "inputs": {}, "untraced": [],
+                               "tracers": {}, "error": "git exited 128: boom"}
+    assert _row(res, "S5 git: untraced, s (median of 0)")[-1] == "FAILED"
+    assert _row(res, "S5 git: traced / untraced")[1:4] == ["", "", ""]
+    assert rep.zero_loss(res, "agentwatch") == (1, 1)
+    assert "  FAILED: git exited 128: boom" in rep.table(res)
