@@ -179,6 +179,20 @@ class Runner:
             except OSError as e:
                 log(f"no cgroup for the peers ({cg}: {e.strerror})")
 
+        # opensnoop-bpfcc's --cgroupmap: a pinned hash of cgroup ids (BCC creates it at
+        # that path when missing, and leaves it there); ours is made here, holding the
+        # run's cgroup, and removed by close()
+        self.cgroupmap = Path(f"/sys/fs/bpf/aw_bench_cgroupmap_{os.getpid()}")
+        if self.cgroup is not None and shutil.which("bpftool"):
+            key = self.cgroup.stat().st_ino.to_bytes(8, "little")
+            made = subprocess.run(["bpftool", "map", "create", str(self.cgroupmap), "type",
+                                   "hash", "key", "8", "value", "8", "entries", "1024",
+                                   "name", "cgroupset"], capture_output=True)
+            if made.returncode == 0:
+                subprocess.run(["bpftool", "map", "update", "pinned", str(self.cgroupmap),
+                                "key", *map(str, key), "value", *["0"] * 8],
+                               capture_output=True)
+
     def _enter(self) -> None:  # in the child, before exec
         if self.cgroup is not None:
             (self.cgroup / "cgroup.procs").write_text("0")
@@ -202,6 +216,7 @@ class Runner:
         return took
 
     def close(self) -> None:
+        self.cgroupmap.unlink(missing_ok=True)
         if self.cgroup is not None:
             with contextlib.suppress(OSError):
                 self.cgroup.rmdir()
@@ -338,12 +353,14 @@ def run_daemon(runner: Runner, wl: Workload, base: Path, label: str, args: list[
 
 
 # ------------------------------------------------------------------------------ peers
-def tree_peers(cgroup: Path | None) -> dict[str, Peer]:
-    """The open tracers that can follow a process tree, filtered on the run's cgroup."""
+def tree_peers(cgroup: Path | None, cgroupmap: Path | None = None) -> dict[str, Peer]:
+    """The open tracers that can follow a process tree, filtered on the run's cgroup
+    (opensnoop-bpfcc: through CGROUPMAP, a pinned map holding its id)."""
     cg = str(cgroup) if cgroup else "/nonexistent"
+    cmap = str(cgroupmap) if cgroupmap else "/sys/fs/bpf/aw_bench_cgroupmap"
     return {
         "opensnoop-bpfcc": Peer("opensnoop-bpfcc", lambda _p, _o: [
-            "opensnoop-bpfcc", "--cgroupmap", "/sys/fs/bpf/aw_bench_cgroupmap"],
+            "opensnoop-bpfcc", "--cgroupmap", cmap],
             lambda ln: ln[:1].isdigit()),
         "trace-bpfcc": Peer("trace-bpfcc", lambda _p, _o: [
             "trace-bpfcc", "-c", cg, 't:syscalls:sys_exit_openat "%d", args->ret'],
@@ -385,25 +402,25 @@ def measure(args: argparse.Namespace, base: Path) -> dict[str, Any]:
     log(f"generating the inputs in {base}")
     wls = make_workloads(base, names)
     runner = Runner(base)
-    peers = {} if args.no_peer else tree_peers(runner.cgroup)
-    peers = {k: p for k, p in peers.items() if p.available()}
-    if runner.cgroup is None:
-        peers = {}
-    if peers:
-        from probes import kernel
-
-        kernel.prepare()  # BCC's kernel headers for the bpfcc tools, as bench/open_close.py
-    variants = [("agentwatch", [])] + [
-        (f"agentwatch {a}", shlex.split(a)) for a in args.daemon_args]
-    res: dict[str, Any] = {"variants": [v for v, _ in variants], "peers": list(peers),
-                           "workloads": {}, "peer_notes": {
-                               "opensnoop": "not run: filters one pid (-p) or a comm "
-                                            "substring (-n), not a process tree",
-                               "opensnoop-bpfcc": "needs fentry or kprobes; here BCC says "
-                                                  "'Need super-user privileges' when the "
-                                                  "kernel refuses its fentry program "
-                                                  "(docs/performance.md, Peers)"}}
     try:
+        peers = {} if args.no_peer else tree_peers(runner.cgroup, runner.cgroupmap)
+        peers = {k: p for k, p in peers.items() if p.available()}
+        if runner.cgroup is None:
+            peers = {}
+        if peers:
+            from probes import kernel
+
+            kernel.prepare()  # BCC's kernel headers for the bpfcc tools, as bench/open_close.py
+        variants = [("agentwatch", [])] + [
+            (f"agentwatch {a}", shlex.split(a)) for a in args.daemon_args]
+        res: dict[str, Any] = {"variants": [v for v, _ in variants], "peers": list(peers),
+                               "workloads": {}, "peer_notes": {
+                                   "opensnoop": "not run: filters one pid (-p) or a comm "
+                                                "substring (-n), not a process tree",
+                                   "opensnoop-bpfcc": "needs fentry or kprobes; here BCC says "
+                                                      "'Need super-user privileges' when the "
+                                                      "kernel refuses its fentry program "
+                                                      "(docs/performance.md, Peers)"}}
         for wl in wls:
             untraced: list[float] = []
             tracers: dict[str, Any] = {}
