@@ -225,7 +225,8 @@ static __always_inline int aw_open_counted(struct aw_open *rec, long ret)
         if (!root)
             return 0;
         if (rec->path[0] == '/') {  /* the caller's spelling must be boring too */
-            if (!aw_interest_root(key, session, rec->path, plen - 1))
+            if (!aw_interest_same(key, rec->path, plen - 1) &&
+                !aw_interest_root(key, session, rec->path, plen - 1))
                 return 0;
         } else if (!aw_interest_suffix(key, rec->path, plen - 1, rec->path + plen,
                                        rlen - 1)) {

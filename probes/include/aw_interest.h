@@ -185,6 +185,24 @@ static __always_inline int aw_interest_suffix(struct aw_iscratch *sc, const char
     return 1;
 }
 
+/* The caller's string `raw` (n bytes) is the path just copied into sc->key.path (the
+ * common case of an absolute path without symlinks): its checks would repeat those done */
+static __always_inline int aw_interest_same(struct aw_iscratch *sc, const char *raw, u32 n)
+{
+    volatile u32 *vlen = &sc->len;
+    if (*vlen != n)
+        return 0;
+    const u8 *a = (const u8 *)sc->key.path;
+    const u8 *b = (const u8 *)raw;
+    for (u32 i = 0; i < AW_IPFX; i++) {
+        if (i >= *vlen)
+            break;
+        if (a[i & 255] != b[i & 255])
+            return 0;
+    }
+    return 1;
+}
+
 /* Count one open instead of sending it: 1 when counted, 0 when the counts could not be
  * stored (the caller then sends the event). */
 static __always_inline int aw_interest_count(u64 session, u32 pid, u32 root, u32 what,
