@@ -381,8 +381,10 @@ class ProtectedRead(Detector):
         fields["pattern"] = pattern
         if severity is not None:  # its own key: a later reader must not fold into it
             fields["git_transport"] = transport
-        yield Finding(key=f"git:{ev.path}" if severity is not None else ev.path,
-                      fields=fields, severity=severity)
+        # git's transport reads a repository's objects one file each (5,000 alerts for
+        # one clone of a 5,000-file repository): its reads fold per repository
+        yield Finding(key=f"git:{ev.path.split('/.git/', 1)[0]}" if severity is not None
+                      else ev.path, fields=fields, severity=severity)
 
 
 def _own_repo(path: str, ws: str | None) -> bool:
