@@ -131,9 +131,15 @@ class InterestInstaller:
         return word
 
     def _write_words(self, words: Any) -> None:
+        """The whole bitmap, one value (the kernel reads it with one lookup per scan);
+        `words`: those that changed (none: nothing to write)."""
+        if not words:
+            return
         table = self.bpf[b"interest_names"]
-        for w in words:
-            table[ctypes.c_int(w)] = ctypes.c_uint64(self._words[w])
+        leaf = table.Leaf()
+        for i, w in enumerate(self._words):
+            leaf.w[i] = w
+        table[ctypes.c_int(0)] = leaf
 
 
 

@@ -55,7 +55,9 @@ struct aw_interest_key {
 };
 BPF_F_TABLE("lpm_trie", struct aw_interest_key, u32, interest_roots, AW_INTEREST_ROOTS,
             BPF_F_NO_PREALLOC);
-BPF_ARRAY(interest_names, u64, AW_INAMES_WORDS);
+/* one element, the whole bitmap: one lookup per scan, then plain loads per component */
+struct aw_inames { u64 w[AW_INAMES_WORDS]; };
+BPF_ARRAY(interest_names, struct aw_inames, 1);
 
 struct aw_isum_key {
     u64 session;
@@ -71,11 +73,9 @@ struct aw_isum {
 BPF_HASH(interest_counts, struct aw_isum_key, struct aw_isum, AW_INTEREST_COUNTS);
 BPF_HASH(interest_totals, u64, u64, 8192);
 
-static __always_inline int aw_iname_hot(u32 bit)
+static __always_inline int aw_iname_hot(const struct aw_inames *names, u32 bit)
 {
-    u32 word = (bit >> 6) & (AW_INAMES_WORDS - 1);
-    u64 *w = interest_names.lookup(&word);
-    return w && (*w & (1ULL << (bit & 63)));
+    return (names->w[(bit >> 6) & (AW_INAMES_WORDS - 1)] >> (bit & 63)) & 1;
 }
 
 /* Whether a component of key->path[0, len) has a marked name key, or is "." or ".." (only
@@ -96,7 +96,9 @@ static __always_inline int aw_inames_hot(struct aw_iscratch *sc, u32 len)
     const u8 *p = (const u8 *)sc->key.path;
     volatile u32 *vstart = &sc->start;
     volatile u32 *vlen = &sc->len;
-    if (len > AW_IPFX)
+    u32 zero = 0;
+    const struct aw_inames *names = interest_names.lookup(&zero);
+    if (!names || len > AW_IPFX)
         return 1;
     *vstart = 0;
     *vlen = len;
@@ -117,8 +119,8 @@ static __always_inline int aw_inames_hot(struct aw_iscratch *sc, u32 len)
         u8 e0 = m > 1 ? p[(i - 2) & 255] : 0;
         if (b0 == '.' && (m == 1 || (m == 2 && b1 == '.')))
             return 1;
-        if (aw_iname_hot(((u32)b0 << 8) | b1) ||
-            aw_iname_hot(65536 + (((u32)e0 << 8) | e1)))
+        if (aw_iname_hot(names, ((u32)b0 << 8) | b1) ||
+            aw_iname_hot(names, 65536 + (((u32)e0 << 8) | e1)))
             return 1;
     }
     return 0;
