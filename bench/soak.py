@@ -30,6 +30,7 @@ The verdict, printed with a summary, exits 1 on any failure:
 - every escape caught: its expected alert seen, its sandbox killed, its marker unwritten;
 - every benign job exited 0 and no session of benign work was killed; every search
   exited 0 or 1 (no match) and was not killed;
+- no event lost while a search ran that no flood overlapped;
 - every loss counted: the `lost` of all event_loss alerts adds up to the daemon's own
   loss total (the kernel's counters by cause plus undecodable records), as it reports
   when it stops;
@@ -230,18 +231,22 @@ def outsiders() -> list[subprocess.Popen[bytes]]:
             subprocess.Popen([PY, "-c", "import time\nwhile True: time.sleep(0.05)"])]
 
 
+def quiet_searches(jobs: list[Job]) -> list[Job]:
+    """The searches no flood overlapped (a flood's own losses are counted by the same
+    counters, per cause, not per session)."""
+    floods = [(j.started, j.started + j.took) for j in jobs if j.kind == "flood"]
+    return [j for j in jobs if j.kind == "rg" and
+            not any(a < j.started + j.took and j.started < b for a, b in floods)]
+
+
 def rg_report(jobs: list[Job]) -> str:
     """One line on the searches: how many, how long, the losses while they ran, and
     those of the searches no flood overlapped."""
     rgs = [j for j in jobs if j.kind == "rg"]
-    floods = [(j.started, j.started + j.took) for j in jobs if j.kind == "flood"]
-
-    def alone(j: Job) -> bool:
-        return not any(a < j.started + j.took and j.started < b for a, b in floods)
     lost = Counter[str]()
     for j in rgs:
         lost.update(j.lost or {})
-    quiet = [j for j in rgs if alone(j)]
+    quiet = quiet_searches(jobs)
     took = sorted(j.took for j in rgs)
     return (f"  rg jobs: {len(rgs)}"
             + (f", {took[len(took) // 2]:.1f} s each (median)" if took else "")
@@ -298,6 +303,13 @@ def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_ou
             if killed:
                 failures.append(f"{job.token}: benign work killed by {killed} (session "
                                 f"{session}, pid {job.pid})")
+    # a search alone (no flood at the same time) loses nothing: the kernel counts the
+    # opens no detector can use instead of sending them (issue 17)
+    for job in quiet_searches(soak.jobs):
+        lost = job.lost or {}
+        if sum(lost.values()):
+            failures.append(f"{job.token}: {sum(lost.values())} events lost during a "
+                            f"search no flood overlapped: {lost}")
     # losses: every one in an event_loss alert
     alerted = sum(int(a["fields"].get("lost", 0)) for a in alerts
                   if a["detector"] == "event_loss" and a.get("key") == "loss")

@@ -174,6 +174,17 @@ def test_soak_rg_report_separates_searches_overlapping_floods() -> None:
     assert rg_report([]).startswith("  rg jobs: 0; events lost while they ran: 0")
 
 
+def test_soak_searches_alone_are_those_no_flood_overlapped() -> None:
+    """The soak fails on a loss during these (bench/soak.py verdict)."""
+    from bench.soak import Job, quiet_searches
+
+    jobs = [Job("flood", "open", "f", started=10.0, took=5.0),
+            Job("rg", "rg", "a", started=14.9, took=2.0),      # overlaps the flood's end
+            Job("rg", "rg", "b", started=15.0, took=1.0),      # starts as it ends
+            Job("rg", "rg", "c", started=8.0, took=1.0)]
+    assert [j.token for j in quiet_searches(jobs)] == ["b", "c"]
+
+
 # ------------------------------------------------------------------------------ live
 def _loop_workload(tmp: Path) -> Any:
     from bench.workloads import Workload
