@@ -129,6 +129,9 @@ class Context:
     # what `~/` stands for in globs besides /root and /home/*: the host's passwd homes
     # and the session's HOME (the engine fills it in; pass it to path_matches)
     homes: tuple[str, ...] = ()
+    # the session's host pids and tids seen so far (every event's, forks' children, the
+    # root): one set per session kept by the engine (proctarget.session_hosts reads it)
+    hosts: set[int] | None = None
 
 
 @dataclass
@@ -146,6 +149,12 @@ class Detector:
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise NotImplementedError
+
+    def open_interest(self, params: dict[str, Any]) -> Any:
+        """The opens check() can use, from its parameters: a detectors/interest.py
+        OpenInterest (not imported here: interest.py builds on this module), or None for
+        every open (the default)."""
+        return None
 
 
 REGISTRY: dict[str, type[Detector]] = {}

@@ -6,6 +6,7 @@ D-Bus, systemd). The shared rules of escape.py's opening comment hold here too.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from collector.events import ConnectEvent, Event, OpenEvent, SyscallEvent
 from detectors.base import (
@@ -28,6 +29,7 @@ from detectors.catalog.proctarget import (
     ps_listing,
     walked,
 )
+from detectors.interest import OpenInterest
 
 MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
                  "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
@@ -113,6 +115,10 @@ class MonitorTamper(Detector):
                    # through a /proc/<pid> directory fd: the kernel names its process
                    KernelCall("pidfd_send_signal", "AW_SE_SIGNAL"))),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # `paths`, its /proc entries and pidfds; walked() remembers every directory read
+        return OpenInterest(dir_reads=True, proc=True, globs=tuple(params["paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
@@ -240,6 +246,10 @@ class RuntimeSocket(Detector):
         params={"sockets": list(RUNTIME_SOCKETS)},
         kernel=KernelHalf(reason="AW_WHY_RUNTIME_SOCKET", deny_paths="sockets"),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # the sockets' paths
+        return OpenInterest(globs=tuple(params["sockets"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         socks = ctx.params["sockets"]

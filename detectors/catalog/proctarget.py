@@ -156,7 +156,14 @@ def is_outside(t: ProcTarget, session_hosts: set[int], ev: Event) -> bool:
 
 
 def session_hosts(ctx: Context, ev: Event) -> set[int]:
-    """Host pids seen in this session: events' pids and tids, forks' children, the root."""
+    """Host pids seen in this session: events' pids and tids, forks' children, the root.
+    The engine keeps one such set per session for every detector (`ctx.hosts`, updated
+    from every event of the session before any detector runs); without an engine (a
+    Context built by hand) the detector's state keeps its own, from the events it sees.
+    Either way it is also `ctx.state["hosts"]` (stdio.outside_unix reads it there)."""
+    if ctx.hosts is not None:
+        ctx.state["hosts"] = ctx.hosts
+        return ctx.hosts
     hosts: set[int] = ctx.state.setdefault("hosts", set())
     if len(hosts) < 65536:
         hosts.update((ev.pid, ev.tid))
