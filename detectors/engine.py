@@ -3,9 +3,10 @@
 For each event, every enabled detector that reads its kind runs with its parameters and
 its own state for the event's session (an open only reaches the detectors whose
 `open_interest` it meets: detectors/interest.py); each finding not covered by a
-configured exception becomes an alert, with the process ancestry up to the session root. Repeats (same detector, session and key)
-within `fold_window` seconds of event time are folded: the first is alerted at once, and
-when the window closes one `folded` alert carries the count of the others.
+configured exception becomes an alert, with the process ancestry up to the session root.
+Repeats (same detector, session and key) within `fold_window` seconds of event time are
+folded: the first is alerted at once, and when the window closes one `folded` alert
+carries the count of the others.
 
 Actions are not carried out here: in `monitor` mode an alert says what would have been
 done; in `enforce` mode a freeze or kill is left `pending` for the response engine
