@@ -45,7 +45,7 @@ from detectors.base import (
     text_matches,
 )
 from detectors.config import Config, DetectorConfig
-from detectors.interest import OpenRouter
+from detectors.interest import OpenInterest, OpenRouter
 
 ProcLookup = Callable[[int], ProcView | None]
 AncestryLookup = Callable[[int], list[dict[str, Any]]]
@@ -156,7 +156,7 @@ class Engine:
         and their parameters as they are at the first open."""
         if self._opens is None:
             self._opens = OpenRouter(
-                [det.open_interest(dcfg.params) for det, dcfg in self.detectors],
+                [_interest(det, dcfg) for det, dcfg in self.detectors],
                 ["open" in det.spec.kinds for det, _cfg in self.detectors])
         return self._opens
 
@@ -278,6 +278,17 @@ class Engine:
             summary=one_line(f"Detector {det.spec.id} failed and is disabled | "
                               f"error={type(e).__name__}: {e}"),
             key="detector_error", event=orjson.loads(ev.to_json()))
+
+
+def _interest(det: Detector, dcfg: DetectorConfig) -> OpenInterest | None:
+    """A detector's open interest; every open (None) when it cannot say (a declaration
+    that raises, or is not an OpenInterest): its check() then runs, and a broken one is
+    disabled there with an alert, as for any other event."""
+    try:
+        oi = det.open_interest(dcfg.params)
+    except Exception:  # noqa: BLE001 - one broken detector must not stop all
+        return None
+    return oi if isinstance(oi, OpenInterest) else None
 
 
 def _short(v: Any, limit: int = 160) -> str:

@@ -115,7 +115,13 @@ class OpenRouter:
                             extra = extra or set()
                             extra.add(i)
         for i, when in self._when:
-            if i not in base and (extra is None or i not in extra) and when(contexts[i], ev):
+            if i in base or (extra is not None and i in extra):
+                continue
+            try:
+                wanted = when(contexts[i], ev)
+            except Exception:  # noqa: BLE001 - then its check() decides (and may be disabled)
+                wanted = True
+            if wanted:
                 extra = extra or set()
                 extra.add(i)
         if extra is None:

@@ -133,6 +133,41 @@ def test_a_detector_that_reads_no_opens_gets_none() -> None:
     assert router.route(_open("/x", 0o1, "fifo", compat=True), [], ()) == ()
 
 
+def test_a_broken_declaration_gets_every_open_and_its_check_decides() -> None:
+    from detectors.base import Context, Detector, DetectorSpec, Finding
+    from detectors.config import Config, DetectorConfig
+
+    class Odd(Detector):
+        spec = DetectorSpec(id="odd", title="Odd", description="", severity="low",
+                            action="alert", mitre=(), output="odd", kinds=frozenset({"open"}))
+
+        def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+            raise KeyError("no such param")
+
+        def check(self, ctx: Context, ev: Event) -> Iterator[Finding]:
+            yield Finding(key="k", fields={})
+
+    engine = Engine(Config())
+    engine.detectors = [(Odd(), DetectorConfig(True, "alert", "low", {}, []))]
+    assert [a.detector for a in engine.process(_open("/usr/lib/x"))] == ["odd"]
+
+
+def test_a_state_test_that_raises_routes_the_open() -> None:
+    def boom(ctx: Any, ev: Any) -> bool:
+        raise RuntimeError("state")
+
+    router = OpenRouter([OpenInterest(when=boom)], [True])
+    assert router.route(_open("/usr/lib/x"), [None], ()) == (0,)  # type: ignore[list-item]
+
+
+def test_long_and_non_utf8_paths() -> None:
+    long = "/usr/lib/" + "a/" * 2040 + "x"  # past PATH_MAX's 4096 bytes
+    assert _routed(_open(long)) == set()
+    assert "credential_read" in _routed(_open("/root/.ssh/id_" + "\\xff" * 1000))
+    assert "credential_read" in _routed(_open("/srv/x\n/.env"))  # a newline in a name
+    assert _routed(_open("")) == set()  # an empty string (a fault) reaches no glob
+
+
 def test_traits() -> None:
     assert traits(_open("/usr/lib/x")) == 0
     assert traits(_open("/usr/lib", 0, "dir")) == 2
