@@ -115,7 +115,8 @@ class Engine:
                     hosts.add(ev.child_pid)
                 if session is not None:
                     hosts.add(session.root_pid)
-        homes = self._homes_of(session)
+        homes = self.homes if session is None or not session.homes else \
+            self._homes_of(session)
         if isinstance(ev, OpenEvent):
             router = self._opens or self.open_router()
             wanted: Sequence[int] = router.route(ev, contexts, homes)

@@ -122,8 +122,10 @@ class MonitorTamper(Detector):
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
-        pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
-        pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
+        pids = _pids(ctx.state, p["monitor_pids"])
+        pidfds: dict[tuple[int, int], int] | None = ctx.state.get("pidfds")
+        if pidfds is None:
+            pidfds = ctx.state["pidfds"] = {}
         pns = ProcNs(ctx.state)
         pns.see(ctx, ev)
         if isinstance(ev, OpenEvent):
@@ -181,6 +183,17 @@ class MonitorTamper(Detector):
         if ev.family == "AF_UNIX" and path_matches(ev.address, p["paths"], ctx.homes):
             yield Finding(key=f"{ev.syscall}:{ev.address}", fields={
                 "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
+
+
+def _pids(state: dict[str, Any], listed: list[Any]) -> set[int]:
+    """`monitor_pids` as numbers, parsed again only when the list changes (it is read
+    for every event this detector sees)."""
+    key = tuple(listed)
+    cached = state.get("monitor_pids")
+    if cached is None or cached[0] != key:
+        cached = state["monitor_pids"] = (
+            key, {int(x) for x in listed if str(x).lstrip("-").isdigit()})
+    return cached[1]
 
 
 def _monitor_proc(ctx: Context, ev: OpenEvent, pns: ProcNs, pids: set[int],
