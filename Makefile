@@ -52,6 +52,7 @@ lint: setup-venv
 BENCH_JSON ?= bench-results.json
 bench: bench-setup
 	$(PY) bench/kill_latency.py --trials 20
+	$(PY) bench/detect.py
 	$(PY) bench/suite.py --json $(BENCH_JSON)
 	$(PY) bench/sensors.py --json $(BENCH_SENSORS_JSON) $(BENCH_SENSORS_ARGS)
 	$(PY) bench/workloads.py --json $(BENCH_WORKLOADS_JSON) $(BENCH_WORKLOADS_ARGS)
@@ -74,6 +75,12 @@ BENCH_SENSORS_ARGS ?=
 .PHONY: bench-sensors
 bench-sensors: bench-setup
 	$(PY) bench/sensors.py --json $(BENCH_SENSORS_JSON) $(BENCH_SENSORS_ARGS)
+
+# User-space cost per event (decode, process table, detectors, JSON Lines): a replay of
+# synthesised ring records, no BPF, about 30 s (bench/detect.py; --profile for cProfile).
+.PHONY: bench-detect
+bench-detect: setup-venv
+	$(PY) bench/detect.py
 
 bench-quick: bench-setup
 	$(PY) bench/suite.py --quick --json $(BENCH_JSON)

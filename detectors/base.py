@@ -146,6 +146,9 @@ class Context:
     # what `~/` stands for in globs besides /root and /home/*: the host's passwd homes
     # and the session's HOME (the engine fills it in; pass it to path_matches)
     homes: tuple[str, ...] = ()
+    # the session's host pids and tids seen so far (every event's, forks' children, the
+    # root): one set per session kept by the engine (proctarget.session_hosts reads it)
+    hosts: set[int] | None = None
 
 
 @dataclass
@@ -163,6 +166,12 @@ class Detector:
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise NotImplementedError
+
+    def open_interest(self, params: dict[str, Any]) -> Any:
+        """The opens check() can use, from its parameters: a detectors/openroute.py
+        OpenInterest (not imported here: openroute.py builds on this module), or None for
+        every open (the default)."""
+        return None
 
 
 REGISTRY: dict[str, type[Detector]] = {}

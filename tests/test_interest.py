@@ -158,3 +158,29 @@ def test_every_open_reading_detector_declares_reads() -> None:
     for did, cls in REGISTRY.items():
         if "open" in cls.spec.kinds:
             assert isinstance(cls.spec.reads, ReadInterest), did
+
+
+def test_the_kernels_reads_cover_the_user_space_routers() -> None:
+    """Two declarations of what a detector reads: `DetectorSpec.reads` for the kernel's
+    filter, `open_interest` for the engine's router (detectors/openroute.py). Every
+    read-only regular-file open the router would give a detector must be one the kernel
+    sends: its globs among the reads', /proc covered, and no state test (`when`) but the
+    one privilege_escalation keeps (a uid change, seen on any later event too)."""
+    from detectors.catalog.fileops import tree_patterns
+
+    cfg = defaults()
+    for did, dcfg in cfg.detectors.items():
+        cls = REGISTRY[did]
+        if "open" not in cls.spec.kinds:
+            continue
+        oi = cls().open_interest(dcfg.params)
+        assert oi is not None, f"{did}: the router gives it every open, the kernel does not"
+        reads = cls.spec.reads
+        assert reads is not None
+        kernel = [*reads.globs, *(g for p in reads.params for g in dcfg.params[p])]
+        for g in oi.globs:
+            assert g in tree_patterns(kernel) or path_matches(g, ["/proc/**"]), (did, g)
+        if oi.proc:
+            assert "/proc/**" in kernel, did
+        if oi.when is not None:
+            assert did == "privilege_escalation", did

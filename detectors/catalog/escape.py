@@ -41,6 +41,7 @@ from detectors.catalog.common import (
     track_exe,
     write_intent,
 )
+from detectors.openroute import OpenInterest
 
 # sandbox-runtime's in-sandbox helper: it unshares a pid (and mount) namespace and mounts
 # /proc before it applies its seccomp filter and execs the command.
@@ -111,6 +112,10 @@ class NamespaceEscape(Detector):
                           calls=(KernelCall("setns", "AW_SE_NS_JOIN"),
                                  KernelCall("unshare", "AW_SE_NS_NEW"))),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # ns files only (track_exe keeps nothing from an open)
+        return OpenInterest(globs=tuple(params["ns_paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         exe = track_exe(ctx, ev)
@@ -248,6 +253,10 @@ class ProcessInjection(Detector):
                      for c in ("pidfd_getfd", "process_madvise")))),
     )
 
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # /proc/<pid>/mem
+        return OpenInterest(proc=True)
+
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         children: set[tuple[int, int]] = ctx.state.setdefault("children", set())
         # host pid -> the ids it is known by in the sandbox's pid numbering: its own pid as
@@ -331,6 +340,10 @@ class KernelTamper(Detector):
                 "kexec_load", "kexec_file_load"))),
     )
 
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # write-intent opens only
+        return OpenInterest(writes=True)
+
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
         if isinstance(ev, SyscallEvent):
@@ -359,6 +372,14 @@ _GID_CALLS = {"setgid": ("gid",), "setregid": ("rgid", "egid"),
               "setresgid": ("rgid", "egid", "sgid"), "setfsgid": ("gid",)}
 _CHMODS = ("chmod", "fchmod", "fchmodat", "fchmodat2", "creat")
 _XATTRS = ("setxattr", "lsetxattr", "fsetxattr", "setxattrat")
+
+
+def _ids_unknown(ctx: Context, ev: OpenEvent) -> bool:
+    """privilege_escalation: an open whose uid or gid is not the one it last recorded for
+    the process (it records them from every event it is given)."""
+    ids = ctx.state.get("ids")
+    return ids is None or ids["uid"].get(ev.pid) != ev.uid or \
+        ids["gid"].get(ev.pid) != ev.gid
 
 
 @register
@@ -398,6 +419,10 @@ class PrivilegeEscalation(Detector):
             "xattrs": ["security.capability"],
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # O_CREAT opens; each pid's last uid/gid (only a change is news)
+        return OpenInterest(writes=True, when=_ids_unknown)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ids: dict[str, dict[int, int]] = ctx.state.setdefault("ids", {"uid": {}, "gid": {}})

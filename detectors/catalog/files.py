@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from collector.events import (
     ConnectEvent,
@@ -61,6 +62,7 @@ from detectors.catalog.ownership import (
     track_git,
 )
 from detectors.catalog.proctarget import is_dir_read
+from detectors.openroute import OpenInterest
 
 # ---------------------------------------------------------------------------- credential_read
 CREDENTIAL_PATHS = [
@@ -151,6 +153,10 @@ class CredentialRead(Detector):
             "* */bin/npm", "* */bin/npm *", "* */bin/npx", "* */bin/npx *",
             "* */npm/bin/npm-cli.js*", "* */npm/bin/npx-cli.js*")),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # track_created (writes), reads of `paths`
+        return OpenInterest(writes=True, globs=tuple(params["paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
@@ -276,6 +282,10 @@ class CanaryTouch(Detector):
                           needs_param="paths"),
     )
 
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # touched_paths: path and raw_path
+        return OpenInterest(globs=tuple(tree_patterns(params["paths"])))
+
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         patterns = ctx.params["paths"]
         if not patterns or not after_setup(ev):
@@ -344,6 +354,11 @@ class ProtectedRead(Detector):
             "transport_severity": "info",
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths (own repos), reads of its globs (`exclude_paths` only takes away)
+        return OpenInterest(writes=True, globs=(*params["paths"],
+                                                *params["outside_workspace_paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
@@ -445,6 +460,10 @@ class WriteOutsideWorkspace(Detector):
                      "path": "/proc/sys/user/max_user_namespaces"},),
     )
 
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths: write-intent opens
+        return OpenInterest(writes=True)
+
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
         if not after_setup(ev):
@@ -529,6 +548,10 @@ class PersistenceWrite(Detector):
             "exclude_paths": ["**/.git/hooks/*.sample"],
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths: write-intent opens
+        return OpenInterest(writes=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if not after_setup(ev):

@@ -11,6 +11,7 @@ import math
 import re
 from collections import Counter, deque
 from collections.abc import Iterable
+from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SyscallEvent
 from detectors.base import (
@@ -25,6 +26,7 @@ from detectors.base import (
 from detectors.catalog import stdio
 from detectors.catalog.common import in_any, outcome, parse_ip
 from detectors.catalog.proctarget import session_hosts
+from detectors.openroute import OpenInterest
 
 INET = ("AF_INET", "AF_INET6")
 SENDS = ("sendto", "sendmsg", "sendmmsg")
@@ -277,6 +279,10 @@ class ReverseShell(Detector):
             "stdio: only fds 0-2 are read at exec",
         ),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # fifos only
+        return OpenInterest(fifos=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         st = ctx.state

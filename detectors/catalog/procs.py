@@ -38,6 +38,7 @@ from detectors.catalog.proctarget import (
     session_hosts,
     walked,
 )
+from detectors.openroute import OpenInterest
 
 AT_EMPTY_PATH = 0x1000
 _FD_PATH = re.compile(r"/(?:proc/(?:\d+|self|thread-self)(?:/task/\d+)?|dev)/fd/\d+\Z")
@@ -107,6 +108,10 @@ class HostProcAccess(Detector):
         },
     )
 
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # /proc targets; walked() remembers every directory read
+        return OpenInterest(dir_reads=True, proc=True)
+
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         hosts = session_hosts(ctx, ev)
         pns = ProcNs(ctx.state)
@@ -165,6 +170,10 @@ class EnvironSnoop(Detector):
         output="{comm} read the environment of pid {target_pid} ({result})",
         params={"include_session": False},
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # /proc/<pid>/environ
+        return OpenInterest(proc=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         hosts = session_hosts(ctx, ev)
@@ -230,6 +239,10 @@ class FilelessExec(Detector):
             "/proc/self/fd/N is no exec); mmap with PROT_EXEC is not traced",
         ),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths: write-intent opens
+        return OpenInterest(writes=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)

@@ -6,6 +6,7 @@ a sandbox makes. The sensor sees every syscall number through one raw tracepoint
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from collector.events import Event, SyscallEvent
 from detectors.base import (
@@ -19,6 +20,7 @@ from detectors.base import (
     register,
 )
 from detectors.catalog.common import after_setup, outcome
+from detectors.openroute import OpenInterest
 
 # Never in a sandbox: each one either reaches past the sandbox's file system (file
 # handles open any file of a mounted file system by inode number, with
@@ -58,6 +60,10 @@ class CompatSyscall(Detector):
         output="32-bit {syscall} by {comm}",
         kernel=KernelHalf(reason="AW_WHY_COMPAT", enable="AW_EN_COMPAT"),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # 32-bit calls only
+        return OpenInterest(compat=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if not ev.compat or not after_setup(ev):
