@@ -62,11 +62,11 @@ class Summaries:
             if session is not None and sid != session:
                 continue
             k = (sid, pid, root)
-            now = (int(value.files), int(value.failed))
+            now, first_ts, last_ts = _sum(value)
             before = self._seen.get(k, (0, 0))
             delta = tuple(a - b for a, b in zip(now, before, strict=True))
             if any(delta):
-                self._report(sid, pid, root, delta, int(value.first_ts), int(value.last_ts))
+                self._report(sid, pid, root, delta, first_ts, last_ts)
                 n += 1
                 self._seen[k] = now
             if final or not self._alive(pid):
@@ -84,19 +84,17 @@ class Summaries:
         if self.counts is None:
             return None
         self.flush(session, final=True)
-        total = self.totals.get(ctypes.c_uint64(session))
-        if total is None:
-            return 0
+        total = self.total(session)
         with contextlib.suppress(KeyError):
             del self.totals[ctypes.c_uint64(session)]
-        return int(total.value)
+        return total
 
     def total(self, session: int) -> int:
         """The kernel's count of opens summarised for a session so far."""
         if self.totals is None:
             return 0
         v = self.totals.get(ctypes.c_uint64(session))
-        return int(v.value) if v is not None else 0
+        return sum(int(c) for c in v) if v is not None else 0  # per CPU
 
     # ------------------------------------------------------------------ helpers
     def _report(self, sid: int, pid: int, root: int, delta: tuple[int, ...],
@@ -119,10 +117,21 @@ class Summaries:
 
     def _current(self, key: Any) -> tuple[int, int]:
         v = self.counts.get(key)
-        if v is None:
-            return (0, 0)
-        return (int(v.files), int(v.failed))
+        return (0, 0) if v is None else _sum(v)[0]
 
     def _delete(self, key: Any) -> None:
         with contextlib.suppress(KeyError):
             del self.counts[key]
+
+
+def _sum(per_cpu: Any) -> tuple[tuple[int, int], int, int]:
+    """A per-CPU value's (files, failed), its least first time and greatest last time."""
+    files = failed = last = 0
+    first = 0
+    for v in per_cpu:
+        files += int(v.files)
+        failed += int(v.failed)
+        if v.first_ts and (not first or int(v.first_ts) < first):
+            first = int(v.first_ts)
+        last = max(last, int(v.last_ts))
+    return (files, failed), first, last

@@ -28,8 +28,8 @@
  * With no entry for a session in `interest_roots` (the default until user space installs
  * its plan, or with `--events-level all`) every open is sent.
  *
- * Counts: `interest_counts` (session, tgid, root) -> files, failed, first and last
- * time; `interest_totals` session -> all of them, for the check that the summaries add up
+ * Counts, per CPU: `interest_counts` (session, tgid, root) -> files, failed, first and
+ * last time; `interest_totals` session -> all of them, for the check that the summaries add up
  * (tests/test_interest_live.py). A count that cannot be stored (map full) sends the event.
  *
  * Concatenated into the translation unit by the loader (its maps need BCC's rewriting).
@@ -70,8 +70,10 @@ struct aw_isum {
     u64 first_ts;  /* boot ns */
     u64 last_ts;
 };
-BPF_HASH(interest_counts, struct aw_isum_key, struct aw_isum, AW_INTEREST_COUNTS);
-BPF_HASH(interest_totals, u64, u64, 8192);
+/* per CPU: a search's threads count on their own CPU's copy, not on one shared cache line
+ * (the adds stay atomic: a preempted program may share its CPU's copy with another) */
+BPF_PERCPU_HASH(interest_counts, struct aw_isum_key, struct aw_isum, AW_INTEREST_COUNTS);
+BPF_PERCPU_HASH(interest_totals, u64, u64, 8192);
 
 static __always_inline int aw_iname_hot(const struct aw_inames *names, u32 bit)
 {
@@ -213,17 +215,16 @@ static __always_inline int aw_interest_count(u64 session, u32 pid, u32 root, u32
     struct aw_isum_key k = {.session = session, .pid = pid, .root = root};
     struct aw_isum *v = interest_counts.lookup(&k);
     if (!v) {
-        struct aw_isum init = {.first_ts = ts, .last_ts = ts};
-        if (interest_counts.update(&k, &init) != 0 && !interest_counts.lookup(&k))
-            return 0;
+        struct aw_isum init = {};
+        interest_counts.insert(&k, &init);  /* BPF_NOEXIST: never resets another's */
         v = interest_counts.lookup(&k);
         if (!v)
-            return 0;
+            return 0;  /* full: the open is sent */
     }
     u64 *total = interest_totals.lookup(&session);
     if (!total) {
         u64 zero = 0;
-        interest_totals.update(&session, &zero);
+        interest_totals.insert(&session, &zero);
         total = interest_totals.lookup(&session);
         if (!total)
             return 0;
@@ -233,6 +234,8 @@ static __always_inline int aw_interest_count(u64 session, u32 pid, u32 root, u32
     else
         __sync_fetch_and_add(&v->failed, 1);
     __sync_fetch_and_add(total, 1);
+    if (!v->first_ts)
+        v->first_ts = ts;  /* this CPU's first (user space takes the least) */
     v->last_ts = ts;
     return 1;
 }
