@@ -52,8 +52,20 @@ lint: setup-venv
 BENCH_JSON ?= bench-results.json
 bench: bench-setup
 	$(PY) bench/kill_latency.py --trials 20
+	$(PY) bench/detect.py
 	$(PY) bench/suite.py --json $(BENCH_JSON)
 	$(PY) bench/sensors.py --json $(BENCH_SENSORS_JSON) $(BENCH_SENSORS_ARGS)
+	$(PY) bench/workloads.py --json $(BENCH_WORKLOADS_JSON) $(BENCH_WORKLOADS_ARGS)
+
+# S5, agent workloads (bench/workloads.py): rg, make -j2, venv+pip+compileall, git clone in
+# bubblewrap, untraced, under the default daemon and under the peers; about 10 minutes.
+# BENCH_WORKLOADS_ARGS="--quick" for a check, '--daemon-args "--events-level all"' for a
+# second daemon column, "--only rg,git" for a subset.
+BENCH_WORKLOADS_JSON ?= bench-workloads.json
+BENCH_WORKLOADS_ARGS ?=
+.PHONY: bench-workloads
+bench-workloads: bench-setup
+	$(PY) bench/workloads.py --json $(BENCH_WORKLOADS_JSON) $(BENCH_WORKLOADS_ARGS)
 
 # The old sensor (a git ref, default the merge base 62ee690) and this working tree side by
 # side in one run (bench/sensors.py, docs/performance.md); 4-7 minutes. E.g.
@@ -63,6 +75,12 @@ BENCH_SENSORS_ARGS ?=
 .PHONY: bench-sensors
 bench-sensors: bench-setup
 	$(PY) bench/sensors.py --json $(BENCH_SENSORS_JSON) $(BENCH_SENSORS_ARGS)
+
+# User-space cost per event (decode, process table, detectors, JSON Lines): a replay of
+# synthesised ring records, no BPF, about 30 s (bench/detect.py; --profile for cProfile).
+.PHONY: bench-detect
+bench-detect: setup-venv
+	$(PY) bench/detect.py
 
 bench-quick: bench-setup
 	$(PY) bench/suite.py --quick --json $(BENCH_JSON)

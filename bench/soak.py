@@ -13,15 +13,24 @@ sandbox of its own:
 - floods: bench/forkflood.c (vfork/fork + _exit as fast as it can) or a Python open()
   loop, a few seconds each;
 - benign work in a temp workspace: git init/add/commit, make, tar, python;
+- searches: `rg -c needle /usr/lib /usr/share` (ripgrep, an agent's search: S5's rg
+  workload, bench/workloads.py), one at a time, over and over;
 - escapes: unshare, setns, mount, bpf(), a signal to agentwatch, a decoy file, a runtime
   socket, a reverse shell's dup onto stdout; each must be killed.
 
 Meanwhile processes OUTSIDE every session (one of them running `unshare -U true` in a
 loop, which inside a session would be killed) must live to the end.
 
+The summary reports the searches: how many, how long, and the events the kernel lost
+while each ran (the daemon's loss counters before and after it; losses are counted per
+cause, not per session, so a flood running at the same time adds its own: the searches
+that overlapped none are reported apart).
+
 The verdict, printed with a summary, exits 1 on any failure:
 - every escape caught: its expected alert seen, its sandbox killed, its marker unwritten;
-- every benign job exited 0 and no session of benign work was killed;
+- every benign job exited 0 and no session of benign work was killed; every search
+  exited 0 or 1 (no match) and was not killed;
+- no event lost while a search ran that no flood overlapped;
 - every loss counted: the `lost` of all event_loss alerts adds up to the daemon's own
   loss total (the kernel's counters by cause plus undecodable records), as it reports
   when it stops;
@@ -55,6 +64,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.harness import Daemon, Supervisor, sandbox  # noqa: E402
+from bench.workloads import RG_PATTERN, BenchError  # noqa: E402
+from bench.workloads import status as daemon_status  # noqa: E402
 
 PY = sys.executable
 PRELUDE = "import ctypes, os, signal, socket, sys, time\nL = ctypes.CDLL(None, use_errno=True)\n"
@@ -93,8 +104,8 @@ while time.monotonic() < end:
 
 @dataclass
 class Job:
-    kind: str          # flood | benign | escape
-    name: str          # flood: fork|open; escape: a key of ESCAPES; benign: "work"
+    kind: str          # flood | benign | escape | rg
+    name: str          # flood: fork|open; escape: a key of ESCAPES; benign: "work"; rg: "rg"
     token: str         # unique: names its scripts and markers
     pid: int = 0       # the sandbox's launcher, its session's root
     err_offset: int = 0  # the daemon's stderr size when the job started
@@ -103,6 +114,7 @@ class Job:
     status: int | None = None
     marker: Path | None = None
     error: str = ""
+    lost: dict[str, int] | None = None  # rg: the kernel's losses while it ran, by cause
 
 
 @dataclass
@@ -121,7 +133,7 @@ class Soak:
             return f"soakjob-{kind}-{self.n}"
 
     def run(self, job: Job, argv: list[str], cwd: Path | None = None,
-            timeout: float = 120) -> None:
+            timeout: float = 120, ok: tuple[int, ...] = (0, 137, -9)) -> None:
         job.started = time.monotonic()
         job.err_offset = self.daemon.err.stat().st_size  # its session's line comes after
         proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL,
@@ -130,7 +142,7 @@ class Soak:
         try:
             _out, err = proc.communicate(timeout=timeout)
             job.status = proc.returncode
-            if proc.returncode not in (0, 137, -9):
+            if proc.returncode not in ok:
                 job.error = err.decode(errors="replace")[-500:]
         except subprocess.TimeoutExpired:
             proc.kill()
@@ -163,6 +175,26 @@ class Soak:
         script.write_text(BENIGN)
         self.run(job, sandbox(self.tmp, "sh", str(script), str(ws), job.token,
                               binds=(str(ws),)), cwd=ws)
+
+    def rg(self) -> None:
+        """A search over /usr/lib and /usr/share (about 120,000 opens in a second or
+        two), the kernel's loss counters read before and after it."""
+        job = Job("rg", "rg", self.token("rg"))
+        try:
+            before = daemon_status(self.daemon)["lost"]
+        except (BenchError, OSError) as e:
+            before, job.error = None, f"no status before the search: {e}"
+        self.run(job, sandbox(self.tmp, "rg", "-c", RG_PATTERN, "/usr/lib", "/usr/share"),
+                 ok=(0, 1))
+        time.sleep(1.0)  # the daemon reads the counters on its poll; let it catch up
+        try:
+            after = daemon_status(self.daemon)["lost"]
+        except (BenchError, OSError) as e:
+            after, job.error = None, f"no status after the search: {e}"
+        if before is None or after is None:
+            return
+        job.lost = {k: int(v) - int(before.get(k, 0)) for k, v in after.items()
+                    if int(v) - int(before.get(k, 0))}
 
     def escape(self) -> None:
         name = self.rng.choice(sorted(ESCAPES))
@@ -199,6 +231,30 @@ def outsiders() -> list[subprocess.Popen[bytes]]:
             subprocess.Popen([PY, "-c", "import time\nwhile True: time.sleep(0.05)"])]
 
 
+def quiet_searches(jobs: list[Job]) -> list[Job]:
+    """The searches no flood overlapped (a flood's own losses are counted by the same
+    counters, per cause, not per session)."""
+    floods = [(j.started, j.started + j.took) for j in jobs if j.kind == "flood"]
+    return [j for j in jobs if j.kind == "rg" and
+            not any(a < j.started + j.took and j.started < b for a, b in floods)]
+
+
+def rg_report(jobs: list[Job]) -> str:
+    """One line on the searches: how many, how long, the losses while they ran, and
+    those of the searches no flood overlapped."""
+    rgs = [j for j in jobs if j.kind == "rg"]
+    lost = Counter[str]()
+    for j in rgs:
+        lost.update(j.lost or {})
+    quiet = quiet_searches(jobs)
+    took = sorted(j.took for j in rgs)
+    return (f"  rg jobs: {len(rgs)}"
+            + (f", {took[len(took) // 2]:.1f} s each (median)" if took else "")
+            + f"; events lost while they ran: {sum(lost.values())} {dict(lost)}; "
+            f"in the {len(quiet)} with no flood at the same time: "
+            f"{sum(sum((j.lost or {}).values()) for j in quiet)}")
+
+
 def session_of_job(daemon_err: str, job: Job) -> str | None:
     """The session the daemon started for the job's launcher: the first session line
     naming its pid after the job started (pids are reused: pid_max can be 32768, and a
@@ -233,6 +289,13 @@ def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_ou
                 failures.append(f"{job.token}: no {detector} kill alert in session "
                                 f"{session} (pid {job.pid}; got "
                                 f"{sorted({a['detector'] for a in mine})})")
+        elif job.kind == "rg":
+            if job.status not in (0, 1):
+                failures.append(f"{job.token}: the search exited {job.status}")
+            killed = [a["detector"] for a in mine if a["action"].get("taken") == "kill"]
+            if killed:
+                failures.append(f"{job.token}: the search was killed by {killed} (session "
+                                f"{session}, pid {job.pid})")
         elif job.kind == "benign":
             if job.status != 0:
                 failures.append(f"{job.token}: benign work exited {job.status}")
@@ -240,6 +303,13 @@ def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_ou
             if killed:
                 failures.append(f"{job.token}: benign work killed by {killed} (session "
                                 f"{session}, pid {job.pid})")
+    # a search alone (no flood at the same time) loses nothing: the kernel counts the
+    # opens no detector can use instead of sending them (issue 17)
+    for job in quiet_searches(soak.jobs):
+        lost = job.lost or {}
+        if sum(lost.values()):
+            failures.append(f"{job.token}: {sum(lost.values())} events lost during a "
+                            f"search no flood overlapped: {lost}")
     # losses: every one in an event_loss alert
     alerted = sum(int(a["fields"].get("lost", 0)) for a in alerts
                   if a["detector"] == "event_loss" and a.get("key") == "loss")
@@ -265,7 +335,7 @@ def verdict(soak: Soak, alerts: list[dict[str, Any]], daemon_err: str, daemon_ou
         named = set(a["action"].get("pids") or []) & forbidden
         if named:
             failures.append(f"a kill named pids outside the sessions: {named} in {a['summary']}")
-    if not by_kind["escape"] or not by_kind["flood"] or not by_kind["benign"]:
+    if not all(by_kind[k] for k in ("escape", "flood", "benign", "rg")):
         failures.append(f"too short to mix every kind of job: {dict(by_kind)}")
     return failures
 
@@ -318,6 +388,7 @@ def _soak(args: argparse.Namespace, tmp: Path, daemon: Daemon, sup: Supervisor,
     deadline = t0 + args.seconds
     threads: list[threading.Thread] = []
     floods = threading.Semaphore(1)
+    searches = threading.Semaphore(1)  # one search at a time: its loss window is its own
     slots = threading.Semaphore(3)
 
     def start(fn: Any, sem: threading.Semaphore | None = None) -> None:
@@ -336,9 +407,11 @@ def _soak(args: argparse.Namespace, tmp: Path, daemon: Daemon, sup: Supervisor,
         while time.monotonic() < deadline - 8:
             slots.acquire()
             roll = soak.rng.random()
-            if roll < 0.25 and floods.acquire(blocking=False):
+            if roll < 0.2 and floods.acquire(blocking=False):
                 start(soak.flood, floods)
-            elif roll < 0.55:
+            elif roll < 0.4 and searches.acquire(blocking=False):
+                start(soak.rg, searches)
+            elif roll < 0.6:
                 start(soak.benign)
             else:
                 start(soak.escape)
@@ -378,6 +451,7 @@ def _soak(args: argparse.Namespace, tmp: Path, daemon: Daemon, sup: Supervisor,
           + ", ".join(f"{k} {v}" for k, v in sorted(Counter(j.name for j in caught).items()))
           + f"); benign jobs clean: {len([j for j in benign if j.token not in failed])}/"
           f"{len(benign)}")
+    print(rg_report(soak.jobs))
     print(f"  events: {sum(status['events'].values())} ({dict(status['events'])})")
     print(f"  lost (kernel, by cause): {status['lost']}; in event_loss alerts: {lost_alerted}")
     print(f"  kills: {status['kills']}; alerts by detector: {dict(detectors)}")

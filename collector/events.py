@@ -233,6 +233,27 @@ class SessionEvent(Event):
     # on start: the root's HOME (and a launcher's `--setenv HOME`), resolved too when a
     # symlink: what `~/` stands for in this session besides /root, /home/* and passwd's
     homes: list[str] | None = None
+    # on end: opens the kernel counted instead of sending (the sum of its `summary`
+    # events' counts, as the kernel's per-session counter has it)
+    summarised: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SummaryEvent(Event):
+    """Opens the kernel counted instead of sending one event each (interest filtering,
+    probes/include/aw_interest.h): read-only opens of regular files, and failed read-only
+    opens, under a directory no enabled detector can use (a read-only
+    system root, the session's workspace), whose names match no detector's glob. One per
+    process and root, for the opens since its previous summary; the counts are the
+    kernel's, so together they account for every open not sent."""
+
+    kind: str = "summary"
+    root: str                      # the directory the opens were below
+    count: int                     # opens summarised: files + failed
+    files: int = 0                 # successful opens of regular files
+    failed: int = 0                # failed opens (caller's absolute path under `root`)
+    first_ts: int = 0              # the first and last of them (epoch ns)
+    last_ts: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -262,5 +283,5 @@ class AlertEvent(Event):
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__dataclass_fields__["kind"].default: cls  # type: ignore[misc]
     for cls in (ExecEvent, ForkEvent, ExitEvent, OpenEvent, ConnectEvent, SyscallEvent,
-                UringEvent, LossEvent, SessionEvent, AlertEvent)
+                UringEvent, LossEvent, SessionEvent, SummaryEvent, AlertEvent)
 }

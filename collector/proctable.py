@@ -298,11 +298,12 @@ class ProcessTable:
         elif name in ("dup", "dup2", "dup3", "fcntl"):
             old = args.get("oldfd", args.get("fd"))
             entry = proc.fds.get(old) if isinstance(old, int) else None
-            # What the session's own calls made of the old fd comes first (it is what the
-            # fd was at the dup: /proc is read later, when the process may have changed
-            # it or be gone); then, live, /proc. Replaying a recording: what was recorded
-            # (never the /proc of whatever process has that pid on the replaying host).
-            if not self.read_proc and args.get("socket") is not None:
+            # The kernel's answer comes first: it read the new fd at the call's exit
+            # (recorded: what was recorded). Without it, what the session's own calls
+            # made of the old fd (it is what the fd was at the dup: /proc is read later,
+            # when the process may have changed it or be gone; but opens the interest
+            # filter counted and untraced closes can leave it stale); then, live, /proc.
+            if args.get("socket") is not None:
                 is_socket = args.get("socket")
             elif entry is not None:
                 is_socket = entry[0].startswith("socket:")
@@ -311,10 +312,13 @@ class ProcessTable:
             else:
                 is_socket = None
             args["socket"] = is_socket  # the duplicated fd is a socket (None: unknown)
+            if entry is not None and is_socket is not None and \
+                    entry[0].startswith("socket:") != is_socket:
+                entry = None  # stale: the fd was closed and the number reused
             if is_socket and isinstance(ret, int) and 0 <= ret <= 2:
                 # stdio onto a socket: unix (a socketpair, as Node's child stdio) or not
                 family = entry[0][len("socket:"):] if entry is not None else ""
-                if not self.read_proc and args.get("unix_socket") is not None:
+                if args.get("unix_socket") is not None:
                     unix = args.get("unix_socket")
                 elif family:
                     unix = family == "AF_UNIX"
@@ -322,7 +326,11 @@ class ProcessTable:
                     unix = unix_socket_fd(ev.pid, ret) if self.read_proc else None
                 args["unix_socket"] = unix
             cloexec = name == "fcntl" and args.get("cmd") == "F_DUPFD_CLOEXEC"
-            self.set_fd(proc, ret, entry[0] if entry else None, cloexec)
+            path = entry[0] if entry else None
+            if path is None and is_socket:
+                unix = args.get("unix_socket")
+                path = "socket:AF_UNIX" if unix else "socket:"
+            self.set_fd(proc, ret, path, cloexec)
 
     @staticmethod
     def _unix_address(proc: Process, ev: ConnectEvent | SyscallEvent) -> None:

@@ -2,10 +2,16 @@
 
 BCC's reader (libbpf's ring_buffer__poll) calls back into Python once per record through a
 ctypes trampoline, and the callback copies the record with ctypes.string_at: about a
-microsecond per record before any decoding. This reader maps the ring the way libbpf does
-(the consumer page read-write; the producer page and the data pages, mapped twice in a row
-so that a record that wraps around is contiguous, read-only) and hands out the records of
-one batch as `bytes` from plain slices, then moves the consumer position once per batch.
+microsecond per record before any decoding. This reader maps the consumer page read-write
+and the producer page and the data pages read-only, and hands out the records of one batch
+as `bytes` from plain slices, then moves the consumer position once per batch.
+
+The data pages are mapped once, not twice in a row as libbpf maps them (so that a record
+that wraps around is contiguous): the kernel populates every page of the mapping at mmap
+time, so the second copy added the ring's whole size to the process's RSS from the start
+(4 MiB on the default ring, 64 MiB on a 64 MiB one; issue 17). A record that wraps (its
+data only: headers are 8-byte aligned and never straddle the end) is joined from two
+slices.
 
 Record layout (kernel/bpf/ringbuf.c): an 8-byte header, u32 length with BUSY (bit 31, not
 yet committed) and DISCARD (bit 30) flags and u32 page offset, then the data, each record
@@ -50,10 +56,11 @@ class RingReader:
         self.mask = size - 1
         self._cons = mmap.mmap(map_fd, page, mmap.MAP_SHARED,
                                mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
-        # producer page, then the data pages twice over (the kernel maps them so)
-        self._data = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
+        # the producer page, then the data pages once (the kernel would map them twice)
+        self._data = mmap.mmap(map_fd, page + size, mmap.MAP_SHARED, mmap.PROT_READ,
                                offset=page)
         self._base = page
+        self._end = page + size
         self._cons_q = memoryview(self._cons).cast("Q")   # [0]: consumer position
         self._data_q = memoryview(self._data).cast("Q")   # [0]: producer position
         self._data_i = memoryview(self._data).cast("I")   # record headers, by 4-byte index
@@ -68,7 +75,8 @@ class RingReader:
         """Hand up to `budget` committed records to `handle`, oldest first; returns how
         many were handled. The consumer position moves once, after the batch (a producer
         that finds the ring full meanwhile counts its record as lost, as always)."""
-        data, words, base, mask = self._data, self._data_i, self._base, self.mask
+        data, words, base, mask, end = self._data, self._data_i, self._base, self.mask, \
+            self._end
         cons: int = self._cons_q[0]
         prod: int = self._data_q[0]
         n = 0
@@ -83,7 +91,11 @@ class RingReader:
                 if not head & DISCARD:                 # must not see it again
                     n += 1
                     start = at + HDR_SIZE
-                    handle(data[start:start + length])
+                    stop = start + length
+                    if stop <= end:
+                        handle(data[start:stop])
+                    else:  # wraps: its tail is at the start of the data pages
+                        handle(data[start:end] + data[base:base + stop - end])
         finally:
             self._cons_q[0] = cons
         return n

@@ -27,6 +27,7 @@ from collector.events import Event, SessionEvent
 from collector.homes import environ_value, session_homes
 from collector.ingest import Ingest
 from collector.proctable import ProcessTable, proc_argv, proc_ppid, proc_stats, same_process
+from collector.summaries import Summaries
 from probes import loader, rules
 from probes.compat import name_of
 
@@ -85,6 +86,9 @@ class SessionManager:
         self.kernel_victims: OrderedDict[int, str] = OrderedDict()
         self._adopt_before: int | None = None  # pinned: the launcher slot as found
         self._held_seen = -1
+        # the kernel's counts of unsent opens (collector/summaries.py): a session's last
+        # summaries go out before its end event, which carries their total
+        self.summaries: Summaries | None = None
 
     def start(self, probes: loader.Probes, adopt_launchers: bool) -> None:
         """Write the launcher names into the kernel; with adopt_launchers, every exec of one
@@ -327,11 +331,14 @@ class SessionManager:
     def end_session(self, session: Session, exit_status: int | None) -> SessionEvent:
         self.ingest.check_losses()
         session.ended = True
+        # its last summaries first (they are its events), then the kernel's total of them
+        summarised = self.summaries.end_session(session.id) if self.summaries else None
         ev = SessionEvent(ts=time.time_ns(), session=session.name, pid=session.root_pid,
                           phase="end", session_kind=session.kind, root_pid=session.root_pid,
                           argv=session.argv, exit_status=exit_status, events=session.events,
                           lost=self.ingest.stats.lost - session.lost_at_start,
-                          other_syscalls=self._other_syscalls(session.id) or None)
+                          other_syscalls=self._other_syscalls(session.id) or None,
+                          summarised=summarised)
         self.emit(ev)
         self.flush()
         self._ended.append(session.name)

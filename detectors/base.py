@@ -26,10 +26,11 @@ from collector.events import EVENT_TYPES, Event
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 ACTIONS = ("alert", "freeze", "kill")
-# Every kind a session's events have (all but `loss`, which has no session, and `alert`,
-# which the engine never passes to a detector): for a detector that keeps state from any
-# event (the pids a session has shown, the uid each process last had).
-SESSION_KINDS = frozenset(EVENT_TYPES) - {"loss", "alert"}
+# Every kind a session's events have (all but `loss`, which has no session, `alert`, which
+# the engine never passes to a detector, and `summary`, the kernel's counts of opens no
+# detector uses, whose header has no credentials): for a detector that keeps state from
+# any event (the pids a session has shown, the uid each process last had).
+SESSION_KINDS = frozenset(EVENT_TYPES) - {"loss", "alert", "summary"}
 DETECTOR_KINDS = SESSION_KINDS | {"loss"}
 
 
@@ -72,6 +73,18 @@ class KernelHalf:
 
 
 @dataclass(frozen=True)
+class ReadInterest:
+    """The read-only opens a detector can use, for the kernel's interest filter
+    (detectors/interest.py): those of files matching its `params`' path globs or `globs`.
+    Others (read-only opens of regular files and directories elsewhere, and failed ones)
+    it never judges, so the kernel may count them instead of sending them. Write-intent,
+    32-bit, O_PATH and non-regular opens are always sent, whatever this says."""
+
+    params: tuple[str, ...] = ()        # names of params holding path globs
+    globs: tuple[str, ...] = ()         # fixed path globs
+
+
+@dataclass(frozen=True)
 class DetectorSpec:
     id: str                       # stable id (DESIGN.md's catalogue)
     title: str                    # Title Case, reads like a rule name
@@ -96,6 +109,10 @@ class DetectorSpec:
     # what it deliberately does not flag, each "what: why" (docs/detectors.md shows them;
     # tests/test_docs.py wants every detector to say)
     not_flagged: tuple[str, ...] = ()
+    # for a detector with "open" in `kinds`: the read-only opens it can use. None (the
+    # default) means every one: while such a detector is enabled, the kernel sends every
+    # open (no interest filtering), so a new detector is never blinded by it.
+    reads: ReadInterest | None = None
 
 
 @dataclass
@@ -129,6 +146,9 @@ class Context:
     # what `~/` stands for in globs besides /root and /home/*: the host's passwd homes
     # and the session's HOME (the engine fills it in; pass it to path_matches)
     homes: tuple[str, ...] = ()
+    # the session's host pids and tids seen so far (every event's, forks' children, the
+    # root): one set per session kept by the engine (proctarget.session_hosts reads it)
+    hosts: set[int] | None = None
 
 
 @dataclass
@@ -146,6 +166,12 @@ class Detector:
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         raise NotImplementedError
+
+    def open_interest(self, params: dict[str, Any]) -> Any:
+        """The opens check() can use, from its parameters: a detectors/openroute.py
+        OpenInterest (not imported here: openroute.py builds on this module), or None for
+        every open (the default)."""
+        return None
 
 
 REGISTRY: dict[str, type[Detector]] = {}

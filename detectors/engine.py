@@ -1,10 +1,12 @@
 """The detector engine: events in, alerts out.
 
-For each event, every enabled detector runs with its parameters and its own state for the
-event's session; each finding not covered by a configured exception becomes an alert, with
-the process ancestry up to the session root. Repeats (same detector, session and key)
-within `fold_window` seconds of event time are folded: the first is alerted at once, and
-when the window closes one `folded` alert carries the count of the others.
+For each event, every enabled detector that reads its kind runs with its parameters and
+its own state for the event's session (an open only reaches the detectors whose
+`open_interest` it meets: detectors/openroute.py); each finding not covered by a
+configured exception becomes an alert, with the process ancestry up to the session root.
+Repeats (same detector, session and key) within `fold_window` seconds of event time are
+folded: the first is alerted at once, and when the window closes one `folded` alert
+carries the count of the others.
 
 Actions are not carried out here: in `monitor` mode an alert says what would have been
 done; in `enforce` mode a freeze or kill is left `pending` for the response engine
@@ -15,13 +17,21 @@ process and session views (from the collector's process table, or from a recordi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from collector.events import AlertEvent, Event, LossEvent, SessionEvent, one_line
+from collector.events import (
+    AlertEvent,
+    Event,
+    ForkEvent,
+    LossEvent,
+    OpenEvent,
+    SessionEvent,
+    one_line,
+)
 from detectors.base import (
     REGISTRY,
     Context,
@@ -35,6 +45,7 @@ from detectors.base import (
     text_matches,
 )
 from detectors.config import Config, DetectorConfig
+from detectors.openroute import OpenInterest, OpenRouter
 
 ProcLookup = Callable[[int], ProcView | None]
 AncestryLookup = Callable[[int], list[dict[str, Any]]]
@@ -70,6 +81,11 @@ class Engine:
             check_spec(det.spec)  # no spec without its event kinds
         self._contexts: dict[str, list[Context]] = {}  # session -> one per detector
         self._by_kind: dict[str, list[int]] = {}  # event kind -> detectors that look at it
+        # opens: the detectors each one can matter to (detectors/openroute.py); built at
+        # the first open, like _by_kind, from the detectors as they are then
+        self._opens: OpenRouter | None = None
+        # session -> its host pids and tids (Context.hosts), one set for every detector
+        self._hosts: dict[str, set[int]] = {}
         self._folds: dict[tuple[str, str, str], _Fold] = {}
         self.window_ns = int(config.fold_window * 1e9)
         self.disabled: dict[str, str] = {}  # detector id -> why (it raised)
@@ -82,42 +98,68 @@ class Engine:
             return []
         out: list[AlertEvent] = []
         session_name = ev.session or ""
-        proc = self._proc(ev.pid) if ev.session is not None else None
         session = self._session(session_name) if ev.session is not None else None
         contexts = self._contexts.get(session_name)
         if contexts is None:
             # One Context per detector and session, reused: this loop runs for every event.
+            hosts = self._hosts[session_name] = set()
             contexts = self._contexts[session_name] = [
-                Context(params=dcfg.params, state={}, proc=None, session=None)
+                Context(params=dcfg.params, state={}, proc=None, session=None, hosts=hosts)
                 for _det, dcfg in self.detectors]
-        homes = self._homes_of(session)
-        wanted = self._by_kind.get(ev.kind)
-        if wanted is None:
-            wanted = self._by_kind[ev.kind] = [
-                i for i, (det, _cfg) in enumerate(self.detectors)
-                if ev.kind in det.spec.kinds]
-        for i in wanted:
-            det, dcfg = self.detectors[i]
-            ctx = contexts[i]
-            if det.spec.id in self.disabled:
-                continue
-            ctx.proc = proc
-            ctx.session = session
-            ctx.homes = homes
-            try:
-                findings = list(det.check(ctx, ev))
-            except Exception as e:  # noqa: BLE001 - one broken detector must not stop all
-                self.disabled[det.spec.id] = f"{type(e).__name__}: {e}"
-                out.append(self._broken(det, ev, e))
-                continue
-            for f in findings:
-                if dcfg.exceptions and self._excepted(dcfg, proc, ev, f, homes):
+        if ev.session is not None:
+            hosts = self._hosts[session_name]
+            if len(hosts) < 65536:  # proctarget.session_hosts's bound
+                hosts.add(ev.pid)
+                hosts.add(ev.tid)
+                if isinstance(ev, ForkEvent) and ev.ret > 0:
+                    hosts.add(ev.child_pid)
+                if session is not None:
+                    hosts.add(session.root_pid)
+        homes = self.homes if session is None or not session.homes else \
+            self._homes_of(session)
+        if isinstance(ev, OpenEvent):
+            router = self._opens or self.open_router()
+            wanted: Sequence[int] = router.route(ev, contexts, homes)
+        else:
+            wanted = self._by_kind.get(ev.kind)  # type: ignore[assignment]
+            if wanted is None:
+                wanted = self._by_kind[ev.kind] = [
+                    i for i, (det, _cfg) in enumerate(self.detectors)
+                    if ev.kind in det.spec.kinds]
+        if wanted:
+            proc = self._proc(ev.pid) if ev.session is not None else None
+            for i in wanted:
+                det, dcfg = self.detectors[i]
+                ctx = contexts[i]
+                if det.spec.id in self.disabled:
                     continue
-                out.extend(self._fold(det, dcfg, ev, f))
+                ctx.proc = proc
+                ctx.session = session
+                ctx.homes = homes
+                try:
+                    findings = list(det.check(ctx, ev))
+                except Exception as e:  # noqa: BLE001 - one broken detector must not stop all
+                    self.disabled[det.spec.id] = f"{type(e).__name__}: {e}"
+                    out.append(self._broken(det, ev, e))
+                    continue
+                for f in findings:
+                    if dcfg.exceptions and self._excepted(dcfg, proc, ev, f, homes):
+                        continue
+                    out.extend(self._fold(det, dcfg, ev, f))
         if isinstance(ev, SessionEvent) and ev.phase == "end":
             out.extend(self.flush(session=session_name))
             self._contexts.pop(session_name, None)
+            self._hosts.pop(session_name, None)
         return out
+
+    def open_router(self) -> OpenRouter:
+        """Which detectors each open goes to (detectors/openroute.py), from the detectors
+        and their parameters as they are at the first open."""
+        if self._opens is None:
+            self._opens = OpenRouter(
+                [_interest(det, dcfg) for det, dcfg in self.detectors],
+                ["open" in det.spec.kinds for det, _cfg in self.detectors])
+        return self._opens
 
     def tick(self, now_ns: int) -> list[AlertEvent]:
         """Folded alerts whose window has closed by `now_ns` (call about once a second)."""
@@ -237,6 +279,17 @@ class Engine:
             summary=one_line(f"Detector {det.spec.id} failed and is disabled | "
                               f"error={type(e).__name__}: {e}"),
             key="detector_error", event=orjson.loads(ev.to_json()))
+
+
+def _interest(det: Detector, dcfg: DetectorConfig) -> OpenInterest | None:
+    """A detector's open interest; every open (None) when it cannot say (a declaration
+    that raises, or is not an OpenInterest): its check() then runs, and a broken one is
+    disabled there with an alert, as for any other event."""
+    try:
+        oi = det.open_interest(dcfg.params)
+    except Exception:  # noqa: BLE001 - one broken detector must not stop all
+        return None
+    return oi if isinstance(oi, OpenInterest) else None
 
 
 def _short(v: Any, limit: int = 160) -> str:

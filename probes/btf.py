@@ -355,6 +355,12 @@ def load(path: Path | str = VMLINUX) -> BTF:
     return _load_cached(p, st.st_mtime_ns, st.st_size)
 
 
+def forget() -> None:
+    """Drop the parsed BTF (~28 MB for a 6.18 vmlinux): kept only while the cflags of a
+    load are made; the next load() parses it again (probes/residency.py)."""
+    _load_cached.cache_clear()
+
+
 def cflags(fields: Iterable[tuple[str, str]] = RESOLVE_FIELDS,
            btf: BTF | None = None) -> list[str]:
     """`-DAW_OFF_<struct>__<member>=N` for each (struct, member path) in `fields`, plus

@@ -25,8 +25,8 @@
  */
 #include "agentwatch.h"
 
-BPF_PROG_ARRAY(enter_routes, AW_RT_SLOTS);
-BPF_PROG_ARRAY(exit_routes, AW_RT_SLOTS);
+/* enter_routes, exit_routes: in include/aw_dispatch.h (a route may tail-call a second
+ * program of its own, as the open's exit does its interest filter) */
 
 /* A native call the route table calls quiet, found without decoding anything else: the
  * common case of a watched task (reads, writes, mmap...) costs a 4-byte read and an

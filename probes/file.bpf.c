@@ -183,6 +183,65 @@ static __always_inline u32 aw_open_resolve(struct aw_open *rec, long ret)
     return why;
 }
 
+/* Counted instead of sent (include/aw_interest.h says when): 1 when counted. */
+#define AW_O_ACCMODE 03
+#define AW_O_NOT_READ_ONLY (0100 | 01000 | 02000 | 020000000 | 010000000)  /* CREAT TRUNC
+                                                    APPEND TMPFILE PATH */
+#define AW_RF_NOT_BORING (AW_RF_TRUNCATED | AW_RF_UNREACHABLE | AW_RF_DISCONNECTED | \
+                          AW_RF_DELETED | AW_RF_NO_BTF | AW_RF_FAULT)
+static __always_inline int aw_open_counted(struct aw_open *rec, long ret)
+{
+    if ((rec->flags & (AW_O_ACCMODE | AW_O_NOT_READ_ONLY)) || rec->open_flags ||
+        (rec->hdr_flags & (AW_HF_SETUP | AW_HF_COMPAT)))
+        return 0;
+    struct aw_rscratch *sc = open_scratch.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!sc)
+        return 0;
+    struct aw_iscratch *key = (struct aw_iscratch *)sc->buf;
+    u32 plen = aw_open_plen(rec);  /* the caller's string, NUL included */
+    if (plen < 2 || plen > AW_IPFX)
+        return 0;
+    u64 session = rec->session;
+    u32 root = 0, what = AW_IW_FAILED;
+    if (ret >= 0) {
+        u32 rf = *(volatile u32 *)&rec->r_flags;
+        u32 fmt = rec->r_mode & 0170000;
+        u64 magic = rec->r_magic;
+        u32 rlen = *(volatile u32 *)&rec->r_path_len;
+        if (!(rf & AW_RF_OK) || (rf & AW_RF_NOT_BORING) || rlen < 2 || rlen > AW_IPFX)
+            return 0;
+        /* regular files only: a directory's fd is a dirfd that later *at calls name, and
+         * user space resolves those through its table of the process's fds (collector/
+         * proctable.py), which a directory open not sent would leave stale */
+        if (fmt != 0100000)
+            return 0;
+        what = AW_IW_FILE;
+        if (magic == AW_PROC_SUPER_MAGIC || magic == 0x62656572 /* sysfs */ ||
+            magic == 0x63677270 || magic == 0x27e0eb /* cgroup2, cgroup */ ||
+            magic == 0xcafe4a11 /* bpffs */ || magic == 0x64626720 /* debugfs */ ||
+            magic == 0x74726163 /* tracefs */ || magic == 0x73636673 /* securityfs */)
+            return 0;
+        root = aw_interest_root(key, session, rec->path + plen, rlen - 1);
+        if (!root)
+            return 0;
+        if (rec->path[0] == '/') {  /* the caller's spelling must be boring too */
+            if (!aw_interest_same(key, rec->path, plen - 1) &&
+                !aw_interest_root(key, session, rec->path, plen - 1))
+                return 0;
+        } else if (!aw_interest_suffix(key, rec->path, plen - 1, rec->path + plen,
+                                       rlen - 1)) {
+            return 0;
+        }
+    } else {
+        if (rec->path[0] != '/')
+            return 0;
+        root = aw_interest_root(key, session, rec->path, plen - 1);
+        if (!root)
+            return 0;
+    }
+    return aw_interest_count(session, rec->pid, root, what, rec->ts);
+}
+
 static __always_inline int aw_open_exit(long ret)
 {
     struct aw_open *rec = open_inflight.task_storage_get(bpf_get_current_task_btf(), 0, 0);
@@ -190,6 +249,21 @@ static __always_inline int aw_open_exit(long ret)
         return 0;
     rec->ret = ret;
     if (ret >= 0 && aw_open_resolve(rec, ret)) {
+        rec->type = 0;
+        return 0;
+    }
+    return 0;  /* the interest filter sends or counts it (aw_rt_open_filter) */
+}
+
+/* The second half of the open's exit, a program of its own for the verifier's sake: the
+ * dentry walk and the interest filter's path scans do not fit in one program's bounds.
+ * `filter` 0: send (the filter program is not loaded). */
+static __always_inline int aw_open_send(int filter)
+{
+    struct aw_open *rec = open_inflight.task_storage_get(bpf_get_current_task_btf(), 0, 0);
+    if (!rec || rec->type != AW_EV_OPEN)
+        return 0;
+    if (filter && aw_open_counted(rec, rec->ret)) {
         rec->type = 0;
         return 0;
     }
@@ -222,5 +296,12 @@ int aw_rt_open_enter(struct bpf_raw_tracepoint_args *ctx)
 
 int aw_rt_open_exit(struct bpf_raw_tracepoint_args *ctx)
 {
-    return aw_open_exit(ctx->args[1]);
+    aw_open_exit(ctx->args[1]);
+    exit_routes.call(ctx, AW_RT_OPEN_FILTER);
+    return aw_open_send(0);  /* the filter is not loaded: send */
+}
+
+int aw_rt_open_filter(struct bpf_raw_tracepoint_args *ctx)
+{
+    return aw_open_send(1);
 }

@@ -12,7 +12,6 @@ whether the fd probes are attached), instead of attributes set on BCC's object.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 from dataclasses import dataclass, field
@@ -116,7 +115,7 @@ def source(concerns: tuple[str, ...] = CONCERNS) -> str:
     """The translation unit BCC compiles (what `--ebpf` prints)."""
     # headers with map calls are text of the unit, not #included (BCC rewrites only it)
     parts = [f"/* ---- include/{h} */\n{(INCLUDE_DIR / h).read_text()}"
-             for h in ("agentwatch.h", "aw_dispatch.h", "aw_sockw.h")]
+             for h in ("agentwatch.h", "aw_dispatch.h", "aw_sockw.h", "aw_interest.h")]
     for concern in concerns:
         for name in CONCERN_FILES.get(concern, (concern,)):
             path = PROBE_DIR / f"{name}.bpf.c"
@@ -217,8 +216,12 @@ def load(config: ProbeConfig | None = None) -> Probes:
         probes: Probes = pins.load(config, text, cflags,
                                    lambda cls: _compile(config, text, cflags, cls),
                                    Probes.reused)
-        return probes
-    return _compile(config, text, cflags, None)
+    else:
+        probes = _compile(config, text, cflags, None)
+    from probes import residency
+
+    residency.release()  # the compiler's pages, its freed heap, the parsed BTF
+    return probes
 
 
 def _compile(config: ProbeConfig, text: bytes, cflags: list[str],
@@ -234,9 +237,7 @@ def _compile(config: ProbeConfig, text: bytes, cflags: list[str],
     try:
         os.dup2(devnull, 2)
         try:
-            bpf = _attach_generic(cls(text=text, cflags=cflags), config)
-            _trim_heap()
-            return bpf
+            return _attach_generic(cls(text=text, cflags=cflags), config)
         except Exception:  # noqa: BLE001 - BCC raises bare Exception
             pass
         finally:
@@ -249,13 +250,6 @@ def _compile(config: ProbeConfig, text: bytes, cflags: list[str],
     except Exception as e:  # noqa: BLE001
         raise ProbeLoadError(f"cannot load the BPF probes: {e} (the compiler or verifier "
                              "output is above; `agentwatch doctor` checks the host)") from e
-
-
-def _trim_heap() -> None:
-    """Give the compiler's freed memory back to the system: clang/LLVM leave ~40 MB of
-    free heap behind after BCC's compile, which glibc keeps resident otherwise."""
-    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _attach_generic(bpf: BPF, config: ProbeConfig) -> Probes:

@@ -424,12 +424,21 @@ def load(config: Any, text: bytes, cflags: list[str], compile_: Callable[[type |
                 lock.release()
                 probes.pin_note = f"cannot pin the probes under {root} ({e}): private probes"
                 return probes
+            _forget_compiled(probes)
         pins.lock = lock
         probes.pins = pins
         return probes
     except BaseException:
         lock.release()
         raise
+
+
+def _forget_compiled(probes: Any) -> None:
+    """Once pinned, the compiled object is used as a re-using load uses the pins (maps and
+    programs opened from them): BCC's module, with the compiler's state (~12 MB), is
+    freed. Its fds go; the pins hold every map, link and late program."""
+    bpf, probes.bcc = probes.bcc, None
+    bpf.cleanup()  # closes links and maps: each is pinned, nothing is detached
 
 
 def release_held(root: Path, state: Path) -> list[int]:

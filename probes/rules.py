@@ -141,7 +141,9 @@ ROUTES = (
     Const("AW_RT_EXIT", 6, "exit, exit_group"),
     Const("AW_RT_CONNECT", 7, "connect"),
     Const("AW_RT_CLOSE", 8, "close, close_range: only while the reverse-shell rule is on"),
-    Const("AW_RT_SLOTS", 9),
+    Const("AW_RT_OPEN_FILTER", 9, "exit_routes only: the open's interest filter, tail-called "
+          "by the open's exit (file.bpf.c, include/aw_interest.h)"),
+    Const("AW_RT_SLOTS", 10),
 )
 
 # aw_call.abi: the door a syscall came through (include/aw_dispatch.h sets it)

@@ -62,6 +62,9 @@
 #define AW_SF_NO_ENTRY 0x8       /* refused before sys_enter (seccomp): seen at exit only */
 #define AW_SF_FIRST_USE 0x10     /* a call outside the table, first used by its session */
 #define AW_SF_SECCOMP_KILLED 0x20 /* a seccomp filter killed the caller (SIGSYS) at this call */
+#define AW_SF_FD_FILE 0x40       /* dup family: the new fd's file was read at exit ... */
+#define AW_SF_FD_SOCKET 0x80     /* ... and it is a socket */
+#define AW_SF_FD_UNIX 0x100      /* ... of AF_UNIX */
 
 /* One per syscall number, written by user space (probes/syscalls.py). */
 struct aw_sys_spec {

@@ -10,6 +10,7 @@
  * (seccomp).
  */
 #include "aw_resolve.h"  /* aw_task_file, aw_proc_target (map-free) */
+#include "aw_stdio.h"    /* aw_stdio_fd (map-free) */
 /* Is the caller in the host's pid namespace (so that the pids it names are host pids)? */
 static __always_inline int aw_host_pidns(void)
 {
@@ -183,6 +184,22 @@ static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long re
     return inet && newfd <= 2 && old != newfd;
 }
 
+/* At a successful dup, dup2, dup3 or fcntl(F_DUPFD*): what the new fd is, read from the
+ * fd table (the kernel's answer; user space's table of the process's fds misses the
+ * opens the interest filter counted instead of sending, and closes, which are not
+ * traced), so that a socket dup'ed onto stdio is known as one, and a file is not. */
+static __always_inline void aw_sys_dup_kind(struct aw_sys *rec, u32 nr, long ret)
+{
+    s64 fd = (nr == 33 || nr == 292) ? (s64)rec->arg1 : ret;
+    struct aw_stdio_fd o = {};
+    aw_stdio_fd((void *)bpf_get_current_task_btf(), fd, &o);
+    if (!(o.flags & AW_IO_FILE) || (o.flags & (AW_IO_FAULT | AW_IO_UNKNOWN)))
+        return;
+    rec->sys_flags |= AW_SF_FD_FILE;
+    if (o.flags & AW_IO_SOCKET)
+        rec->sys_flags |= AW_SF_FD_SOCKET | (o.family == 1 ? AW_SF_FD_UNIX : 0);
+}
+
 /* A traced syscall of a watched process that returns an error without its entry having
  * been seen: a seccomp filter (sandbox-runtime's, Docker's) refused it before the
  * sys_enter tracepoint runs, and only sys_exit fires. Sandboxes refuse exactly the calls
@@ -349,6 +366,8 @@ int aw_rt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     rec->ret = ret;
     u32 why = 0;
     /* socket, accept, accept4, dup, dup2, dup3, fcntl: the calls inet_fds follows */
+    if (ret >= 0 && (nr == 32 || nr == 33 || nr == 292 || nr == 72))
+        aw_sys_dup_kind(rec, nr, ret);
     if (ret >= 0 && (nr == 41 || nr == 43 || nr == 288 || nr == 32 || nr == 33 ||
                      nr == 292 || nr == 72)) {
         struct aw_proc *p = aw_current(bpf_get_current_pid_tgid());

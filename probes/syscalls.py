@@ -59,6 +59,7 @@ SOCKADDR_BLOBS = (BLOB_SOCKADDR, BLOB_SOCKADDR_EXIT, BLOB_SENDTO, BLOB_MSGHDR,
 # aw_sys.sys_flags
 SF_STR_FAULT, SF_BLOB_FAULT, SF_PAYLOAD, SF_NO_ENTRY, SF_FIRST_USE = 0x1, 0x2, 0x4, 0x8, 0x10
 SF_SECCOMP_KILLED = 0x20
+SF_FD_FILE, SF_FD_SOCKET, SF_FD_UNIX = 0x40, 0x80, 0x100  # dup family: the new fd, read
 
 SYSCALL = Layout.record("aw_sys", [
     ("ret", "s64"),

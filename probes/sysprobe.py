@@ -39,6 +39,7 @@ ROUTE_PROGRAMS = (
     ("sys", "AW_RT_SYS", "aw_rt_sys_enter", "aw_rt_sys_exit"),
     ("sys", "AW_RT_OTHER", "aw_rt_other_enter", ""),
     ("sys", "AW_RT_CLOSE", "aw_rt_close_enter", ""),
+    ("file", "AW_RT_OPEN_FILTER", "", "aw_rt_open_filter"),  # tail-called by open's exit
 )
 
 
@@ -139,7 +140,9 @@ def install(bpf: Any, concerns: tuple[str, ...], table: tuple[Syscall, ...] = SY
         if concern not in concerns:
             continue
         slot = ctypes.c_int(V[route])
-        enter[slot] = ctypes.c_int(bpf.load_func(fn_enter.encode(), BPF.RAW_TRACEPOINT).fd)
+        if fn_enter:
+            enter[slot] = ctypes.c_int(bpf.load_func(fn_enter.encode(),
+                                                     BPF.RAW_TRACEPOINT).fd)
         if fn_exit:
             exit_[slot] = ctypes.c_int(bpf.load_func(fn_exit.encode(), BPF.RAW_TRACEPOINT).fd)
     route_map = bpf[b"sys_route"]

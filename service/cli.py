@@ -43,6 +43,18 @@ ModeOpt = Annotated[Mode | None, typer.Option(
     "--mode", help="Override the configuration's mode.")]
 
 
+class EventsLevel(StrEnum):
+    interest = "interest"
+    all = "all"
+
+
+EventsLevelOpt = Annotated[EventsLevel, typer.Option(
+    "--events-level",
+    help="interest: opens no enabled detector can use (read-only, below system roots or "
+         "the workspace) are counted in the kernel and reported as `summary` events; "
+         "all: every event is sent, with a 64 MiB ring (full recording).")]
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"agentwatch: {message}", err=True)
     return typer.Exit(code)
@@ -73,6 +85,7 @@ def run(
              "where the host allows it.")] = True,
     ebpf: Annotated[bool, typer.Option("--ebpf", hidden=True,
                                        help="Print the BPF C program and exit.")] = False,
+    events_level: EventsLevelOpt = EventsLevel.interest,
 ) -> None:
     """Run CMD as a watched session; exit with CMD's status (128+N if killed by signal N)."""
     from probes import loader
@@ -86,7 +99,8 @@ def run(
     detection = _detection(config, mode)
     hide_command()  # the session's own `pkill -f PATTERN` must not match agentwatch
     try:
-        code = runmod.main(list(command or []), events, detection, alerts, cgroup, config)
+        code = runmod.main(list(command or []), events, detection, alerts, cgroup, config,
+                           events_level.value)
     except runmod.RunError as e:
         raise _fail(str(e), e.code) from None
     except (SetupError, SinkError) as e:
@@ -115,6 +129,7 @@ def daemon(
         "--metrics", metavar="HOST:PORT",
         help="Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. "
              "127.0.0.1:9464).")] = None,
+    events_level: EventsLevelOpt = EventsLevel.interest,
 ) -> None:
     """Watch every sandbox on the host: each exec of a launcher starts a session.
     SIGHUP (or `agentwatch reload`) re-reads --config; SIGTERM drains and stops."""
@@ -131,7 +146,7 @@ def daemon(
     try:
         code = d.daemon(events, launcher or list(DEFAULT_LAUNCHERS), detection, alerts,
                         log_dir, log_max_mb << 20, log_keep, config,
-                        mode.value if mode else None, metrics)
+                        mode.value if mode else None, metrics, events_level.value)
     except (SetupError, SinkError, SessionError, MetricsError) as e:
         raise _fail(str(e), 1) from None
     raise typer.Exit(code)
@@ -276,7 +291,15 @@ def status(json_output: JsonOpt = False) -> None:
                    + f", kills {r['kills']}, ring buffer "
                    + (f"{fill:.0%} full" if fill is not None else "fill unknown")
                    + (f", {r['unwritten']} NOT WRITTEN" if r["unwritten"] else ""))
+        interest = r.get("interest") or {}
+        if interest:
+            typer.echo(f"  events level {interest['level']}: {interest['summarised']} opens "
+                       f"summarised in {interest['summaries']} summary events; "
+                       f"{interest['plan']}")
         typer.echo(f"  sessions: {len(r['sessions'])} now, {r['sessions_started']} started")
+        if r.get("rss_kb") is not None:
+            typer.echo(f"  memory: {r['rss_kb'] / 1024:.0f} MB resident, peak "
+                       f"{(r.get('hwm_kb') or 0) / 1024:.0f} MB (the probes' compile)")
         for s in r["sessions"]:
             cmd = " ".join(s.get("argv") or [])[:60].encode("unicode_escape").decode()
             typer.echo(f"    {s['session']} {s['kind']:8} {s['state']:8} root {s['root_pid']}"

@@ -92,6 +92,7 @@ class Controlled(Protocol):
     def thaw_session(self, session: Session) -> str: ...
     def ring_fill(self) -> float | None: ...
     def sink_dropped(self) -> int: ...
+    def interest_status(self) -> dict[str, Any]: ...
 
 
 class ControlServer:
@@ -194,7 +195,17 @@ def status(c: Controlled, role: str) -> dict[str, Any]:
                    for (d, sev), n in sorted(c.alert_counts.items())],
         "kills": dict(c.kills), "sessions_started": c.sessions_started,
         "ring_fill": c.ring_fill(), "unwritten": c.sink_dropped(),
+        "interest": c.interest_status(),
+        **_memory(),
     }
+
+
+def _memory() -> dict[str, int | None]:
+    """This process's resident memory now and at its peak (the compile), in kB."""
+    from probes.residency import status as mem
+
+    m = mem()
+    return {"rss_kb": m.get("VmRSS"), "hwm_kb": m.get("VmHWM")}
 
 
 # ------------------------------------------------------------------------------ client

@@ -131,7 +131,8 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
            detection: DetectionConfig | None = None, alerts: str | None = None,
            log_dir: str | None = None, log_max_bytes: int = 100 << 20,
            log_keep: int = 5, config_path: str | None = None,
-           mode_override: str | None = None, metrics: str | None = None) -> int:
+           mode_override: str | None = None, metrics: str | None = None,
+           events_level: str = "interest") -> int:
     """With `log_dir`: events and alerts to DIR/events.jsonl and DIR/alerts.jsonl, rotated
     at `log_max_bytes` keeping `log_keep` old files, and a one-line summary of each alert
     on stdout (for journald)."""
@@ -165,15 +166,16 @@ def daemon(events: str | None, launchers: Iterable[str] = DEFAULT_LAUNCHERS,
     sinks.append(streams[1])
     alert_sinks.append(streams[0])
     from service.paths import pinned_probe_config
-    from service.run import own_config_paths
+    from service.run import level_probe_config, own_config_paths
 
     own = [*own_config_paths(config_path), *([log_dir] if log_dir else [])]
 
     # Pinned probes (docs/service.md): kernel rules and the watched set outlive this
     # process; a restarted daemon re-uses them. Waits a while for a `run` reading them.
-    collector = Collector(sinks, pinned_probe_config(wait=PIN_WAIT), launchers=launchers,
-                          on_event=_announce, detection=detection, alert_sinks=alert_sinks,
-                          own_paths=own)
+    collector = Collector(sinks, level_probe_config(pinned_probe_config(wait=PIN_WAIT),
+                                                    events_level),
+                          launchers=launchers, on_event=_announce, detection=detection,
+                          alert_sinks=alert_sinks, own_paths=own, events_level=events_level)
     collector.servers.extend(streams)
     alive = kernel.state_dir() / "daemon.alive"
     gap_from = _read_alive(alive)

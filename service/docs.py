@@ -84,6 +84,15 @@ def example_alert(did: str) -> str | None:
     return alert_line(mine[0]) if mine else None
 
 
+def _reads(spec: Any) -> str:
+    reads = spec.reads
+    if reads is None:
+        return "every one (while it is enabled, the filter is off)"
+    parts = [f"the globs of `{p}`" for p in reads.params]
+    parts += [f"`{g}`" for g in reads.globs]
+    return ", ".join(parts) if parts else "none (it judges writes, other kinds or fifos)"
+
+
 def markdown() -> str:
     cfg = defaults()
     out = [HEADER]
@@ -112,6 +121,11 @@ def markdown() -> str:
             out.append("Deliberately not flagged:")
             out.append("")
             out.extend(f"- {item}" for item in spec.not_flagged)
+            out.append("")
+        if "open" in spec.kinds:
+            out.append("Read-only opens it can use (the kernel's interest filter sends these "
+                       "and counts the rest: docs/events.md, `summary`): "
+                       + _reads(spec) + ".")
             out.append("")
         example = example_alert(did)
         if example:

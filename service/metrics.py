@@ -55,6 +55,10 @@ def render(c: Controlled) -> str:
     metric("agentwatch_lost_events_total", "counter",
            "Records the kernel could not deliver, by cause.",
            [({"cause": k}, n) for k, n in sorted(st["lost"].items())])
+    metric("agentwatch_summarised_opens_total", "counter",
+           "Opens no detector could use, counted in the kernel and reported in summary "
+           "events instead of one event each (--events-level interest).",
+           [({}, st.get("interest", {}).get("summarised", 0))])
     states: dict[str, int] = {"running": 0, "frozen": 0, "killed": 0}
     for s in c.sessions.values():
         if not s.ended:
@@ -71,6 +75,9 @@ def render(c: Controlled) -> str:
            "Events or alerts a sink could not write.", [({}, st["unwritten"])])
     metric("agentwatch_uptime_seconds", "gauge", "Seconds since the daemon started.",
            [({}, st["uptime_s"])])
+    if st.get("rss_kb") is not None:
+        metric("agentwatch_resident_memory_bytes", "gauge",
+               "The daemon's resident memory (VmRSS).", [({}, st["rss_kb"] * 1024)])
     return "\n".join(out) + "\n"
 
 

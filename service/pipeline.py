@@ -22,6 +22,7 @@ from collector.events import AlertEvent, Event, LossEvent, SessionEvent
 from collector.ingest import Ingest, Stats
 from collector.proctable import ProcessTable
 from collector.sessions import DEFAULT_LAUNCHERS, Session, SessionError, SessionManager
+from collector.summaries import Summaries
 from detectors.config import Config as DetectionConfig
 from probes import loader
 from response import enforce
@@ -29,6 +30,7 @@ from response.actions import SessionActions, kernel_kill_alert
 from response.cgroup import prune_stale
 from response.responder import Responder
 from service.analysis import Analyzer
+from service.interest import InterestInstaller
 
 
 class Sink(Protocol):
@@ -43,7 +45,7 @@ class Collector:
                  launchers: Iterable[str] = DEFAULT_LAUNCHERS,
                  detection: DetectionConfig | None = None,
                  alert_sinks: Iterable[Sink] = (),
-                 own_paths: Iterable[str] = ()) -> None:
+                 own_paths: Iterable[str] = (), events_level: str = "interest") -> None:
         self.sinks = list(sinks)
         self.own_paths = list(own_paths)  # config file, log directory: monitor_tamper's
         self.alert_sinks = list(alert_sinks)
@@ -57,6 +59,11 @@ class Collector:
         self.ingest = Ingest(self._emit, self.table, self.config)
         self.manager = SessionManager(self.ingest, self.table, self._emit, self.flush,
                                       launchers)
+        # the kernel's interest filter: what no detector can use is counted, not sent
+        # (collector/summaries.py, service/interest.py); events_level "all" sends all
+        self.summaries = Summaries(self._emit, self.table)
+        self.manager.summaries = self.summaries
+        self.interest = InterestInstaller(self.summaries, events_level)
         self.actions = SessionActions(self.manager)
         self.ingest.on_kernel_kill = self.actions.kernel_killed
         self.ingest.on_session = self.manager.kernel_session
@@ -106,6 +113,8 @@ class Collector:
         (default: bwrap) starts a new session in the kernel (the daemon's mode)."""
         self.bpf = loader.load(self.config)
         self.ingest.open(self.bpf)
+        self.summaries.open(self.bpf, self.decoder.boot_to_epoch)
+        self.interest.start(self.bpf, self.analyzer.engine.config if self.analyzer else None)
         self.manager.start(self.bpf, adopt_launchers)
         self.actions.start()
         prune_stale()
@@ -139,6 +148,7 @@ class Collector:
         if old is not None:
             self._alerts(old.finish())  # close the old engine's fold windows
             self.analyzer.sessions.update(old.sessions)
+        self.interest.reload(detection)
         self.apply_policy()
         return f"mode {detection.mode}; {self.policy.describe()}; {self.egress.describe()}"
 
@@ -191,6 +201,8 @@ class Collector:
         return None
 
     def close(self) -> None:
+        if self.bpf is not None:
+            self.summaries.flush()  # what was counted since the last tick
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -269,6 +281,8 @@ class Collector:
 
     # ------------------------------------------------------------------ event flow
     def _emit(self, event: Event) -> None:
+        if isinstance(event, SessionEvent) and event.phase == "start":
+            self.interest.session_started(event)  # before any of its opens is judged
         self.stats.events[event.kind] += 1
         session = self.sessions.get(event.session) if event.session else None
         if session is not None:
@@ -284,6 +298,8 @@ class Collector:
                     not any(a.detector == event.kernel_kill for a in alerts):
                 alerts.append(kernel_kill_alert(event, self.table))
             self._alerts(alerts)
+        if isinstance(event, SessionEvent) and event.phase == "end" and event.session:
+            self.interest.session_ended(event)
 
     def _alerts(self, alerts: list[AlertEvent]) -> None:
         for alert in alerts:
@@ -308,6 +324,7 @@ class Collector:
         if now - self._last_tick >= 1.0:  # once a second: losses, attached sessions' end
             self._last_tick = now
             self.check_losses()
+            self.summaries.flush()
             self.manager.end_attached_sessions()
             self.manager.thaw_held()  # fail_closed: what the kernel held, if anything
             if self.analyzer is not None:
@@ -321,6 +338,16 @@ class Collector:
     def flush(self) -> None:
         for sink in self.sinks + self.alert_sinks:
             sink.flush()
+
+    def interest_status(self) -> dict[str, Any]:
+        """The interest filter: its level, the latest plan, the opens summarised so far."""
+        plan = self.interest.last
+        return {"level": self.interest.level,
+                "plan": plan.describe() if plan is not None else
+                ("interest filter off: no detection" if self.analyzer is None else
+                 "no session yet" if self.interest.level == "interest" else
+                 "interest filter off: --events-level all"),
+                "summarised": self.summaries.emitted, "summaries": self.summaries.events}
 
     def sink_dropped(self) -> int:
         """Events a sink could not write (full disk, closed pipe): reported, not hidden."""

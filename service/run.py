@@ -7,6 +7,7 @@ exec'd: nothing it does, its first exec included, happens before it is watched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from service.sinks import HumanAlertSink, JsonlSink
 
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_EXEC = 126
+ALL_RING_PAGES = 16384  # 64 MiB: `--events-level all`
 
 
 class RunError(RuntimeError):
@@ -68,10 +70,19 @@ def _spawn_parked(path: str, argv: list[str]) -> tuple[int, int]:
     return pid, w
 
 
+def level_probe_config(config: ProbeConfig | None, events_level: str) -> ProbeConfig | None:
+    """`--events-level all` keeps every event: a ring sized for a search's burst (64 MiB;
+    what still overflows it is counted, as always)."""
+    if events_level != "all":
+        return config
+    return dataclasses.replace(config or ProbeConfig(), ringbuf_pages=ALL_RING_PAGES)
+
+
 def run(argv: list[str], events: str | None = None, config: ProbeConfig | None = None,
         collector: Collector | None = None, poll_ms: int = 50,
         detection: DetectionConfig | None = None, alerts: str | None = None,
-        cgroup: bool = True, config_path: str | None = None) -> RunResult:
+        cgroup: bool = True, config_path: str | None = None,
+        events_level: str = "interest") -> RunResult:
     """Run argv as a session. With `collector` given (already started), it is used and
     left open, so that several runs can share one loaded BPF object (tests, benchmarks).
     `config_path`: the --config file, protected as the daemon protects its own
@@ -86,8 +97,10 @@ def run(argv: list[str], events: str | None = None, config: ProbeConfig | None =
     if collector is None:
         sinks: list[Sink] = [JsonlSink(events)] if events else []
         alert_sinks: list[Sink] = [JsonlSink(alerts) if alerts else HumanAlertSink()]
-        collector = Collector(sinks, config, detection=detection, alert_sinks=alert_sinks,
-                              own_paths=own_config_paths(config_path))
+        collector = Collector(sinks, level_probe_config(config, events_level),
+                              detection=detection, alert_sinks=alert_sinks,
+                              own_paths=own_config_paths(config_path),
+                              events_level=events_level)
     try:
         if own:
             collector.start()
@@ -186,13 +199,14 @@ def own_config_paths(config_path: str | None) -> list[str]:
 
 def main(argv: list[str], events: str | None, detection: DetectionConfig | None = None,
          alerts: str | None = None, cgroup: bool = True,
-         config_path: str | None = None) -> int:
+         config_path: str | None = None, events_level: str = "interest") -> int:
     from service.paths import pinned_probe_config
 
     # Pinned probes, re-used when a previous run or daemon left them: no compile, no
     # detach (docs/service.md); a private load when a daemon reads them now.
     result = run(argv, events, config=pinned_probe_config(wait=0.0), detection=detection,
-                 alerts=alerts, cgroup=cgroup, config_path=config_path)
+                 alerts=alerts, cgroup=cgroup, config_path=config_path,
+                 events_level=events_level)
     lost = f", {result.lost} LOST" if result.lost else ", 0 lost"
     unwritten = f", {result.unwritten} NOT WRITTEN" if result.unwritten else ""
     print(f"agentwatch: session {result.session} ended: exit {result.exit_status}, "

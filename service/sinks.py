@@ -8,6 +8,8 @@ import stat
 import sys
 from typing import BinaryIO, TextIO
 
+import orjson
+
 from collector.events import Event, one_line
 
 
@@ -65,7 +67,8 @@ class JsonlSink:
             self.dropped += 1
             return
         try:
-            line = event.to_json() + b"\n"
+            # Event.to_json()'s bytes with the newline appended by orjson (no copy)
+            line = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
             if self.max_bytes and self._own and self._size and \
                     self._size + len(line) > self.max_bytes:
                 self._rotate()

@@ -76,6 +76,38 @@ def test_open(dec: RecordDecoder) -> None:
     assert ev.flag_names == ["O_RDWR", "O_CREAT", "O_CLOEXEC"] and ev.dfd is None
 
 
+def _resolved_open(dec: RecordDecoder, raw: bytes, kernel: bytes, r_flags: int,
+                   **kw: object) -> object:
+    st = os.stat("/etc/hostname")
+    return dec.decode(record(file.OPEN, raw + kernel, type=4, ret=3, dfd=-100, syscall=1,
+                             path_len=len(raw), r_ino=st.st_ino, r_magic=0xEF53,
+                             r_dev=file.kernel_dev(st.st_dev), r_mode=st.st_mode,
+                             r_flags=r_flags, r_path_len=len(kernel), **kw))
+
+
+def test_open_resolved_whole_path_fast_path(dec: RecordDecoder) -> None:
+    # the common case (AW_RF_OK alone) is decoded inline: the same fields resolved() gives
+    st = os.stat("/etc/hostname")
+    ev = _resolved_open(dec, b"x/../h\0", b"/etc/hostname\0", file.RF_OK)
+    assert (ev.path, ev.raw_path, ev.resolved) == ("/etc/hostname", "x/../h", True)
+    assert (ev.dev, ev.ino, ev.file_type, ev.resolve_flags) == (st.st_dev, st.st_ino, "file",
+                                                                 [])
+    same = _resolved_open(dec, b"/etc/hostname\0", b"/etc/hostname\0", file.RF_OK)
+    assert same.path == same.raw_path == "/etc/hostname"
+    # and a second record with the same header is decoded from the cached header
+    again = _resolved_open(dec, b"/etc/hostname\0", b"/etc/hostname\0", file.RF_OK, ts=7)
+    assert again.ts == 7 + dec.boot_to_epoch and again.comm == "agent" and again.pid == 42
+    bad = _resolved_open(dec, b"/a\0", b"/\xff\0", file.RF_OK)
+    assert bad.path == "/\\xff"
+
+
+def test_open_resolved_with_flags_keeps_the_general_path(dec: RecordDecoder) -> None:
+    ev = _resolved_open(dec, b"/a/b\0", b"/a/b-long\0", file.RF_OK | file.RF_TRUNCATED)
+    assert (ev.path, ev.resolved, ev.resolve_flags) == ("/a/b", False, ["truncated"])
+    gone = _resolved_open(dec, b"/a\0", b"", file.RF_NO_FILE)
+    assert (gone.path, gone.resolved, gone.resolve_flags) == ("/a", False, ["no_file"])
+
+
 def test_flag_names_unknown_bits_and_composites() -> None:
     assert file_decode.flag_names(os.O_WRONLY | os.O_SYNC) == ["O_WRONLY", "O_SYNC"]
     assert file_decode.flag_names(os.O_RDONLY | (1 << 30))[-1] == hex(1 << 30)
@@ -133,6 +165,7 @@ def test_every_kind_serializes_with_the_contract_keys() -> None:
         "io_uring": dict(ret=5, op="READ", fd=3),
         "loss": dict(lost={"open": 1}, total={"open": 1}),
         "session": dict(phase="start", root_pid=1),
+        "summary": dict(root="/usr", count=3, files=2, failed=1),
         "alert": dict(detector="event_loss", severity="medium",
                       action={"requested": "alert", "taken": "alert", "result": "alerted"},
                       summary="3 events lost"),

@@ -31,6 +31,9 @@ LOST_NAMES = {**TYPE_NAMES, 13: "enforced_ring_full", 14: "inflight_full",
 KILL_REASONS = rules.KILL_REASONS
 
 _HDR = Layout("aw_hdr", tuple(HDR_FIELDS), None).struct
+_HDR_SIZE = _HDR.size
+_TYPE_TS = struct.Struct("<I4xQ")  # type, (size), ts: the header's first 16 bytes
+_KEY_AT = _TYPE_TS.size
 # Hot path: the minimum size of each type computed once, not per record.
 _DISPATCH = {typ: (layout.fixed_size, fn) for typ, (layout, fn) in DECODERS.items()}
 
@@ -47,6 +50,7 @@ class RecordDecoder:
     def __init__(self) -> None:
         self._sessions: dict[int, str] = {}
         self._comms: dict[bytes, str] = {}
+        self._headers: dict[bytes, Header] = {}  # header bytes past ts -> decoded fields
         self.resync_clock()
 
     def resync_clock(self) -> None:
@@ -54,11 +58,9 @@ class RecordDecoder:
         self.boot_to_epoch = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
     def decode(self, data: bytes) -> Event:
-        try:
-            (typ, _size, ts, session, pid, tid, ppid, uid, gid, hf, cgroup,
-             comm) = _HDR.unpack_from(data)
-        except struct.error as e:
-            raise DecodeError(f"record of {len(data)} bytes is shorter than a header") from e
+        if len(data) < _HDR_SIZE:
+            raise DecodeError(f"record of {len(data)} bytes is shorter than a header")
+        typ, ts = _TYPE_TS.unpack_from(data)
         entry = _DISPATCH.get(typ)
         if entry is None:
             raise DecodeError(f"unknown record type {typ}")
@@ -68,6 +70,22 @@ class RecordDecoder:
                               f"expected at least {fixed_size}")
         if ts >= 1 << 62:  # boot-clock ns: centuries; only a corrupt record gets here
             raise DecodeError(f"{TYPE_NAMES.get(typ, typ)} record with timestamp {ts}")
+        # The header past the timestamp (session, ids, flags, cgroup, comm) repeats from
+        # record to record (a process's opens): decoded once, then copied.
+        key = data[_KEY_AT:_HDR_SIZE]
+        base = self._headers.get(key)
+        if base is None:
+            base = self._header(data)
+            if len(self._headers) > 1024:  # a cache, bounded for a long-running daemon
+                self._headers.clear()
+            self._headers[key] = base
+        hdr = base.copy()
+        hdr["ts"] = ts + self.boot_to_epoch
+        return fn(hdr, data)
+
+    def _header(self, data: bytes) -> Header:
+        (_typ, _size, _ts, session, pid, tid, ppid, uid, gid, hf, cgroup,
+         comm) = _HDR.unpack_from(data)
         name = self._sessions.get(session)
         if name is None:
             if len(self._sessions) > 4096:  # a cache, bounded for a long-running daemon
@@ -78,7 +96,7 @@ class RecordDecoder:
             if len(self._comms) > 4096:
                 self._comms.clear()
             comm_text = self._comms[comm] = text(comm.split(b"\0", 1)[0])
-        hdr = {"ts": ts + self.boot_to_epoch, "session": name, "pid": pid, "tid": tid,
+        hdr = {"ts": 0, "session": name, "pid": pid, "tid": tid,
                "ppid": ppid, "uid": uid, "gid": gid, "comm": comm_text, "cgroup": cgroup,
                "setup": bool(hf & 1), "nested_launcher": bool(hf & 2)}
         if hf & 8:
@@ -87,4 +105,4 @@ class RecordDecoder:
             hdr["compat"] = True
         if hf & 4:
             hdr["kernel_kill"] = KILL_REASONS.get((hf >> 8) & 0xFF, "unknown")
-        return fn(hdr, data)
+        return hdr

@@ -4,6 +4,7 @@ and for successful opens the file the kernel opened (collector/decode/resolved.p
 from __future__ import annotations
 
 import os
+import stat
 
 from collector.decode.resolved import file_type, resolved
 from collector.events import Event, OpenEvent, errno_name, text
@@ -14,7 +15,9 @@ from probes.file import (
     OF_HOW_FAULT,
     OF_PATH_FAULT,
     OPEN,
+    RF_OK,
     SYSCALLS,
+    user_dev,
 )
 from probes.layout import Header
 
@@ -60,31 +63,55 @@ def _flag_names(flags: int) -> list[str]:
     return names
 
 
+_DEVS: dict[int, int] = {}  # the kernel's dev_t -> os.stat()'s (a few devices per host)
+_FILE_TYPES = {stat.S_IFREG: "file", stat.S_IFDIR: "dir", stat.S_IFLNK: "symlink",
+               stat.S_IFCHR: "char", stat.S_IFBLK: "block", stat.S_IFIFO: "fifo",
+               stat.S_IFSOCK: "socket"}
+
+
 def decode_open(hdr: Header, data: bytes) -> Event:
     t = _OPEN.unpack_from(data)
     ret, dfd, sys, flags, mode, resolve, path_len, of = t[12:20]
     r_ino, r_magic, r_dev, r_mode, r_flags, r_len = t[20:26]
-    proc_pid, proc_tgid = t[28:30]
     path_len = min(path_len, AW_PATH_MAX)
-    path = text(data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0])
-    res = resolved(data[_TAIL + path_len:_TAIL + path_len + min(r_len, AW_PATH_MAX)],
-                   r_flags, r_magic, r_dev, r_ino, r_mode)
+    raw = data[_TAIL:_TAIL + path_len].split(b"\0", 1)[0]
+    path = text(raw)
     ev = OpenEvent(
-        **hdr, ret=ret, error=errno_name(ret),
+        **hdr, ret=ret, error=errno_name(ret) if ret < 0 else None,
         syscall=SYSCALLS[sys] if sys < len(SYSCALLS) else str(sys), path=path,
         raw_path=path,
         dfd=None if dfd == AT_FDCWD else dfd, flags=flags, flag_names=flag_names(flags),
         mode=mode, resolve=resolve, fault=bool(of & (OF_PATH_FAULT | OF_HOW_FAULT)),
     )
-    if res is not None:
+    if not r_flags:
+        return ev  # nothing resolved (a failed open)
+    start = _TAIL + path_len
+    if r_flags == RF_OK:  # the common case, resolved() inlined: a whole path, no flags
+        if r_mode:
+            dev = _DEVS.get(r_dev)
+            if dev is None:
+                if len(_DEVS) > 4096:
+                    _DEVS.clear()
+                dev = _DEVS[r_dev] = user_dev(r_dev)
+            ev.dev, ev.ino, ev.file_mode = dev, r_ino, r_mode
+            ev.file_type = _FILE_TYPES.get(stat.S_IFMT(r_mode))
+        name = data[start:start + min(r_len, AW_PATH_MAX)].split(b"\0", 1)[0]
+        ev.path = path if name == raw else text(name)  # mostly the caller's own string
+        ev.resolved = True
+    else:
+        res = resolved(data[start:start + min(r_len, AW_PATH_MAX)], r_flags, r_magic, r_dev,
+                       r_ino, r_mode)
+        if res is None:
+            return ev
         ev.resolve_flags = res.flags
         if res.mode:
             ev.dev, ev.ino, ev.file_mode = res.dev, res.ino, res.mode
             ev.file_type = file_type(res.mode)
         if res.path is not None and res.complete:
             ev.path, ev.resolved = res.path, True
-        if proc_pid:
-            ev.proc_pid, ev.proc_tgid = proc_pid, proc_tgid or None
+    proc_pid, proc_tgid = t[28:30]
+    if proc_pid:
+        ev.proc_pid, ev.proc_tgid = proc_pid, proc_tgid or None
     return ev
 
 

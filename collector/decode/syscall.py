@@ -30,6 +30,9 @@ from probes.syscalls import (
     BLOB_SOCKWRITEV,
     OPEN_CALLS,
     SF_BLOB_FAULT,
+    SF_FD_FILE,
+    SF_FD_SOCKET,
+    SF_FD_UNIX,
     SF_FIRST_USE,
     SF_NO_ENTRY,
     SF_PAYLOAD,
@@ -131,6 +134,10 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
             args["fds"] = list(struct.unpack_from("<ii", blob))
         elif blob_kind == BLOB_RAW and plan.raw is not None:
             plan.raw(args, blob)
+    if sf & SF_FD_FILE:  # dup family: what the new fd is, as the kernel read it
+        args["socket"] = bool(sf & SF_FD_SOCKET)
+        if sf & SF_FD_SOCKET:
+            args["unix_socket"] = bool(sf & SF_FD_UNIX)
     return SyscallEvent(
         **hdr, ret=ret, error=errno_name(ret), syscall=name, args=args, path=path,
         path2=path2, fault=bool(sf & (SF_STR_FAULT | SF_BLOB_FAULT)), family=family,

@@ -28,6 +28,7 @@ from detectors.base import (
     Finding,
     KernelCall,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
 )
@@ -40,6 +41,7 @@ from detectors.catalog.common import (
     track_exe,
     write_intent,
 )
+from detectors.openroute import OpenInterest
 
 # sandbox-runtime's in-sandbox helper: it unshares a pid (and mount) namespace and mounts
 # /proc before it applies its seccomp filter and execs the command.
@@ -87,6 +89,7 @@ class NamespaceEscape(Detector):
     spec = DetectorSpec(
         id="namespace_escape",
         kinds=frozenset({"exec", "fork", "syscall", "open"}),  # exec/fork: track_exe
+        reads=ReadInterest(params=("ns_paths",)),
         title="Namespace Change After Sandbox Setup",
         description="the sandboxed command joined or created namespaces (setns, unshare, "
                     "clone with CLONE_NEW*) or opened a /proc/*/ns/* handle; bubblewrap's "
@@ -109,6 +112,10 @@ class NamespaceEscape(Detector):
                           calls=(KernelCall("setns", "AW_SE_NS_JOIN"),
                                  KernelCall("unshare", "AW_SE_NS_NEW"))),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # ns files only (track_exe keeps nothing from an open)
+        return OpenInterest(globs=tuple(params["ns_paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         exe = track_exe(ctx, ev)
@@ -213,6 +220,7 @@ class ProcessInjection(Detector):
     spec = DetectorSpec(
         id="process_injection",
         kinds=frozenset({"fork", "syscall", "open"}),  # fork: own and child pids
+        reads=ReadInterest(globs=("/proc/**",)),
         title="Access To Another Process's Memory",
         description="ptrace attach/seize/poke, process_vm_readv/writev, pidfd_getfd, "
                     "process_madvise or an open of /proc/<pid>/mem aimed at a process "
@@ -244,6 +252,10 @@ class ProcessInjection(Detector):
                    *(KernelCall(c, "AW_SE_FD_STEAL", listed_in="pidfd_calls")
                      for c in ("pidfd_getfd", "process_madvise")))),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # /proc/<pid>/mem
+        return OpenInterest(proc=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         children: set[tuple[int, int]] = ctx.state.setdefault("children", set())
@@ -301,6 +313,7 @@ class KernelTamper(Detector):
     spec = DetectorSpec(
         id="kernel_tamper",
         kinds=frozenset({"syscall", "open"}),
+        reads=ReadInterest(),
         title="Kernel Tampering From The Sandbox",
         description="module load/unload, kexec, bpf(), perf_event_open, or a write to "
                     "kernel knobs such as core_pattern, sysrq-trigger or /sys/kernel",
@@ -326,6 +339,10 @@ class KernelTamper(Detector):
                 "bpf", "perf_event_open", "init_module", "finit_module", "delete_module",
                 "kexec_load", "kexec_file_load"))),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # write-intent opens only
+        return OpenInterest(writes=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
@@ -357,6 +374,14 @@ _CHMODS = ("chmod", "fchmod", "fchmodat", "fchmodat2", "creat")
 _XATTRS = ("setxattr", "lsetxattr", "fsetxattr", "setxattrat")
 
 
+def _ids_unknown(ctx: Context, ev: OpenEvent) -> bool:
+    """privilege_escalation: an open whose uid or gid is not the one it last recorded for
+    the process (it records them from every event it is given)."""
+    ids = ctx.state.get("ids")
+    return ids is None or ids["uid"].get(ev.pid) != ev.uid or \
+        ids["gid"].get(ev.pid) != ev.gid
+
+
 @register
 class PrivilegeEscalation(Detector):
     """chmod/fchmod/fchmodat/creat (and O_CREAT opens) setting the setuid or setgid bit;
@@ -371,6 +396,7 @@ class PrivilegeEscalation(Detector):
     spec = DetectorSpec(
         id="privilege_escalation",
         kinds=SESSION_KINDS,  # each process's last uid/gid, from any event
+        reads=ReadInterest(),
         title="Privilege Escalation Attempt",
         description="setuid/setgid bits or file capabilities set, a set*id transition to "
                     "uid/gid 0 from nonzero, or capset with dangerous capabilities",
@@ -393,6 +419,10 @@ class PrivilegeEscalation(Detector):
             "xattrs": ["security.capability"],
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # O_CREAT opens; each pid's last uid/gid (only a change is news)
+        return OpenInterest(writes=True, when=_ids_unknown)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ids: dict[str, dict[int, int]] = ctx.state.setdefault("ids", {"uid": {}, "gid": {}})

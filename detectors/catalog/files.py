@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from collector.events import (
     ConnectEvent,
@@ -32,6 +33,7 @@ from detectors.base import (
     DetectorSpec,
     Finding,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
     under,
@@ -60,6 +62,7 @@ from detectors.catalog.ownership import (
     track_git,
 )
 from detectors.catalog.proctarget import is_dir_read
+from detectors.openroute import OpenInterest
 
 # ---------------------------------------------------------------------------- credential_read
 CREDENTIAL_PATHS = [
@@ -113,6 +116,7 @@ class CredentialRead(Detector):
         id="credential_read",
         # session: workspace(); io_uring: sends (exfil.py)
         kinds=frozenset({"session", "open", "syscall", "connect", "io_uring"}),
+        reads=ReadInterest(params=("paths",)),
         title="Credential File Read",
         description="read or attempted read of ssh keys, cloud or tool credentials, "
                     "/etc/shadow, sudoers or .env files; kill when a connect follows",
@@ -149,6 +153,10 @@ class CredentialRead(Detector):
             "* */bin/npm", "* */bin/npm *", "* */bin/npx", "* */bin/npx *",
             "* */npm/bin/npm-cli.js*", "* */npm/bin/npx-cli.js*")),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # track_created (writes), reads of `paths`
+        return OpenInterest(writes=True, globs=tuple(params["paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
@@ -256,6 +264,7 @@ class CanaryTouch(Detector):
     spec = DetectorSpec(
         id="canary_touch",
         kinds=frozenset({"open", "syscall", "exec", "connect"}),  # touched_paths
+        reads=ReadInterest(params=("paths",)),
         title="Decoy File Touched",
         description="any access to a configured decoy (canary) file or directory",
         severity="critical",
@@ -272,6 +281,10 @@ class CanaryTouch(Detector):
         kernel=KernelHalf(reason="AW_WHY_CANARY", deny_paths="paths", deny_below=True,
                           needs_param="paths"),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # touched_paths: path and raw_path
+        return OpenInterest(globs=tuple(tree_patterns(params["paths"])))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         patterns = ctx.params["paths"]
@@ -312,6 +325,7 @@ class ProtectedRead(Detector):
         id="protected_read",
         # session: workspace(); exec, fork, exit: git's transport processes
         kinds=frozenset({"session", "open", "syscall", "exec", "fork", "exit"}),
+        reads=ReadInterest(params=("paths", "outside_workspace_paths")),
         title="Protected Data Read",
         description="read of configured protected paths: answer keys, hidden tests, eval "
                     "data, other repositories' .git history",
@@ -340,6 +354,11 @@ class ProtectedRead(Detector):
             "transport_severity": "info",
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths (own repos), reads of its globs (`exclude_paths` only takes away)
+        return OpenInterest(writes=True, globs=(*params["paths"],
+                                                *params["outside_workspace_paths"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
@@ -377,8 +396,10 @@ class ProtectedRead(Detector):
         fields["pattern"] = pattern
         if severity is not None:  # its own key: a later reader must not fold into it
             fields["git_transport"] = transport
-        yield Finding(key=f"git:{ev.path}" if severity is not None else ev.path,
-                      fields=fields, severity=severity)
+        # git's transport reads a repository's objects one file each (5,000 alerts for
+        # one clone of a 5,000-file repository): its reads fold per repository
+        yield Finding(key=f"git:{ev.path.split('/.git/', 1)[0]}" if severity is not None
+                      else ev.path, fields=fields, severity=severity)
 
 
 def _own_repo(path: str, ws: str | None) -> bool:
@@ -413,6 +434,7 @@ class WriteOutsideWorkspace(Detector):
     spec = DetectorSpec(
         id="write_outside_workspace",
         kinds=frozenset({"session", "open", "syscall"}),  # session: workspace()
+        reads=ReadInterest(),
         title="Write Outside The Workspace",
         description="write-intent open, rename, unlink, chmod, link... outside the workspace "
                     "and allowed paths, denied attempts included",
@@ -437,6 +459,10 @@ class WriteOutsideWorkspace(Detector):
         exceptions=({"exe": "**/sandbox-runtime/vendor/seccomp/*/apply-seccomp",
                      "path": "/proc/sys/user/max_user_namespaces"},),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths: write-intent opens
+        return OpenInterest(writes=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)
@@ -505,6 +531,7 @@ class PersistenceWrite(Detector):
     spec = DetectorSpec(
         id="persistence_write",
         kinds=frozenset({"open", "syscall"}),  # written_paths
+        reads=ReadInterest(),
         title="Persistence Location Written",
         description="write to shell rc files, cron, systemd units, authorized_keys, "
                     ".git/hooks, ld.so.preload, accounts",
@@ -521,6 +548,10 @@ class PersistenceWrite(Detector):
             "exclude_paths": ["**/.git/hooks/*.sample"],
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths: write-intent opens
+        return OpenInterest(writes=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if not after_setup(ev):

@@ -6,6 +6,7 @@ D-Bus, systemd). The shared rules of escape.py's opening comment hold here too.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from collector.events import ConnectEvent, Event, OpenEvent, SyscallEvent
 from detectors.base import (
@@ -15,6 +16,7 @@ from detectors.base import (
     Finding,
     KernelCall,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
 )
@@ -28,6 +30,7 @@ from detectors.catalog.proctarget import (
     ps_listing,
     walked,
 )
+from detectors.openroute import OpenInterest
 
 MONITOR_PATHS = ["/etc/agentwatch", "/etc/agentwatch/**", "/var/lib/agentwatch",
                  "/var/lib/agentwatch/**", "/var/log/agentwatch", "/var/log/agentwatch/**",
@@ -80,6 +83,7 @@ class MonitorTamper(Detector):
         id="monitor_tamper",
         # session, exec, fork: the pid namespaces (proctarget.ProcNs)
         kinds=frozenset({"open", "connect", "syscall", "exec", "fork", "session"}),
+        reads=ReadInterest(params=("paths",), globs=("/proc/**", "/sys/fs/bpf/**")),
         title="Tampering With agentwatch",
         description="signals or ptrace aimed at agentwatch's processes, or access to its "
                     "config, state, logs or pinned BPF maps",
@@ -114,10 +118,16 @@ class MonitorTamper(Detector):
                    KernelCall("pidfd_send_signal", "AW_SE_SIGNAL"))),
     )
 
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # `paths`, its /proc entries and pidfds; walked() remembers every directory read
+        return OpenInterest(dir_reads=True, proc=True, globs=tuple(params["paths"]))
+
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         p = ctx.params
-        pids = {int(x) for x in p["monitor_pids"] if str(x).lstrip("-").isdigit()}
-        pidfds: dict[tuple[int, int], int] = ctx.state.setdefault("pidfds", {})
+        pids = _pids(ctx.state, p["monitor_pids"])
+        pidfds: dict[tuple[int, int], int] | None = ctx.state.get("pidfds")
+        if pidfds is None:
+            pidfds = ctx.state["pidfds"] = {}
         pns = ProcNs(ctx.state)
         pns.see(ctx, ev)
         if isinstance(ev, OpenEvent):
@@ -177,6 +187,17 @@ class MonitorTamper(Detector):
                 "syscall": ev.syscall, "target": ev.address, "comm": ev.comm, **outcome(ev)})
 
 
+def _pids(state: dict[str, Any], listed: list[Any]) -> set[int]:
+    """`monitor_pids` as numbers, parsed again only when the list changes (it is read
+    for every event this detector sees)."""
+    key = tuple(listed)
+    cached = state.get("monitor_pids")
+    if cached is None or cached[0] != key:
+        cached = state["monitor_pids"] = (
+            key, {int(x) for x in listed if str(x).lstrip("-").isdigit()})
+    return cached[1]
+
+
 def _monitor_proc(ctx: Context, ev: OpenEvent, pns: ProcNs, pids: set[int],
                   walk: bool) -> bool:
     """An open of agentwatch's /proc/<pid>/<entry> that is tampering: any write intent, a
@@ -226,6 +247,7 @@ class RuntimeSocket(Detector):
     spec = DetectorSpec(
         id="runtime_socket",
         kinds=frozenset({"connect", "syscall", "open"}),
+        reads=ReadInterest(params=("sockets",)),
         title="Container Runtime Or Host IPC Socket Access",
         description="connect/bind/send/open of docker, containerd, cri-o or podman "
                     "sockets, or of host IPC sockets (D-Bus, systemd)",
@@ -240,6 +262,10 @@ class RuntimeSocket(Detector):
         params={"sockets": list(RUNTIME_SOCKETS)},
         kernel=KernelHalf(reason="AW_WHY_RUNTIME_SOCKET", deny_paths="sockets"),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # the sockets' paths
+        return OpenInterest(globs=tuple(params["sockets"]))
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         socks = ctx.params["sockets"]

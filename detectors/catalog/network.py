@@ -11,12 +11,22 @@ import math
 import re
 from collections import Counter, deque
 from collections.abc import Iterable
+from typing import Any
 
 from collector.events import ConnectEvent, Event, ExecEvent, OpenEvent, SyscallEvent
-from detectors.base import Context, Detector, DetectorSpec, Finding, KernelHalf, register
+from detectors.base import (
+    Context,
+    Detector,
+    DetectorSpec,
+    Finding,
+    KernelHalf,
+    ReadInterest,
+    register,
+)
 from detectors.catalog import stdio
 from detectors.catalog.common import in_any, outcome, parse_ip
 from detectors.catalog.proctarget import session_hosts
+from detectors.openroute import OpenInterest
 
 INET = ("AF_INET", "AF_INET6")
 SENDS = ("sendto", "sendmsg", "sendmmsg")
@@ -231,6 +241,7 @@ class ReverseShell(Detector):
     spec = DetectorSpec(
         id="reverse_shell",
         kinds=frozenset({"syscall", "exec", "connect", "fork", "open"}),
+        reads=ReadInterest(),
         title="Reverse Shell",
         description="an inet socket on fd 0-2 (dup, socket, accept, inherited), a shell "
                     "exec'd on a socket or relayed to one through pipes or fifos, "
@@ -268,6 +279,10 @@ class ReverseShell(Detector):
             "stdio: only fds 0-2 are read at exec",
         ),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # fifos only
+        return OpenInterest(fifos=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         st = ctx.state

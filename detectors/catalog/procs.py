@@ -17,6 +17,7 @@ from detectors.base import (
     DetectorSpec,
     Finding,
     KernelHalf,
+    ReadInterest,
     path_matches,
     register,
 )
@@ -37,6 +38,7 @@ from detectors.catalog.proctarget import (
     session_hosts,
     walked,
 )
+from detectors.openroute import OpenInterest
 
 AT_EMPTY_PATH = 0x1000
 _FD_PATH = re.compile(r"/(?:proc/(?:\d+|self|thread-self)(?:/task/\d+)?|dev)/fd/\d+\Z")
@@ -81,6 +83,7 @@ class HostProcAccess(Detector):
     spec = DetectorSpec(
         id="host_proc_access",
         kinds=SESSION_KINDS,  # session_hosts: every event's pid and tid
+        reads=ReadInterest(globs=("/proc/**",)),
         title="Another Process's Proc Entries Accessed",
         description="/proc/<pid>/root, cwd, exe, fd, maps ... of a process outside the "
                     "session, the host's /proc/1/...",
@@ -104,6 +107,10 @@ class HostProcAccess(Detector):
                              "maps", "smaps", "pagemap", "syscall", "stack", "auxv"],
         },
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # /proc targets; walked() remembers every directory read
+        return OpenInterest(dir_reads=True, proc=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         hosts = session_hosts(ctx, ev)
@@ -148,6 +155,7 @@ class EnvironSnoop(Detector):
     spec = DetectorSpec(
         id="environ_snoop",
         kinds=SESSION_KINDS,  # session_hosts: every event's pid and tid
+        reads=ReadInterest(globs=("/proc/**",)),
         title="Another Process's Environment Read",
         description="reading /proc/<pid>/environ of another process",
         severity="medium",
@@ -162,6 +170,10 @@ class EnvironSnoop(Detector):
         output="{comm} read the environment of pid {target_pid} ({result})",
         params={"include_session": False},
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # /proc/<pid>/environ
+        return OpenInterest(proc=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         hosts = session_hosts(ctx, ev)
@@ -204,6 +216,7 @@ class FilelessExec(Detector):
     spec = DetectorSpec(
         id="fileless_exec",
         kinds=frozenset({"session", "syscall", "fork", "exec", "open"}),  # session: workspace()
+        reads=ReadInterest(),
         title="Fileless Or Dropped Binary Executed",
         description="memfd_create then exec, exec from /dev/shm, exec of a file the session "
                     "wrote outside the workspace",
@@ -226,6 +239,10 @@ class FilelessExec(Detector):
             "/proc/self/fd/N is no exec); mmap with PROT_EXEC is not traced",
         ),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # written_paths: write-intent opens
+        return OpenInterest(writes=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         ws = workspace(ctx, ev)

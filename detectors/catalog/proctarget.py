@@ -82,8 +82,14 @@ class ProcNs:
     state dict: feed every event to `see`, then ask `target`."""
 
     def __init__(self, state: dict[str, Any]) -> None:
-        self.ns: dict[int, Any] = state.setdefault("pidns", {})      # host pid -> ns | "made"
-        self.outer: dict[int, int] = state.setdefault("outer_map", {})  # outer ns pid -> host
+        ns = state.get("pidns")  # (get, not setdefault: no new dict per event)
+        if ns is None:
+            ns = state["pidns"] = {}
+        outer = state.get("outer_map")
+        if outer is None:
+            outer = state["outer_map"] = {}
+        self.ns: dict[int, Any] = ns          # host pid -> ns | "made"
+        self.outer: dict[int, int] = outer    # outer ns pid -> host
         self.state = state
 
     def see(self, ctx: Context, ev: Event) -> None:
@@ -156,7 +162,14 @@ def is_outside(t: ProcTarget, session_hosts: set[int], ev: Event) -> bool:
 
 
 def session_hosts(ctx: Context, ev: Event) -> set[int]:
-    """Host pids seen in this session: events' pids and tids, forks' children, the root."""
+    """Host pids seen in this session: events' pids and tids, forks' children, the root.
+    The engine keeps one such set per session for every detector (`ctx.hosts`, updated
+    from every event of the session before any detector runs); without an engine (a
+    Context built by hand) the detector's state keeps its own, from the events it sees.
+    Either way it is also `ctx.state["hosts"]` (stdio.outside_unix reads it there)."""
+    if ctx.hosts is not None:
+        ctx.state["hosts"] = ctx.hosts
+        return ctx.hosts
     hosts: set[int] = ctx.state.setdefault("hosts", set())
     if len(hosts) < 65536:
         hosts.update((ev.pid, ev.tid))
@@ -219,13 +232,18 @@ def walked(state: dict[str, Any], ev: OpenEvent) -> bool:
     bounded memory per process."""
     if not is_dir_read(ev):
         return False
-    dirs: dict[int, set[str]] = state.setdefault("dirs", {})
+    dirs: dict[int, set[str]] | None = state.get("dirs")
+    if dirs is None:
+        dirs = state["dirs"] = {}
     if state.get("dirs_n", 0) > WALK_MEMORY:  # a bound for the session, not per process
         dirs.clear()
         state["dirs_n"] = 0
-    mine = dirs.setdefault(ev.pid, set())
+    mine = dirs.get(ev.pid)
+    if mine is None:
+        mine = dirs[ev.pid] = set()
     path = ev.path.rstrip("/") or "/"
-    parent = path.rsplit("/", 1)[0] or "/"
+    cut = path.rfind("/")
+    parent = (path[:cut] if cut >= 0 else path) or "/"  # path.rsplit("/", 1)[0] or "/"
     walk = (ev.dfd is not None and not ev.raw_path.startswith("/")) or parent in mine
     if path not in mine:
         mine.add(path)

@@ -6,6 +6,7 @@ a sandbox makes. The sensor sees every syscall number through one raw tracepoint
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from collector.events import Event, SyscallEvent
 from detectors.base import (
@@ -15,9 +16,11 @@ from detectors.base import (
     Finding,
     KernelCall,
     KernelHalf,
+    ReadInterest,
     register,
 )
 from detectors.catalog.common import after_setup, outcome
+from detectors.openroute import OpenInterest
 
 # Never in a sandbox: each one either reaches past the sandbox's file system (file
 # handles open any file of a mounted file system by inode number, with
@@ -42,6 +45,7 @@ class CompatSyscall(Detector):
     spec = DetectorSpec(
         id="compat_syscall",
         kinds=frozenset({"syscall", "open", "exec", "fork", "connect"}),
+        reads=ReadInterest(),
         title="32-bit Syscall From The Sandbox",
         description="a syscall made through the ia32 or x32 entry (int 0x80, sysenter), "
                     "which per-number allowlists of 64-bit calls do not cover",
@@ -56,6 +60,10 @@ class CompatSyscall(Detector):
         output="32-bit {syscall} by {comm}",
         kernel=KernelHalf(reason="AW_WHY_COMPAT", enable="AW_EN_COMPAT"),
     )
+
+    def open_interest(self, params: dict[str, Any]) -> OpenInterest:
+        # 32-bit calls only
+        return OpenInterest(compat=True)
 
     def check(self, ctx: Context, ev: Event) -> Iterable[Finding]:
         if not ev.compat or not after_setup(ev):

@@ -137,7 +137,11 @@
 #define AW_RT_CONNECT 7
 /* close, close_range: only while the reverse-shell rule is on */
 #define AW_RT_CLOSE 8
-#define AW_RT_SLOTS 9
+/* exit_routes only: the open's interest filter, tail-called by the open's exit
+ * (file.bpf.c, include/aw_interest.h)
+ */
+#define AW_RT_OPEN_FILTER 9
+#define AW_RT_SLOTS 10
 
 /* Syscall ABIs (aw_call.abi). */
 /* 64-bit `syscall` */

@@ -46,6 +46,8 @@ struct aw_call {
     u32 _pad;
 };
 
+BPF_PROG_ARRAY(enter_routes, AW_RT_SLOTS);
+BPF_PROG_ARRAY(exit_routes, AW_RT_SLOTS);
 BPF_ARRAY(sys_route, u8, AW_NR_MAX);      /* native nr -> AW_RT_* (user space fills it) */
 BPF_ARRAY(compat_nr, u16, AW_NR_MAX);     /* i386 nr -> native nr, or AW_NR_NONE */
 BPF_ARRAY(socketcall_nr, u16, 32);        /* socketcall's call -> native nr, or 0 */
