@@ -96,6 +96,27 @@ def loaded() -> Iterator[tuple[object, RecordingSink]]:
     collector.close()
 
 
+def detecting(detection: object = None, events_level: str = "interest"
+              ) -> Iterator[tuple[object, MemorySink, MemorySink]]:
+    """A module fixture's body: a Collector with detection (the built-in defaults unless
+    given) started, yielded with its events sink and its alerts sink, closed after; any
+    load failure fails the test under CI=true (bpf_unavailable)."""
+    if os.geteuid() != 0:
+        bpf_unavailable("loading BPF needs root")
+    from detectors.config import defaults
+    from service.pipeline import Collector
+
+    events, alerts = MemorySink(), MemorySink()
+    c = Collector([events], detection=detection or defaults(),  # type: ignore[arg-type]
+                  alert_sinks=[alerts], events_level=events_level)
+    try:
+        c.start()
+    except Exception as e:  # any load failure is reported the same way
+        bpf_unavailable(f"cannot load the probes: {e}")
+    yield c, events, alerts
+    c.close()
+
+
 @dataclass
 class SessionRun:
     exit_status: int

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from collector.events import OpenEvent, SessionEvent, SummaryEvent
-from detectors.config import defaults
 from service.sinks import MemorySink
-from tests.conftest import bpf_unavailable
+from tests.conftest import detecting
 
 # The workload: reads below /usr/lib (files, directory listings, missing files), in its
 # workspace (relative names), then the opens a detector can use.
@@ -58,18 +57,10 @@ WORKLOAD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def filtered() -> Iterator[tuple[object, MemorySink]]:
-    if os.geteuid() != 0:
-        bpf_unavailable("loading BPF needs root")
-    from service.pipeline import Collector
-
-    sink = MemorySink()
-    collector = Collector([sink], detection=defaults(), alert_sinks=[sink])
-    try:
-        collector.start()
-    except Exception as e:  # noqa: BLE001
-        bpf_unavailable(f"cannot load the probes: {e}")
-    yield collector, sink
-    collector.close()
+    """The built-in detection config; events and alerts in one sink."""
+    for c, events, alerts in detecting():
+        alerts.events = events.events  # one list: the alerts among the session's events
+        yield c, events
 
 
 def _workspace(tmp: Path) -> Path:

@@ -7,7 +7,6 @@ open given to every detector that reads opens.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from collector.events import Event, OpenEvent
 from detectors.base import REGISTRY
 from detectors.config import defaults
 from service.analysis import Analyzer
-from tests.conftest import bpf_unavailable
+from tests.conftest import detecting
 from tests.test_detectors_live_a import agent_sandbox, of, py, session_alerts
 
 pytestmark = pytest.mark.bpf
@@ -26,20 +25,11 @@ pytestmark = pytest.mark.bpf
 
 @pytest.fixture(scope="module")
 def recording() -> Iterator[tuple[Any, Any, Any]]:
-    """A collector on the built-in defaults keeping every event and every alert."""
-    if os.geteuid() != 0:
-        bpf_unavailable("loading BPF needs root")
-    from service.pipeline import Collector
-    from service.sinks import MemorySink
-
-    events, alerts = MemorySink(), MemorySink()
-    c = Collector([events], detection=defaults(), alert_sinks=[alerts])
-    try:
-        c.start()
-    except Exception as e:  # any load failure is reported the same way
-        bpf_unavailable(f"cannot load the probes: {e}")
-    yield c, alerts, events
-    c.close()
+    """A collector on the built-in defaults keeping every event and every alert; every
+    open is sent (the kernel's interest filter would count most of the burst instead:
+    the router is what is tested here, on every open)."""
+    for c, events, alerts in detecting(events_level="all"):
+        yield c, alerts, events
 
 
 def _replay(events: list[Event]) -> list[tuple[Any, ...]]:

@@ -11,7 +11,6 @@ are the session's, and a process outside every session gives nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from typing import Any
 import pytest
 
 from collector.events import AlertEvent, ConnectEvent, Event, OpenEvent, SyscallEvent
-from tests.conftest import REPO, bpf_unavailable
+from tests.conftest import REPO, bpf_unavailable, detecting
 
 pytestmark = pytest.mark.bpf
 
@@ -42,20 +41,7 @@ def uring_ops(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def watch() -> Iterator[tuple[Any, Any, Any]]:
     """A collector on the built-in detectors: (collector, events sink, alerts sink)."""
-    if os.geteuid() != 0:
-        bpf_unavailable("loading BPF needs root")
-    from detectors.config import defaults
-    from service.pipeline import Collector
-    from service.sinks import MemorySink
-
-    events, alerts = MemorySink(), MemorySink()
-    c = Collector([events], detection=defaults(), alert_sinks=[alerts])
-    try:
-        c.start()
-    except Exception as e:  # any load failure is reported the same way
-        bpf_unavailable(f"cannot load the probes: {e}")
-    yield c, events, alerts
-    c.close()
+    yield from detecting()
 
 
 @pytest.fixture

@@ -152,6 +152,21 @@ static __always_inline u32 aw_interest_root(struct aw_iscratch *sc, u64 session,
     return aw_inames_hot(sc, n) ? 0 : id;
 }
 
+/* sc->key.path[0, sc->len) equals b[0, sc->len) (b: kernel memory the verifier knows the
+ * bounds of, at least 256 bytes from b) */
+static __always_inline int aw_ibytes_eq(struct aw_iscratch *sc, const u8 *b)
+{
+    volatile u32 *vlen = &sc->len;
+    const u8 *a = (const u8 *)sc->key.path;
+    for (u32 i = 0; i < AW_IPFX; i++) {
+        if (i >= *vlen)
+            break;
+        if (a[i & 255] != b[i & 255])
+            return 0;
+    }
+    return 1;
+}
+
 /* The caller's relative string names the resolved file directly: after any leading "./",
  * it is the resolved path's tail after a "/" (no symlink, "..", or other directory in
  * between), so the caller's spelling made absolute is the resolved path, judged already. */
@@ -179,14 +194,7 @@ static __always_inline int aw_interest_suffix(struct aw_iscratch *sc, const char
         return 0;
     if (sc->tail[0] != '/')
         return 0;
-    const u8 *a = (const u8 *)sc->key.path, *b = (const u8 *)sc->tail + 1;
-    for (u32 i = 0; i < AW_IPFX; i++) {
-        if (i >= *vlen)
-            break;
-        if (a[i & 255] != b[i & 255])
-            return 0;
-    }
-    return 1;
+    return aw_ibytes_eq(sc, (const u8 *)sc->tail + 1);
 }
 
 /* The caller's string `raw` (n bytes) is the path just copied into sc->key.path (the
@@ -196,15 +204,7 @@ static __always_inline int aw_interest_same(struct aw_iscratch *sc, const char *
     volatile u32 *vlen = &sc->len;
     if (*vlen != n)
         return 0;
-    const u8 *a = (const u8 *)sc->key.path;
-    const u8 *b = (const u8 *)raw;
-    for (u32 i = 0; i < AW_IPFX; i++) {
-        if (i >= *vlen)
-            break;
-        if (a[i & 255] != b[i & 255])
-            return 0;
-    }
-    return 1;
+    return aw_ibytes_eq(sc, (const u8 *)raw);
 }
 
 /* Count one open instead of sending it: 1 when counted, 0 when the counts could not be
