@@ -216,7 +216,7 @@ static __always_inline int aw_open_counted(struct aw_open *rec, long ret)
         if (fmt != 0100000)
             return 0;
         what = AW_IW_FILE;
-        if (magic == AW_PROC_SUPER_MAGIC || magic == 0x62656572 /* sysfs */ ||
+        if (magic == 0x9fa0 /* procfs */ || magic == 0x62656572 /* sysfs */ ||
             magic == 0x63677270 || magic == 0x27e0eb /* cgroup2, cgroup */ ||
             magic == 0xcafe4a11 /* bpffs */ || magic == 0x64626720 /* debugfs */ ||
             magic == 0x74726163 /* tracefs */ || magic == 0x73636673 /* securityfs */)

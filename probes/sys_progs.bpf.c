@@ -190,6 +190,7 @@ static __always_inline int aw_inet_fds(const struct aw_sys *rec, u32 nr, long re
  * traced), so that a socket dup'ed onto stdio is known as one, and a file is not. */
 static __always_inline void aw_sys_dup_kind(struct aw_sys *rec, u32 nr, long ret)
 {
+#if !defined(AW_NO_BTF) && !defined(AW_NO_STDIO)  /* else user space's table decides */
     s64 fd = (nr == 33 || nr == 292) ? (s64)rec->arg1 : ret;
     struct aw_stdio_fd o = {};
     aw_stdio_fd((void *)bpf_get_current_task_btf(), fd, &o);
@@ -198,6 +199,7 @@ static __always_inline void aw_sys_dup_kind(struct aw_sys *rec, u32 nr, long ret
     rec->sys_flags |= AW_SF_FD_FILE;
     if (o.flags & AW_IO_SOCKET)
         rec->sys_flags |= AW_SF_FD_SOCKET | (o.family == 1 ? AW_SF_FD_UNIX : 0);
+#endif
 }
 
 /* A traced syscall of a watched process that returns an error without its entry having

@@ -136,8 +136,9 @@ def decode_syscall(hdr: Header, data: bytes) -> Event:
             plan.raw(args, blob)
     if sf & SF_FD_FILE:  # dup family: what the new fd is, as the kernel read it
         args["socket"] = bool(sf & SF_FD_SOCKET)
-        if sf & SF_FD_SOCKET:
-            args["unix_socket"] = bool(sf & SF_FD_UNIX)
+        newfd = args.get("newfd", ret)
+        if sf & SF_FD_SOCKET and isinstance(newfd, int) and 0 <= newfd <= 2:
+            args["unix_socket"] = bool(sf & SF_FD_UNIX)  # on stdio (as the table says it)
     return SyscallEvent(
         **hdr, ret=ret, error=errno_name(ret), syscall=name, args=args, path=path,
         path2=path2, fault=bool(sf & (SF_STR_FAULT | SF_BLOB_FAULT)), family=family,
